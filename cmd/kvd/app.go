@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvd-project/kvd/node"
+	"github.com/kvd-project/kvd/server"
+)
+
+func newApp() *cli.App {
+	d := server.DefaultConfig()
+	return &cli.App{
+		Name:  "kvd",
+		Usage: "replicated key-value database server",
+		Description: "With no flags, kvd runs a single-voter cluster: data in ./kvd-data, API on 127.0.0.1:7070,\n" +
+			"Raft on 127.0.0.1:7170. Run the same command again to restart it with its data.\n" +
+			"Static cluster: give every node the same --initial-members and its own --node-id.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: d.Node.DataDir, EnvVars: []string{"KVD_DATA_DIR"}, Usage: "directory for the node's identity, Raft log and data"},
+			&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"KVD_LISTEN"}, Usage: "API listen address (Connect, gRPC, gRPC-Web, HTTP/JSON; /healthz /readyz /metrics)"},
+			&cli.StringFlag{Name: "advertise-addr", EnvVars: []string{"KVD_ADVERTISE_ADDR"}, Usage: "API address other nodes and clients use (default: the listen address)"},
+			&cli.StringFlag{Name: "raft-addr", Value: d.Node.RaftAddr, EnvVars: []string{"KVD_RAFT_ADDR"}, Usage: "Raft address peers dial (host:port)"},
+			&cli.StringFlag{Name: "raft-listen", EnvVars: []string{"KVD_RAFT_LISTEN"}, Usage: "Raft bind address (default: --raft-addr)"},
+			&cli.Uint64Flag{Name: "node-id", EnvVars: []string{"KVD_NODE_ID"}, Usage: "replica ID (default: from the data dir, or from --initial-members by --raft-addr, or 1)"},
+			&cli.StringFlag{Name: "initial-members", EnvVars: []string{"KVD_INITIAL_MEMBERS"}, Usage: "bootstrap these voters: 1=host:port,2=host:port,... (Raft addresses)"},
+			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
+			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
+			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
+			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"KVD_LOG_FORMAT"}, Usage: "text or json"},
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"KVD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, err := configFrom(c)
+			if err != nil {
+				return err
+			}
+			return run(c.Context, cfg)
+		},
+	}
+}
+
+func configFrom(c *cli.Context) (server.Config, error) {
+	cfg := server.DefaultConfig()
+	logger, err := newLogger(os.Stderr, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Logger = logger
+	cfg.Version = version()
+	cfg.Listen = c.String("listen")
+	cfg.Node.DataDir = c.String("data-dir")
+	cfg.Node.APIAddr = c.String("advertise-addr")
+	cfg.Node.RaftAddr = c.String("raft-addr")
+	cfg.Node.RaftListen = c.String("raft-listen")
+	cfg.Node.ReplicaID = node.ReplicaID(c.Uint64("node-id"))
+	cfg.Node.RTT = c.Duration("rtt")
+	cfg.Limits.MaxKeySize = c.Int("max-key-size")
+	cfg.Limits.MaxValueSize = c.Int("max-value-size")
+	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")
+	if s := c.String("initial-members"); s != "" {
+		m, err := node.ParseMembers(s)
+		if err != nil {
+			return cfg, fmt.Errorf("--initial-members: %w", err)
+		}
+		cfg.Node.InitialMembers = m
+	}
+	if cfg.Node.APIAddr == "" && !strings.HasSuffix(cfg.Listen, ":0") {
+		cfg.Node.APIAddr = cfg.Listen
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// run serves until ctx ends (SIGINT/SIGTERM) or the server fails, then
+// shuts down cleanly.
+func run(ctx context.Context, cfg server.Config) error {
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down", "reason", "signal")
+	case err := <-s.Done():
+		cfg.Logger.Error("API server failed", "err", err)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return s.Stop(stopCtx)
+}

@@ -1,0 +1,236 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	"github.com/kvd-project/kvd/node"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+	"github.com/kvd-project/kvd/statemachine"
+)
+
+// Store is what the KV handlers need from a node.
+type Store interface {
+	Propose(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, error)
+	Read(ctx context.Context, q interface{}, mode node.ReadMode) (interface{}, error)
+}
+
+type kvServer struct {
+	store  Store
+	limits Limits
+}
+
+// NewKVServer returns the kvd.v1.KV handler implementation.
+func NewKVServer(store Store, limits Limits) kvdv1connect.KVHandler {
+	return &kvServer{store: store, limits: limits}
+}
+
+func readMode(c kvdv1.Consistency) (node.ReadMode, error) {
+	switch c {
+	case kvdv1.Consistency_CONSISTENCY_UNSPECIFIED, kvdv1.Consistency_CONSISTENCY_LINEARIZABLE:
+		return node.Linearizable, nil
+	case kvdv1.Consistency_CONSISTENCY_SERIALIZABLE:
+		return node.Serializable, nil
+	}
+	return 0, invalid("unknown consistency %d: use LINEARIZABLE or SERIALIZABLE", c)
+}
+
+// propose runs one command and returns its result.
+func (s *kvServer) propose(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error) {
+	res, err := s.store.Propose(ctx, []statemachine.Command{cmd})
+	if err != nil {
+		return statemachine.Result{}, toConnect(err)
+	}
+	return res[0], nil
+}
+
+func compareFailed(key []byte, want, got uint64) error {
+	if got == 0 {
+		return connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("compare failed: key %q does not exist (expected mod revision %d)", key, want))
+	}
+	return connect.NewError(connect.CodeFailedPrecondition,
+		fmt.Errorf("compare failed: key %q has mod revision %d, not %d", key, got, want))
+}
+
+func (s *kvServer) Put(ctx context.Context, req *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {
+	m := req.Msg
+	if err := s.limits.checkKey("put", m.Key); err != nil {
+		return nil, err
+	}
+	if err := s.limits.checkValue("put", m.Value); err != nil {
+		return nil, err
+	}
+	cmd := statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpPut, Key: m.Key, Value: m.Value}}}
+	if m.IfModRevision != nil {
+		cmd.Compares = []statemachine.Compare{{Key: m.Key, ModRevision: *m.IfModRevision}}
+	}
+	r, err := s.propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Succeeded {
+		return nil, compareFailed(m.Key, *m.IfModRevision, first(r.Current))
+	}
+	return connect.NewResponse(&kvdv1.PutResponse{Revision: r.Revision}), nil
+}
+
+func (s *kvServer) Delete(ctx context.Context, req *connect.Request[kvdv1.DeleteRequest]) (*connect.Response[kvdv1.DeleteResponse], error) {
+	m := req.Msg
+	if err := s.limits.checkKey("delete", m.Key); err != nil {
+		return nil, err
+	}
+	cmd := statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpDelete, Key: m.Key}}}
+	if m.IfModRevision != nil {
+		cmd.Compares = []statemachine.Compare{{Key: m.Key, ModRevision: *m.IfModRevision}}
+	}
+	r, err := s.propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Succeeded {
+		return nil, compareFailed(m.Key, *m.IfModRevision, first(r.Current))
+	}
+	return connect.NewResponse(&kvdv1.DeleteResponse{Revision: r.Revision, Deleted: r.Deleted}), nil
+}
+
+func first(xs []uint64) uint64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	return xs[0]
+}
+
+func (s *kvServer) Get(ctx context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
+	m := req.Msg
+	if err := s.limits.checkKey("get", m.Key); err != nil {
+		return nil, err
+	}
+	mode, err := readMode(m.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.store.Read(ctx, statemachine.GetQuery{Key: m.Key}, mode)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	res := v.(statemachine.GetResult)
+	if res.KV == nil {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("key %q not found", m.Key))
+	}
+	return connect.NewResponse(&kvdv1.GetResponse{Kv: toProto(*res.KV), Revision: res.Revision}), nil
+}
+
+func toProto(kv statemachine.KeyValue) *kvdv1.KeyValue {
+	return &kvdv1.KeyValue{
+		Key: kv.Key, Value: kv.Value,
+		CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version,
+	}
+}
+
+func (s *kvServer) Range(ctx context.Context, req *connect.Request[kvdv1.RangeRequest]) (*connect.Response[kvdv1.RangeResponse], error) {
+	m := req.Msg
+	mode, err := readMode(m.Consistency)
+	if err != nil {
+		return nil, err
+	}
+	start, end := m.Start, m.End
+	if len(m.Prefix) > 0 {
+		if len(m.Start) > 0 || len(m.End) > 0 {
+			return nil, invalid("range: set either prefix or start/end, not both")
+		}
+		start, end = m.Prefix, statemachine.PrefixEnd(m.Prefix)
+	}
+	for what, k := range map[string][]byte{"start": start, "end": end, "page_token": m.PageToken} {
+		if len(k) > s.limits.MaxKeySize+1 {
+			return nil, invalid("range: %s is %d bytes; the maximum key size is %d bytes", what, len(k), s.limits.MaxKeySize)
+		}
+	}
+	if len(end) > 0 && bytes.Compare(start, end) >= 0 {
+		return nil, invalid("range: start %q is not below end %q", start, end)
+	}
+	if len(m.PageToken) > 0 {
+		if bytes.Compare(m.PageToken, start) < 0 || (len(end) > 0 && bytes.Compare(m.PageToken, end) >= 0) {
+			return nil, invalid("range: page_token is outside [start, end); pass the next_page_token of a response to the same range")
+		}
+		start = m.PageToken
+	}
+	limit := int(m.Limit)
+	if limit == 0 {
+		limit = s.limits.MaxRangeLimit
+	}
+	if limit > s.limits.MaxRangeLimit {
+		return nil, invalid("range: limit %d exceeds the maximum range limit %d; page with next_page_token", limit, s.limits.MaxRangeLimit)
+	}
+	v, err := s.store.Read(ctx, statemachine.RangeQuery{Start: start, End: end, Limit: limit, KeysOnly: m.KeysOnly}, mode)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	res := v.(statemachine.RangeResult)
+	out := &kvdv1.RangeResponse{Kvs: make([]*kvdv1.KeyValue, len(res.KVs)), More: res.More, Revision: res.Revision}
+	for i, kv := range res.KVs {
+		out.Kvs[i] = toProto(kv)
+	}
+	if res.More && len(res.KVs) > 0 {
+		last := res.KVs[len(res.KVs)-1].Key
+		out.NextPageToken = append(append(make([]byte, 0, len(last)+1), last...), 0)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *kvServer) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnRequest]) (*connect.Response[kvdv1.TxnResponse], error) {
+	m := req.Msg
+	if n := len(m.Compares) + len(m.Ops); n > s.limits.MaxTxnOps {
+		return nil, invalid("txn: %d compares and ops; the maximum is %d", n, s.limits.MaxTxnOps)
+	}
+	if len(m.Ops) == 0 {
+		return nil, invalid("txn: no ops; add at least one put or delete")
+	}
+	cmd := statemachine.Command{
+		Compares: make([]statemachine.Compare, len(m.Compares)),
+		Ops:      make([]statemachine.Op, len(m.Ops)),
+	}
+	for i, c := range m.Compares {
+		if err := s.limits.checkKey(fmt.Sprintf("txn compare %d", i), c.Key); err != nil {
+			return nil, err
+		}
+		cmd.Compares[i] = statemachine.Compare{Key: c.Key, ModRevision: c.ModRevision}
+	}
+	for i, op := range m.Ops {
+		what := fmt.Sprintf("txn op %d", i)
+		switch o := op.Op.(type) {
+		case *kvdv1.TxnOp_Put:
+			if err := s.limits.checkKey(what, o.Put.Key); err != nil {
+				return nil, err
+			}
+			if err := s.limits.checkValue(what, o.Put.Value); err != nil {
+				return nil, err
+			}
+			if o.Put.IfModRevision != nil {
+				return nil, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
+			}
+			cmd.Ops[i] = statemachine.Op{Type: statemachine.OpPut, Key: o.Put.Key, Value: o.Put.Value}
+		case *kvdv1.TxnOp_Delete:
+			if err := s.limits.checkKey(what, o.Delete.Key); err != nil {
+				return nil, err
+			}
+			if o.Delete.IfModRevision != nil {
+				return nil, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
+			}
+			cmd.Ops[i] = statemachine.Op{Type: statemachine.OpDelete, Key: o.Delete.Key}
+		default:
+			return nil, invalid("%s: set put or delete", what)
+		}
+	}
+	r, err := s.propose(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.TxnResponse{
+		Succeeded: r.Succeeded, Revision: r.Revision, CurrentModRevisions: r.Current,
+	}), nil
+}

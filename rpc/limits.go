@@ -1,0 +1,54 @@
+package rpc
+
+import "fmt"
+
+// Limits bound what one request may carry. Violations are InvalidArgument
+// errors that name the limit; nothing is written.
+type Limits struct {
+	MaxKeySize    int // bytes; keys are 1..MaxKeySize
+	MaxValueSize  int // bytes
+	MaxRangeLimit int // keys per Range response
+	MaxTxnOps     int // compares + ops in one Txn
+}
+
+// DefaultLimits: keys up to 4 KiB, values up to 1 MiB, 10,000 keys per range.
+func DefaultLimits() Limits {
+	return Limits{MaxKeySize: 4096, MaxValueSize: 1 << 20, MaxRangeLimit: 10000, MaxTxnOps: 128}
+}
+
+// Validate names the first bad limit.
+func (l Limits) Validate() error {
+	switch {
+	case l.MaxKeySize < 1:
+		return fmt.Errorf("max key size (%d) must be at least 1", l.MaxKeySize)
+	case l.MaxValueSize < 0:
+		return fmt.Errorf("max value size (%d) must not be negative", l.MaxValueSize)
+	case l.MaxRangeLimit < 1:
+		return fmt.Errorf("max range limit (%d) must be at least 1", l.MaxRangeLimit)
+	case l.MaxTxnOps < 1:
+		return fmt.Errorf("max txn ops (%d) must be at least 1", l.MaxTxnOps)
+	}
+	return nil
+}
+
+// maxMessageBytes bounds a request message: the largest Txn plus framing.
+func (l Limits) maxMessageBytes() int {
+	return l.MaxTxnOps*(l.MaxKeySize+64) + 4*l.MaxValueSize + 64<<10
+}
+
+func (l Limits) checkKey(what string, key []byte) error {
+	if len(key) == 0 {
+		return invalid("%s: key is empty; keys must be 1..%d bytes", what, l.MaxKeySize)
+	}
+	if len(key) > l.MaxKeySize {
+		return invalid("%s: key is %d bytes; the maximum key size is %d bytes", what, len(key), l.MaxKeySize)
+	}
+	return nil
+}
+
+func (l Limits) checkValue(what string, value []byte) error {
+	if len(value) > l.MaxValueSize {
+		return invalid("%s: value is %d bytes; the maximum value size is %d bytes", what, len(value), l.MaxValueSize)
+	}
+	return nil
+}

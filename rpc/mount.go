@@ -1,0 +1,104 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// Node is what the API needs from a node.
+type Node interface {
+	Store
+	ClusterView
+	Ready() bool
+}
+
+// Options configure the API.
+type Options struct {
+	Limits   Limits
+	Version  string
+	Registry prometheus.Registerer // nil = no RPC metrics
+}
+
+// Mount registers the Connect services, gRPC health and reflection on mux.
+func Mount(mux *http.ServeMux, n Node, opts Options) {
+	handlerOpts := []connect.HandlerOption{
+		connect.WithReadMaxBytes(opts.Limits.maxMessageBytes()),
+		connect.WithInterceptors(newMetricsInterceptor(opts.Registry)),
+	}
+	mux.Handle(kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...))
+	mux.Handle(kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
+	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+}
+
+// healthChecker serves when the node has caught up; the process-level
+// service ("") is always serving while it answers.
+type healthChecker struct{ n Node }
+
+func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	switch req.Service {
+	case "":
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+	case kvdv1connect.KVName, kvdv1connect.ClusterName:
+		if h.n.Ready() {
+			return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+		}
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
+}
+
+type metricsInterceptor struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetricsInterceptor(reg prometheus.Registerer) connect.Interceptor {
+	m := &metricsInterceptor{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvd_rpc_requests_total", Help: "RPCs by procedure and Connect code.",
+		}, []string{"procedure", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kvd_rpc_duration_seconds", Help: "RPC latency by procedure.",
+			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 5},
+		}, []string{"procedure"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.duration)
+	}
+	return m
+}
+
+func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		start := time.Now()
+		resp, err := next(ctx, req)
+		proc := req.Spec().Procedure
+		m.duration.WithLabelValues(proc).Observe(time.Since(start).Seconds())
+		code := "ok"
+		if err != nil {
+			code = connect.CodeOf(err).String()
+		}
+		m.requests.WithLabelValues(proc, code).Inc()
+		return resp, err
+	}
+}
+
+func (m *metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
