@@ -43,11 +43,17 @@ func (a *dbAdapter) log(level slog.Level, format string, args ...interface{}) {
 	l.Log(context.Background(), level, fmt.Sprintf(format, args...), "component", "dragonboat", "pkg", a.pkg)
 }
 
-func (a *dbAdapter) SetLevel(logger.LogLevel)                    {}
-func (a *dbAdapter) Debugf(format string, args ...interface{})   { a.log(slog.LevelDebug, format, args...) }
-func (a *dbAdapter) Infof(format string, args ...interface{})    { a.log(slog.LevelInfo, format, args...) }
-func (a *dbAdapter) Warningf(format string, args ...interface{}) { a.log(slog.LevelWarn, format, args...) }
-func (a *dbAdapter) Errorf(format string, args ...interface{})   { a.log(slog.LevelError, format, args...) }
+func (a *dbAdapter) SetLevel(logger.LogLevel) {}
+func (a *dbAdapter) Debugf(format string, args ...interface{}) {
+	a.log(slog.LevelDebug, format, args...)
+}
+func (a *dbAdapter) Infof(format string, args ...interface{}) { a.log(slog.LevelInfo, format, args...) }
+func (a *dbAdapter) Warningf(format string, args ...interface{}) {
+	a.log(slog.LevelWarn, format, args...)
+}
+func (a *dbAdapter) Errorf(format string, args ...interface{}) {
+	a.log(slog.LevelError, format, args...)
+}
 func (a *dbAdapter) Panicf(format string, args ...interface{}) {
 	a.log(slog.LevelError, format, args...)
 	panic(fmt.Sprintf(format, args...))
