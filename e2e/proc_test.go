@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// bin holds the binaries built once for the whole run.
+var bin struct{ kvd, kvctl string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kvd-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin.kvd = filepath.Join(dir, "kvd")
+	bin.kvctl = filepath.Join(dir, "kvctl")
+	for out, pkg := range map[string]string{bin.kvd: "../cmd/kvd", bin.kvctl: "../cmd/kvctl"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one kvd process; the same args restart it on the same data.
+type proc struct {
+	t    *testing.T
+	name string
+	args []string
+	api  string
+	log  *bytes.Buffer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writer goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
+
+var logs sync.Map // *proc → *syncBuffer
+
+func newProc(t *testing.T, name, api string, args ...string) *proc {
+	p := &proc{t: t, name: name, api: api, args: args}
+	buf := new(syncBuffer)
+	logs.Store(p, buf)
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("---- %s log ----\n%s", name, buf.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	buf, _ := logs.Load(p)
+	cmd := exec.Command(bin.kvd, p.args...)
+	cmd.Stdout = buf.(*syncBuffer)
+	cmd.Stderr = buf.(*syncBuffer)
+	fmt.Fprintf(buf.(*syncBuffer), "---- start %s %s\n", bin.kvd, strings.Join(p.args, " "))
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("%s: start: %v", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	p.cmd, p.done = cmd, done
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	p.cmd = nil
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		return fmt.Errorf("%s did not exit within 20s of SIGTERM", p.name)
+	}
+	err := p.cmd.ProcessState
+	p.cmd = nil
+	if !err.Success() {
+		return fmt.Errorf("%s exited with %v after SIGTERM", p.name, err)
+	}
+	return nil
+}
+
+func (p *proc) kv() kvdv1connect.KVClient {
+	return kvdv1connect.NewKVClient(http.DefaultClient, "http://"+p.api)
+}
+
+func (p *proc) status(ctx context.Context) (*kvdv1.StatusResponse, error) {
+	c := kvdv1connect.NewClusterClient(http.DefaultClient, "http://"+p.api)
+	resp, err := c.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// waitReady polls /readyz until it answers 200.
+func (p *proc) waitReady(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.api + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("%s not ready within %s", p.name, timeout)
+}
