@@ -15,7 +15,8 @@ import (
 // first match wins, so specific errors come before general ones.
 //
 // Unavailable means nothing was applied and the client may retry (it does,
-// with backoff, on another endpoint). DeadlineExceeded and Unknown on a write
+// with backoff, on another endpoint). FailedPrecondition is reserved for a
+// failed compare (CAS). DeadlineExceeded and Unknown on a write
 // mean the outcome is unknown: the write may or may not have been applied.
 var errorCodes = []struct {
 	err    error
@@ -35,7 +36,7 @@ var errorCodes = []struct {
 	{dragonboat.ErrAborted, connect.CodeUnknown, "the request was aborted; the outcome is unknown"},
 	{dragonboat.ErrTimeout, connect.CodeDeadlineExceeded, "timed out (no quorum?); for a write the outcome is unknown"},
 	{dragonboat.ErrCanceled, connect.CodeCanceled, ""},
-	{dragonboat.ErrRejected, connect.CodeFailedPrecondition, "rejected by Raft (a concurrent membership change?)"},
+	{dragonboat.ErrRejected, connect.CodeAborted, "rejected by Raft (a concurrent membership change?); read the membership and retry"},
 	{dragonboat.ErrPayloadTooBig, connect.CodeInvalidArgument, "the request is too large"},
 	{context.DeadlineExceeded, connect.CodeDeadlineExceeded, ""},
 	{context.Canceled, connect.CodeCanceled, ""},

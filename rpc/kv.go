@@ -48,13 +48,26 @@ func (s *kvServer) propose(ctx context.Context, cmd statemachine.Command) (state
 	return res[0], nil
 }
 
+// compareFailed is the FailedPrecondition of a failed CAS. Its detail, a
+// KeyValue with only key and mod_revision (0 = absent), tells clients the
+// current revision without parsing the message.
 func compareFailed(key []byte, want, got uint64) error {
-	if got == 0 {
-		return connect.NewError(connect.CodeFailedPrecondition,
+	var ce *connect.Error
+	switch {
+	case got == 0:
+		ce = connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("compare failed: key %q does not exist (expected mod revision %d)", key, want))
+	case want == 0:
+		ce = connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("compare failed: key %q exists with mod revision %d (expected it absent)", key, got))
+	default:
+		ce = connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("compare failed: key %q has mod revision %d, not %d", key, got, want))
 	}
-	return connect.NewError(connect.CodeFailedPrecondition,
-		fmt.Errorf("compare failed: key %q has mod revision %d, not %d", key, got, want))
+	if d, err := connect.NewErrorDetail(&kvdv1.KeyValue{Key: key, ModRevision: got}); err == nil {
+		ce.AddDetail(d)
+	}
+	return ce
 }
 
 func (s *kvServer) Put(ctx context.Context, req *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {

@@ -1,0 +1,156 @@
+package client
+
+import (
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// Client talks to a kvd cluster. It is safe for concurrent use; create one
+// per process and share it.
+type Client struct {
+	cfg        Config
+	eps        []*endpoint
+	httpClient *http.Client
+	// transport is ours to close; nil when the caller gave Config.HTTPClient.
+	transport *http.Transport
+	opts      []connect.ClientOption
+	cur       atomic.Uint32 // index into eps of the endpoint calls go to
+	closed    atomic.Bool
+}
+
+// endpoint is one kvd node's API address with its generated clients.
+type endpoint struct {
+	name    string // as given in Config.Endpoints
+	url     string // normalized base URL
+	kv      kvdv1connect.KVClient
+	cluster kvdv1connect.ClusterClient
+}
+
+// New validates cfg, fills in defaults and returns a Client. It does not
+// connect: the first call does.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, opts: protocolOptions(cfg.Protocol)}
+	if cfg.HTTPClient != nil {
+		c.httpClient = cfg.HTTPClient
+	} else {
+		c.transport = newTransport(cfg.Protocol, cfg.DialTimeout)
+		c.httpClient = &http.Client{Transport: c.transport}
+	}
+	for _, name := range cfg.Endpoints {
+		u, _ := normalizeEndpoint(name) // checked by Validate
+		c.eps = append(c.eps, c.newEndpoint(name, u))
+	}
+	return c, nil
+}
+
+// Close releases idle connections. Calls after Close fail with ErrClosed.
+// It is idempotent and always returns nil.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	if c.transport != nil {
+		c.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Endpoints returns the configured endpoints, as given.
+func (c *Client) Endpoints() []string {
+	return append([]string(nil), c.cfg.Endpoints...)
+}
+
+// CurrentEndpoint returns the endpoint the next call goes to first.
+func (c *Client) CurrentEndpoint() string {
+	_, ep := c.current()
+	return ep.name
+}
+
+// RawClients are the generated Connect clients for one endpoint, sharing the
+// Client's transport and protocol. Calls through them are not retried and
+// return *connect.Error, not *Error.
+type RawClients struct {
+	KV      kvdv1connect.KVClient
+	Cluster kvdv1connect.ClusterClient
+}
+
+// Raw returns the generated clients for endpoint ("host:port" or a URL); it
+// need not be one of Config.Endpoints. Use it to ask one particular node,
+// e.g. for its Status, or for fields the plain API does not expose.
+func (c *Client) Raw(endpoint string) (RawClients, error) {
+	u, err := normalizeEndpoint(endpoint)
+	if err != nil {
+		return RawClients{}, err
+	}
+	ep := c.newEndpoint(endpoint, u)
+	return RawClients{KV: ep.kv, Cluster: ep.cluster}, nil
+}
+
+func (c *Client) newEndpoint(name, url string) *endpoint {
+	return &endpoint{
+		name:    name,
+		url:     url,
+		kv:      kvdv1connect.NewKVClient(c.httpClient, url, c.opts...),
+		cluster: kvdv1connect.NewClusterClient(c.httpClient, url, c.opts...),
+	}
+}
+
+// current returns the endpoint calls go to, with its index for advance.
+func (c *Client) current() (uint32, *endpoint) {
+	i := c.cur.Load()
+	return i, c.eps[int(i)%len(c.eps)]
+}
+
+// advance moves to the endpoint after from, unless another call already
+// moved away from it: N concurrent calls failing on one dead node move the
+// client one step, not N.
+func (c *Client) advance(from uint32) {
+	c.cur.CompareAndSwap(from, uint32((int(from)+1)%len(c.eps)))
+}
+
+func protocolOptions(p Protocol) []connect.ClientOption {
+	switch p {
+	case ProtocolGRPC:
+		return []connect.ClientOption{connect.WithGRPC()}
+	case ProtocolGRPCWeb:
+		return []connect.ClientOption{connect.WithGRPCWeb()}
+	}
+	return nil
+}
+
+// newTransport returns the transport for p. Connect and gRPC-Web use
+// HTTP/1.1 with a large keep-alive pool, so many concurrent calls to one
+// node reuse connections. gRPC needs HTTP/2: cleartext with prior knowledge
+// (h2c) for http:// endpoints, TLS with ALPN for https://; Go's net/http
+// does both since 1.24, so golang.org/x/net/http2 is not needed. HTTP/2
+// pings detect a dead node that holds the single multiplexed connection.
+// No proxy is used: a database client should not follow HTTP_PROXY.
+func newTransport(p Protocol, dialTimeout time.Duration) *http.Transport {
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   dialTimeout,
+		ExpectContinueTimeout: time.Second,
+		Protocols:             new(http.Protocols),
+	}
+	if p == ProtocolGRPC {
+		t.Protocols.SetHTTP2(true)
+		t.Protocols.SetUnencryptedHTTP2(true)
+		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}
+	} else {
+		t.Protocols.SetHTTP1(true)
+	}
+	return t
+}

@@ -1,0 +1,152 @@
+package client
+
+import (
+	"context"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+)
+
+// MemberID is a member's Raft replica ID.
+type MemberID uint64
+
+// Role is a member's role in the Raft group.
+type Role int
+
+const (
+	RoleUnspecified Role = iota
+	// RoleVoter votes in elections and counts toward quorum.
+	RoleVoter
+	// RoleObserver receives the log but does not vote.
+	RoleObserver
+)
+
+// String returns "voter", "observer" or "unspecified".
+func (r Role) String() string {
+	switch r {
+	case RoleVoter:
+		return "voter"
+	case RoleObserver:
+		return "observer"
+	}
+	return "unspecified"
+}
+
+func roleFromProto(r kvdv1.Role) Role {
+	switch r {
+	case kvdv1.Role_ROLE_VOTER:
+		return RoleVoter
+	case kvdv1.Role_ROLE_OBSERVER:
+		return RoleObserver
+	}
+	return RoleUnspecified
+}
+
+// Member is one member of the cluster as seen by the answering node.
+type Member struct {
+	ID       MemberID
+	Role     Role
+	RaftAddr string
+	// APIAddr is empty until the member has published it.
+	APIAddr      string
+	Leader       bool
+	AppliedIndex uint64
+	Ready        bool
+	// State is "joining", "catching-up", "ready" or "unreachable".
+	State string
+	// Lag is the leader's commit index minus this member's applied index,
+	// when known.
+	Lag uint64
+	// Reason explains State (why an observer is not promoted, or the error
+	// that made the member unreachable).
+	Reason string
+}
+
+// MembersResult is the membership as seen by the answering node.
+type MembersResult struct {
+	Members        []Member
+	LeaderID       MemberID
+	ConfigChangeID uint64
+	// Endpoint is the endpoint that answered.
+	Endpoint string
+}
+
+// Members lists every member with its role and health. The answering node
+// asks each member for its status, so this is slower than Status.
+func (c *Client) Members(ctx context.Context) (*MembersResult, error) {
+	return do(ctx, c, call{op: "members"},
+		func(ctx context.Context, ep *endpoint) (*MembersResult, error) {
+			resp, err := ep.cluster.Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
+			if err != nil {
+				return nil, err
+			}
+			res := &MembersResult{
+				LeaderID:       MemberID(resp.Msg.GetLeaderId()),
+				ConfigChangeID: resp.Msg.GetConfigChangeId(),
+				Endpoint:       ep.name,
+				Members:        make([]Member, 0, len(resp.Msg.GetMembers())),
+			}
+			for _, m := range resp.Msg.GetMembers() {
+				res.Members = append(res.Members, Member{
+					ID:           MemberID(m.GetId()),
+					Role:         roleFromProto(m.GetRole()),
+					RaftAddr:     m.GetRaftAddr(),
+					APIAddr:      m.GetApiAddr(),
+					Leader:       m.GetLeader(),
+					AppliedIndex: m.GetAppliedIndex(),
+					Ready:        m.GetReady(),
+					State:        m.GetState(),
+					Lag:          m.GetLag(),
+					Reason:       m.GetReason(),
+				})
+			}
+			return res, nil
+		})
+}
+
+// Status is one node's own view of itself and the cluster.
+type Status struct {
+	// Endpoint is the endpoint that answered.
+	Endpoint     string
+	ID           MemberID
+	Role         Role
+	LeaderID     MemberID // 0 when the node knows no leader
+	Term         uint64
+	AppliedIndex uint64
+	Ready        bool
+	RaftAddr     string
+	APIAddr      string
+	State        string
+	Version      string
+	Voters       uint64
+	Observers    uint64
+}
+
+// Status asks the current endpoint (failing over like any read) for its own
+// view. To ask one particular node, use Raw(endpoint).Cluster.Status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	return do(ctx, c, call{op: "status"},
+		func(ctx context.Context, ep *endpoint) (*Status, error) {
+			resp, err := ep.cluster.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+			if err != nil {
+				return nil, err
+			}
+			m := resp.Msg
+			return &Status{
+				Endpoint:     ep.name,
+				ID:           MemberID(m.GetId()),
+				Role:         roleFromProto(m.GetRole()),
+				LeaderID:     MemberID(m.GetLeaderId()),
+				Term:         m.GetTerm(),
+				AppliedIndex: m.GetAppliedIndex(),
+				Ready:        m.GetReady(),
+				RaftAddr:     m.GetRaftAddr(),
+				APIAddr:      m.GetApiAddr(),
+				State:        m.GetState(),
+				Version:      m.GetVersion(),
+				Voters:       m.GetVoters(),
+				Observers:    m.GetObservers(),
+			}, nil
+		})
+}

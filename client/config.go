@@ -1,0 +1,164 @@
+package client
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Protocol is the wire protocol the client speaks. kvd serves all three on
+// the same port.
+type Protocol string
+
+const (
+	// ProtocolConnect is the Connect protocol over HTTP/1.1 (the default): a
+	// pool of keep-alive connections, which spreads load well across a
+	// server's cores and needs no HTTP/2.
+	ProtocolConnect Protocol = "connect"
+	// ProtocolGRPC is gRPC over HTTP/2; for http:// endpoints, cleartext
+	// HTTP/2 with prior knowledge (h2c).
+	ProtocolGRPC Protocol = "grpc"
+	// ProtocolGRPCWeb is gRPC-Web over HTTP/1.1.
+	ProtocolGRPCWeb Protocol = "grpcweb"
+)
+
+// Defaults used by DefaultConfig and for zero fields of a Config passed to New.
+const (
+	DefaultRequestTimeout = 5 * time.Second
+	DefaultDialTimeout    = 2 * time.Second
+	// DefaultMaxAttempts with the default backoff rides out about 2–4 s of
+	// unavailability, the length of one leader election, before giving up.
+	DefaultMaxAttempts = 8
+	DefaultBackoffBase = 50 * time.Millisecond
+	DefaultBackoffMax  = time.Second
+	// maxIdleConnsPerHost is large because the Connect protocol over HTTP/1.1
+	// needs one connection per concurrent call: an application with 500
+	// goroutines calling one node must not re-dial on every call.
+	maxIdleConnsPerHost = 1024
+)
+
+// Config configures a Client. The zero value of every field except Endpoints
+// means "use the default"; negative durations and counts are errors.
+type Config struct {
+	// Endpoints are the API addresses of kvd nodes, as "host:port" (http is
+	// assumed) or "http://host:port" / "https://host:port". Any node accepts
+	// any call; the client sticks to one and fails over to the next.
+	Endpoints []string
+	// Protocol is ProtocolConnect (default), ProtocolGRPC or ProtocolGRPCWeb.
+	Protocol Protocol
+	// RequestTimeout bounds each attempt of a call (not the whole call; use
+	// the ctx for that). Default 5s.
+	RequestTimeout time.Duration
+	// DialTimeout bounds connecting to one endpoint, so that an unreachable
+	// host fails over quickly. Ignored when HTTPClient is set. Default 2s.
+	DialTimeout time.Duration
+	// MaxAttempts bounds the attempts of one call, the first included.
+	// Default 8; 1 disables retries and failover.
+	MaxAttempts int
+	// BackoffBase and BackoffMax shape the wait before each retry: the n-th
+	// retry waits a random duration in [d/2, d], d = min(BackoffMax,
+	// BackoffBase·2ⁿ⁻¹). Defaults 50ms and 1s.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// HTTPClient, if set, is used instead of the client's own transport (for
+	// TLS settings, proxies, or tests). It must speak HTTP/2 for ProtocolGRPC.
+	// Close does not close its connections.
+	HTTPClient *http.Client
+}
+
+// DefaultConfig returns a Config for one local node with every default
+// filled in.
+func DefaultConfig() Config {
+	return Config{Endpoints: []string{"127.0.0.1:7070"}}.withDefaults()
+}
+
+// withDefaults returns c with zero fields replaced by their defaults. It is
+// the only place defaults are applied.
+func (c Config) withDefaults() Config {
+	if c.Protocol == "" {
+		c.Protocol = ProtocolConnect
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = DefaultBackoffBase
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = max(DefaultBackoffMax, c.BackoffBase)
+	}
+	return c
+}
+
+// Validate reports the first invalid setting, naming the value. Zero fields
+// are valid: they take their defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("client: Config.Endpoints is empty: give at least one kvd API address (host:port)")
+	}
+	seen := make(map[string]string, len(c.Endpoints))
+	for _, ep := range c.Endpoints {
+		u, err := normalizeEndpoint(ep)
+		if err != nil {
+			return err
+		}
+		if prev, ok := seen[u]; ok {
+			return fmt.Errorf("client: Config.Endpoints lists %q twice (as %q and %q)", u, prev, ep)
+		}
+		seen[u] = ep
+	}
+	switch c.Protocol {
+	case ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb:
+	default:
+		return fmt.Errorf("client: Config.Protocol %q is not one of %q, %q, %q",
+			c.Protocol, ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
+	}
+	switch {
+	case c.RequestTimeout < 0:
+		return fmt.Errorf("client: Config.RequestTimeout (%v) must be > 0", c.RequestTimeout)
+	case c.DialTimeout < 0:
+		return fmt.Errorf("client: Config.DialTimeout (%v) must be > 0", c.DialTimeout)
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("client: Config.MaxAttempts (%d) must be >= 1", c.MaxAttempts)
+	case c.BackoffBase < 0:
+		return fmt.Errorf("client: Config.BackoffBase (%v) must be > 0", c.BackoffBase)
+	case c.BackoffMax < c.BackoffBase:
+		return fmt.Errorf("client: Config.BackoffMax (%v) must be >= BackoffBase (%v)", c.BackoffMax, c.BackoffBase)
+	}
+	return nil
+}
+
+// normalizeEndpoint turns "host:port" or "http(s)://host:port[/path]" into a
+// base URL without a trailing slash.
+func normalizeEndpoint(ep string) (string, error) {
+	s := strings.TrimSpace(ep)
+	if s == "" {
+		return "", fmt.Errorf("client: endpoint %q is empty (want host:port)", ep)
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("client: endpoint %q: %w (want host:port)", ep, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("client: endpoint %q: scheme %q is not http or https", ep, u.Scheme)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return "", fmt.Errorf("client: endpoint %q has no host or port (want host:port, e.g. 127.0.0.1:7070)", ep)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("client: endpoint %q: want host:port without user, query or fragment", ep)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}

@@ -1,0 +1,72 @@
+// Package client is the Go client for kvd, a replicated key-value store.
+//
+// # Usage
+//
+//	c, err := client.New(client.Config{
+//		Endpoints: []string{"10.0.0.1:7070", "10.0.0.2:7070", "10.0.0.3:7070"},
+//	})
+//	if err != nil {
+//		return err // a bad Config: the message names the value
+//	}
+//	defer c.Close()
+//
+//	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+//	defer cancel()
+//	put, err := c.Put(ctx, []byte("greeting"), []byte("hello"))
+//	kv, err := c.Get(ctx, []byte("greeting"))
+//	switch {
+//	case errors.Is(err, client.ErrNotFound):
+//		// the key does not exist
+//	case err != nil:
+//		return err
+//	}
+//	// Compare-and-swap: write only if nobody wrote since we read.
+//	_, err = c.Put(ctx, kv.Key, []byte("hi"), client.IfModRevision(kv.ModRevision))
+//	if errors.Is(err, client.ErrCompareFailed) {
+//		// re-read and try again
+//	}
+//	kvs, err := c.Scan(ctx, []byte("user/"), 100)
+//
+// # Lifecycle
+//
+// New validates the Config and builds the transport; it does not connect.
+// A Client is safe for concurrent use and should be shared. Close releases
+// idle connections; it is idempotent, and calls after it fail with ErrClosed.
+//
+// # Endpoints and failover
+//
+// Any kvd node accepts any call. The client sends every call to its current
+// endpoint. When an attempt fails because the endpoint cannot be reached or
+// answered Unavailable, the client moves to the next endpoint and retries
+// after an exponential backoff with jitter (Config.BackoffBase, BackoffMax),
+// at most Config.MaxAttempts attempts in all and never past ctx's deadline.
+// Each attempt is bounded by Config.RequestTimeout; the whole call by ctx.
+//
+// # Retries and writes
+//
+// Reads (Get, Range, Scan, Members, Status) are also retried after an
+// attempt times out or its connection breaks. Writes (Put, Delete, Txn) are
+// retried only when the request provably was not applied: the dial failed,
+// or the server answered Unavailable (kvd promises to send Unavailable only
+// for writes it did not propose). A write whose attempt timed out, whose
+// connection broke after sending, or that got Unknown or Internal may or may
+// not have been applied; the client returns an error for which
+// OutcomeUnknown reports true and does not retry, because a retry is not the
+// same request: a retried Put with IfModRevision would compare against the
+// revision its own first attempt wrote and report a false ErrCompareFailed.
+// The application decides: typically it reads the key and compares.
+//
+// # Errors
+//
+// Every call returns an *Error that wraps the last attempt's
+// *connect.Error, so both errors.Is(err, client.ErrNotFound) and
+// connect.CodeOf(err) work. Its message names the endpoints tried and what
+// to do next. IsTemporary reports errors worth retrying later.
+//
+// # Protocols
+//
+// ProtocolConnect (default) and ProtocolGRPCWeb use HTTP/1.1 with a large
+// keep-alive pool; ProtocolGRPC uses HTTP/2, cleartext (h2c) for http://
+// endpoints. Raw gives the generated Connect clients of any endpoint, for
+// calls to one particular node.
+package client

@@ -1,0 +1,330 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// fakeNode is an httptest server implementing the generated KV and Cluster
+// handlers over a small in-memory store, with controllable failures. It
+// tests the client's own logic, not kvd's.
+type fakeNode struct {
+	kvdv1connect.UnimplementedKVHandler
+	kvdv1connect.UnimplementedClusterHandler
+
+	id   uint64
+	srv  *httptest.Server
+	addr string // host:port
+
+	mu    sync.Mutex
+	calls map[string]int
+	// fail, if set, is consulted at the start of every call; a non-nil error
+	// is returned instead of serving it.
+	fail func(proc string) error
+	// delay, if set, is waited (or until the call's ctx ends) before serving.
+	delay    time.Duration
+	hijack   bool // close the connection without answering (HTTP/1.1 only)
+	pageSize int  // Range page size; 0 = unlimited
+	kvs      map[string]*kvdv1.KeyValue
+	rev      uint64
+	// consistency is that of the last Get or Range.
+	consistency kvdv1.Consistency
+}
+
+func newFakeNode(t *testing.T, id uint64) *fakeNode {
+	t.Helper()
+	n := &fakeNode{id: id, calls: map[string]int{}, kvs: map[string]*kvdv1.KeyValue{}}
+	mux := http.NewServeMux()
+	mux.Handle(kvdv1connect.NewKVHandler(n))
+	mux.Handle(kvdv1connect.NewClusterHandler(n))
+	var h http.Handler = mux
+	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		hijack := n.hijack
+		n.mu.Unlock()
+		if hijack {
+			n.count(r.URL.Path)
+			if hj, ok := w.(http.Hijacker); ok {
+				conn, _, err := hj.Hijack()
+				if err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
+		}
+		mux.ServeHTTP(w, r)
+	})
+	n.srv = httptest.NewUnstartedServer(h)
+	n.srv.Config.Protocols = new(http.Protocols)
+	n.srv.Config.Protocols.SetHTTP1(true)
+	n.srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	n.srv.Start()
+	t.Cleanup(n.srv.Close)
+	n.addr = n.srv.Listener.Addr().String()
+	return n
+}
+
+// downAddr returns an address nothing listens on.
+func downAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+func (n *fakeNode) count(proc string) {
+	n.mu.Lock()
+	n.calls[proc]++
+	n.mu.Unlock()
+}
+
+// Calls returns how many calls of proc ("Put", "Get", ...) the node saw.
+func (n *fakeNode) Calls(proc string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	total := 0
+	for p, c := range n.calls {
+		if p == proc || p == "/kvd.v1.KV/"+proc || p == "/kvd.v1.Cluster/"+proc {
+			total += c
+		}
+	}
+	return total
+}
+
+func (n *fakeNode) lastConsistency() kvdv1.Consistency {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.consistency
+}
+
+func (n *fakeNode) setFail(f func(proc string) error) {
+	n.mu.Lock()
+	n.fail = f
+	n.mu.Unlock()
+}
+
+func (n *fakeNode) setDelay(d time.Duration) {
+	n.mu.Lock()
+	n.delay = d
+	n.mu.Unlock()
+}
+
+func (n *fakeNode) setHijack(on bool) {
+	n.mu.Lock()
+	n.hijack = on
+	n.mu.Unlock()
+}
+
+// always returns a fail func answering every call with code.
+func always(code connect.Code) func(string) error {
+	return func(string) error { return connect.NewError(code, errors.New("injected "+code.String())) }
+}
+
+func (n *fakeNode) enter(ctx context.Context, proc string) error {
+	n.mu.Lock()
+	n.calls[proc]++
+	fail, delay := n.fail, n.delay
+	n.mu.Unlock()
+	if fail != nil {
+		if err := fail(proc); err != nil {
+			return err
+		}
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (n *fakeNode) Put(ctx context.Context, req *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {
+	if err := n.enter(ctx, "Put"); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := string(req.Msg.GetKey())
+	cur := n.kvs[k]
+	if req.Msg.IfModRevision != nil && req.Msg.GetIfModRevision() != cur.GetModRevision() {
+		err := connect.NewError(connect.CodeFailedPrecondition, errors.New("mod revision mismatch"))
+		if d, derr := connect.NewErrorDetail(&kvdv1.KeyValue{Key: req.Msg.GetKey(), ModRevision: cur.GetModRevision()}); derr == nil {
+			err.AddDetail(d)
+		}
+		return nil, err
+	}
+	n.rev++
+	kv := &kvdv1.KeyValue{Key: req.Msg.GetKey(), Value: req.Msg.GetValue(), ModRevision: n.rev,
+		CreateRevision: n.rev, Version: 1}
+	if cur != nil {
+		kv.CreateRevision, kv.Version = cur.GetCreateRevision(), cur.GetVersion()+1
+	}
+	n.kvs[k] = kv
+	return connect.NewResponse(&kvdv1.PutResponse{Revision: n.rev}), nil
+}
+
+func (n *fakeNode) Get(ctx context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
+	if err := n.enter(ctx, "Get"); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.consistency = req.Msg.GetConsistency()
+	kv, ok := n.kvs[string(req.Msg.GetKey())]
+	if !ok {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("key not found"))
+	}
+	return connect.NewResponse(&kvdv1.GetResponse{Kv: kv, Revision: n.rev}), nil
+}
+
+func (n *fakeNode) Delete(ctx context.Context, req *connect.Request[kvdv1.DeleteRequest]) (*connect.Response[kvdv1.DeleteResponse], error) {
+	if err := n.enter(ctx, "Delete"); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	k := string(req.Msg.GetKey())
+	cur, ok := n.kvs[k]
+	if req.Msg.IfModRevision != nil && req.Msg.GetIfModRevision() != cur.GetModRevision() {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("mod revision mismatch"))
+	}
+	n.rev++
+	delete(n.kvs, k)
+	var deleted uint64
+	if ok {
+		deleted = 1
+	}
+	return connect.NewResponse(&kvdv1.DeleteResponse{Revision: n.rev, Deleted: deleted}), nil
+}
+
+func (n *fakeNode) Range(ctx context.Context, req *connect.Request[kvdv1.RangeRequest]) (*connect.Response[kvdv1.RangeResponse], error) {
+	if err := n.enter(ctx, "Range"); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.consistency = req.Msg.GetConsistency()
+	var keys []string
+	for k := range n.kvs {
+		if bytes.HasPrefix([]byte(k), req.Msg.GetPrefix()) && k > string(req.Msg.GetPageToken()) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	limit := int(req.Msg.GetLimit())
+	if n.pageSize > 0 && (limit == 0 || limit > n.pageSize) {
+		limit = n.pageSize
+	}
+	resp := &kvdv1.RangeResponse{Revision: n.rev}
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+		resp.More = true
+		resp.NextPageToken = []byte(keys[len(keys)-1])
+	}
+	for _, k := range keys {
+		kv := n.kvs[k]
+		if req.Msg.GetKeysOnly() {
+			kv = &kvdv1.KeyValue{Key: kv.GetKey(), ModRevision: kv.GetModRevision()}
+		}
+		resp.Kvs = append(resp.Kvs, kv)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func (n *fakeNode) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnRequest]) (*connect.Response[kvdv1.TxnResponse], error) {
+	if err := n.enter(ctx, "Txn"); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	resp := &kvdv1.TxnResponse{Succeeded: true}
+	var cur []uint64
+	for _, c := range req.Msg.GetCompares() {
+		got := n.kvs[string(c.GetKey())].GetModRevision()
+		cur = append(cur, got)
+		if got != c.GetModRevision() {
+			resp.Succeeded = false
+		}
+	}
+	if !resp.Succeeded {
+		resp.CurrentModRevisions = cur
+		return connect.NewResponse(resp), nil
+	}
+	n.rev++
+	for _, op := range req.Msg.GetOps() {
+		if p := op.GetPut(); p != nil {
+			n.kvs[string(p.GetKey())] = &kvdv1.KeyValue{Key: p.GetKey(), Value: p.GetValue(),
+				ModRevision: n.rev, CreateRevision: n.rev, Version: 1}
+		} else {
+			delete(n.kvs, string(op.GetDelete().GetKey()))
+		}
+	}
+	resp.Revision = n.rev
+	return connect.NewResponse(resp), nil
+}
+
+func (n *fakeNode) Members(ctx context.Context, _ *connect.Request[kvdv1.MembersRequest]) (*connect.Response[kvdv1.MembersResponse], error) {
+	if err := n.enter(ctx, "Members"); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.MembersResponse{
+		LeaderId: 1,
+		Members: []*kvdv1.Member{
+			{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "n1:7071", ApiAddr: "n1:7070", Leader: true,
+				AppliedIndex: 10, Ready: true, State: "ready"},
+			{Id: 4, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "n4:7071", State: "catching-up", Lag: 7,
+				Reason: "lag 7 > 5"},
+		},
+	}), nil
+}
+
+func (n *fakeNode) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRequest]) (*connect.Response[kvdv1.StatusResponse], error) {
+	if err := n.enter(ctx, "Status"); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.StatusResponse{
+		Id: n.id, Role: kvdv1.Role_ROLE_VOTER, LeaderId: 1, Term: 3, AppliedIndex: 10, Ready: true,
+		RaftAddr: "n" + strconv.FormatUint(n.id, 10) + ":7071", ApiAddr: n.addr, State: "ready",
+		Version: "test", Voters: 3,
+	}), nil
+}
+
+// newTestClient returns a client for endpoints with fast, deterministic
+// enough timings for tests.
+func newTestClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	if cfg.BackoffBase == 0 {
+		cfg.BackoffBase = time.Millisecond
+		cfg.BackoffMax = 5 * time.Millisecond
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 2 * time.Second
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}

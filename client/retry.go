@@ -1,0 +1,240 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// failure is how one attempt failed, as far as retrying is concerned.
+type failure int
+
+const (
+	failNone failure = iota
+	// failNotSent: dialing the endpoint failed, so the request never left
+	// this process. Safe to retry anything.
+	failNotSent
+	// failUnavailable: the server answered Unavailable, which kvd sends only
+	// for requests it did not apply (no leader, not ready, not caught up).
+	failUnavailable
+	// failTimeout: this attempt's deadline passed (or the server said
+	// DeadlineExceeded) while the caller's ctx is still live.
+	failTimeout
+	// failTransport: the connection broke after the request may have been
+	// written.
+	failTransport
+	// failCallerDone: the caller's ctx was canceled or passed its deadline.
+	failCallerDone
+	// failAmbiguous: the server answered Unknown, Internal, DataLoss or
+	// Canceled: something went wrong at an unknown point.
+	failAmbiguous
+	// failDefinite: the server gave a definite answer (NotFound,
+	// FailedPrecondition, InvalidArgument, ...). Retrying gives the same.
+	failDefinite
+	// failClosed: the Client was closed.
+	failClosed
+)
+
+// classify decides how an attempt failed. callerErr is the caller's
+// ctx.Err() after the attempt.
+func classify(err, callerErr error) failure {
+	if err == nil {
+		return failNone
+	}
+	if !connect.IsWireError(err) && isDialError(err) {
+		return failNotSent
+	}
+	code := connect.CodeOf(err)
+	if connect.IsWireError(err) {
+		// The server answered: its answer stands even if the caller's
+		// deadline passed meanwhile.
+		switch code {
+		case connect.CodeUnavailable:
+			return failUnavailable
+		case connect.CodeDeadlineExceeded:
+			if callerErr != nil {
+				return failCallerDone
+			}
+			return failTimeout
+		case connect.CodeUnknown, connect.CodeInternal, connect.CodeDataLoss, connect.CodeCanceled:
+			return failAmbiguous
+		}
+		return failDefinite
+	}
+	if callerErr != nil {
+		return failCallerDone
+	}
+	// Synthesized by the client: connect maps transport errors to
+	// Unavailable, resets to Canceled, RST_STREAM to Internal.
+	switch code {
+	case connect.CodeDeadlineExceeded:
+		return failTimeout
+	case connect.CodeUnavailable, connect.CodeCanceled, connect.CodeInternal, connect.CodeUnknown:
+		return failTransport
+	}
+	// E.g. Unimplemented from an HTTP 404 (not a kvd endpoint), or
+	// ResourceExhausted for a message over the size limit.
+	return failDefinite
+}
+
+// isDialError reports whether err is a failure to connect: refused, no
+// route, DNS, or a dial timeout.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// decide says whether to retry an attempt that failed with f, and whether
+// the outcome of a write is unknown. It is the whole retry policy:
+//
+//   - anything is retried when the request provably did not reach a server
+//     (dial failure) or the server said Unavailable (it did not apply it);
+//   - reads are also retried after a timeout or a broken connection;
+//   - writes are not: the request may have been applied, so its outcome is
+//     unknown, and only the application can decide what to do (see
+//     OutcomeUnknown).
+func decide(write bool, f failure) (retry, unknown bool) {
+	switch f {
+	case failNotSent, failUnavailable:
+		return true, false
+	case failTimeout, failTransport:
+		return !write, write
+	case failCallerDone, failAmbiguous:
+		return false, write
+	}
+	return false, false
+}
+
+// backoff is the wait before retry n (n ≥ 1): a random duration in [d/2, d]
+// with d = min(max, base·2ⁿ⁻¹). The jitter spreads out clients that all lost
+// the same leader.
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// call is one logical call: its name, its key (for messages), and whether
+// it writes.
+type call struct {
+	op    string
+	key   []byte
+	write bool
+}
+
+// do runs attempt against the current endpoint, failing over and retrying
+// as decide allows, within MaxAttempts and ctx.
+func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context.Context, ep *endpoint) (T, error)) (T, error) {
+	var (
+		zero     T
+		tried    []string
+		last     string
+		lastErr  error
+		lastKind failure
+		allDial  = true
+	)
+	fail := func(err error, kind failure, unknown bool, attempts int) (T, error) {
+		if kind == failNotSent && !allDial {
+			// Some endpoint was reached and answered Unavailable: the
+			// cluster is up but cannot serve.
+			kind = failUnavailable
+		}
+		e := &Error{Op: cl.op, Key: cl.key, Endpoints: tried, Attempts: attempts,
+			Err: err, kind: kind, unknown: unknown, last: last}
+		// Whatever failed last, a call whose ctx ended also matches
+		// context.Canceled or DeadlineExceeded.
+		e.ctxErr = callerErr(ctx)
+		return zero, e
+	}
+	if c.closed.Load() {
+		return fail(ErrClosed, failClosed, false, 0)
+	}
+	for n := 1; n <= c.cfg.MaxAttempts; n++ {
+		if err := ctx.Err(); err != nil {
+			// Nothing was sent in this attempt; report the last real failure
+			// if there was one.
+			if lastErr == nil {
+				lastErr, lastKind = ctxError(err), failCallerDone
+			}
+			return fail(lastErr, lastKind, false, n-1)
+		}
+		idx, ep := c.current()
+		last, tried = ep.name, appendOnce(tried, ep.name)
+		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		res, err := attempt(actx, ep)
+		cancel()
+		kind := classify(err, callerErr(ctx))
+		if kind == failNone {
+			return res, nil
+		}
+		if kind == failCallerDone {
+			if want := connect.CodeOf(ctxError(callerErr(ctx))); connect.CodeOf(err) != want {
+				err = connect.NewError(want, err)
+			}
+		}
+		retry, unknown := decide(cl.write, kind)
+		lastErr, lastKind = err, kind
+		allDial = allDial && kind == failNotSent
+		if !retry {
+			return fail(err, kind, unknown, n)
+		}
+		c.advance(idx)
+		if n == c.cfg.MaxAttempts {
+			break
+		}
+		wait := backoff(n, c.cfg.BackoffBase, c.cfg.BackoffMax)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			// Sleeping past the caller's deadline only delays the error.
+			return fail(err, kind, false, n)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fail(err, kind, false, n)
+		case <-t.C:
+		}
+	}
+	return fail(lastErr, lastKind, false, c.cfg.MaxAttempts)
+}
+
+// callerErr is ctx.Err(), or context.DeadlineExceeded as soon as the
+// deadline has passed: a server enforcing the propagated deadline may answer
+// before ctx's timer fires.
+func callerErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// ctxError turns a context error into a *connect.Error with the matching code.
+func ctxError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeCanceled, err)
+}
+
+func appendOnce(s []string, v string) []string {
+	for _, x := range s {
+		if x == v {
+			return s
+		}
+	}
+	return append(s, v)
+}

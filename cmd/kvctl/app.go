@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvd-project/kvd/client"
+)
+
+// Exit codes. They are part of kvctl's interface: scripts branch on them,
+// so don't renumber them.
+const (
+	exitOK             = 0
+	exitGeneric        = 1 // anything not below
+	exitNotFound       = 2 // get: the key does not exist
+	exitCompareFailed  = 3 // --if-mod-revision did not match
+	exitUnavailable    = 4 // no endpoint reachable, no quorum, or a read timed out
+	exitInvalid        = 5 // bad usage or an argument the server rejected
+	exitOutcomeUnknown = 6 // a write timed out or lost its connection: it may have been applied
+)
+
+const exitCodesHelp = `kvctl talks to a kvd cluster through any of its nodes (--endpoints), failing
+over to the next one when a node is unreachable or unavailable.
+
+Options may come before or after the arguments:
+   kvctl get KEY --consistency serializable -o json
+
+EXIT CODES:
+   0  success
+   1  other error
+   2  key not found (get)
+   3  compare failed: the key's mod revision is not --if-mod-revision
+   4  cluster unavailable: no endpoint reachable, no quorum, or a read timed out
+   5  invalid usage or argument
+   6  outcome unknown: a write timed out or lost its connection and may or may
+      not have been applied; read the key before retrying`
+
+// exitError is an error with the exit code it maps to.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is an exitInvalid error whose message says what to fix.
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitInvalid, err: fmt.Errorf(format, args...)}
+}
+
+// exitCode maps an error from app.Run to kvctl's exit code.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case client.OutcomeUnknown(err):
+		return exitOutcomeUnknown
+	case errors.Is(err, client.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, client.ErrCompareFailed):
+		return exitCompareFailed
+	case errors.Is(err, client.ErrUnavailable), connect.CodeOf(err) == connect.CodeDeadlineExceeded:
+		return exitUnavailable
+	case errors.Is(err, client.ErrInvalidArgument):
+		return exitInvalid
+	}
+	return exitGeneric
+}
+
+// run is main without os.Exit.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	return exitCode(app.Run(permuteArgs(app, args)))
+}
+
+// newApp builds the CLI. Errors are printed to stderr by the app itself;
+// Run returns them for exitCode.
+func newApp(stdout, stderr io.Writer) *cli.App {
+	app := &cli.App{
+		Name:            "kvctl",
+		Usage:           "command-line client for kvd",
+		Description:     exitCodesHelp,
+		Writer:          stdout,
+		ErrWriter:       stderr,
+		HideVersion:     true,
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"},
+				Usage: "comma-separated kvd API addresses (host:port)"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second,
+				Usage: "time limit for the whole command, retries included"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable,
+				Usage: "output format: table or json"},
+			&cli.StringFlag{Name: "protocol", Value: string(client.ProtocolConnect),
+				Usage: "wire protocol: connect, grpc or grpcweb"},
+		},
+		Commands: []*cli.Command{
+			putCommand(), getCommand(), delCommand(), scanCommand(), membersCommand(), statusCommand(),
+		},
+		Before: checkGlobalFlags,
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErrorf("unknown command %q: see kvctl --help", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		OnUsageError: onUsageError,
+		ExitErrHandler: func(_ *cli.Context, err error) {
+			if err != nil {
+				fmt.Fprintf(stderr, "Error: %v\n", err)
+			}
+		},
+	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = onUsageError
+	}
+	return app
+}
+
+// onUsageError turns a flag parsing error into an exitInvalid error that
+// names the command.
+func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
+	name := "kvctl"
+	if isSubcommand && c.Command != nil {
+		name = "kvctl " + c.Command.Name
+	}
+	return usageErrorf("%v (see %s --help)", err, name)
+}
+
+func checkGlobalFlags(c *cli.Context) error {
+	switch o := c.String("output"); o {
+	case outputTable, outputJSON:
+	default:
+		return usageErrorf("invalid --output %q: want table or json", o)
+	}
+	switch p := client.Protocol(c.String("protocol")); p {
+	case client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb:
+	default:
+		return usageErrorf("invalid --protocol %q: want connect, grpc or grpcweb", p)
+	}
+	if d := c.Duration("timeout"); d <= 0 {
+		return usageErrorf("invalid --timeout %v: want a positive duration such as 5s", d)
+	}
+	if len(endpoints(c)) == 0 {
+		return usageErrorf("--endpoints is empty: give kvd API addresses, e.g. --endpoints 127.0.0.1:7070")
+	}
+	return nil
+}
+
+func endpoints(c *cli.Context) []string {
+	var out []string
+	for _, ep := range strings.Split(c.String("endpoints"), ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
+// withClient is the one dial helper: it builds a client from the global
+// flags and runs fn under the --timeout for the whole command.
+func withClient(c *cli.Context, fn func(ctx context.Context, cl *client.Client) error) error {
+	timeout := c.Duration("timeout")
+	cl, err := client.New(client.Config{
+		Endpoints: endpoints(c),
+		Protocol:  client.Protocol(c.String("protocol")),
+		// One attempt may use the whole budget, but no more than the
+		// client's default, so that a hung node leaves time to fail over
+		// when --timeout is long.
+		RequestTimeout: min(timeout, client.DefaultRequestTimeout),
+	})
+	if err != nil {
+		return usageErrorf("invalid --endpoints: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+// wantArgs checks that the command got exactly n arguments, named by usage
+// ("KEY VALUE"), and explains the usual mistake of a flag after them.
+func wantArgs(c *cli.Context, n int, usage string) error {
+	args := c.Args().Slice()
+	if len(args) == n {
+		return nil
+	}
+	if len(args) > n {
+		if n == 0 {
+			return usageErrorf("kvctl %s takes no arguments, got %q", c.Command.Name, args)
+		}
+		for _, a := range args[n:] {
+			if strings.HasPrefix(a, "-") && a != "-" {
+				return usageErrorf("kvctl %s: option %s after the arguments: options go before them "+
+					"(kvctl [global options] %s [options] %s)", c.Command.Name, a, c.Command.Name, usage)
+			}
+		}
+		return usageErrorf("kvctl %s: too many arguments %q: want %s", c.Command.Name, args[n:], usage)
+	}
+	return usageErrorf("kvctl %s: missing %s (usage: kvctl %s [options] %s)",
+		c.Command.Name, strings.Join(strings.Fields(usage)[len(args):], " "), c.Command.Name, usage)
+}

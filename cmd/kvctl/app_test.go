@@ -1,0 +1,188 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+func TestUsageErrors(t *testing.T) {
+	f := newFakeKVD(t)
+	ep := "--endpoints=" + f.addr
+	tests := []struct {
+		name   string
+		args   []string
+		stderr string // part of it
+	}{
+		{"put without args", []string{ep, "put"}, "kvctl put: missing KEY VALUE"},
+		{"put without value", []string{ep, "put", "k"}, "kvctl put: missing VALUE"},
+		{"get without key", []string{ep, "get"}, "kvctl get: missing KEY"},
+		{"get with two keys", []string{ep, "get", "a", "b"}, `too many arguments ["b"]: want KEY`},
+		{"bad flag after the key", []string{ep, "get", "k", "--consistency", "eventual"},
+			`invalid --consistency "eventual"`},
+		{"unknown consistency", []string{ep, "get", "--consistency", "eventual", "k"},
+			`invalid --consistency "eventual": want linearizable or serializable`},
+		{"unknown flag", []string{ep, "get", "--bogus", "k"}, "flag provided but not defined: -bogus (see kvctl get --help)"},
+		{"unknown global flag", []string{"--bogus", "get", "k"}, "flag provided but not defined: -bogus (see kvctl --help)"},
+		{"bad revision", []string{ep, "put", "--if-mod-revision", "abc", "k", "v"}, "if-mod-revision"},
+		{"unknown command", []string{ep, "frob"}, `unknown command "frob"`},
+		{"bad output", []string{ep, "-o", "yaml", "get", "k"}, `invalid --output "yaml": want table or json`},
+		{"bad protocol", []string{ep, "--protocol", "http3", "get", "k"}, `invalid --protocol "http3"`},
+		{"bad timeout", []string{ep, "--timeout", "0s", "get", "k"}, "invalid --timeout 0s"},
+		{"empty endpoints", []string{"--endpoints", " , ", "get", "k"}, "--endpoints is empty"},
+		{"endpoint without port", []string{"--endpoints", "localhost", "get", "k"},
+			`invalid --endpoints: client: endpoint "localhost" has no host or port`},
+		{"negative limit", []string{ep, "scan", "--limit", "-1", "p"}, "invalid --limit -1"},
+		{"members with args", []string{ep, "members", "x"}, `kvctl members takes no arguments, got ["x"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runKvctl(t, "", tt.args...)
+			if code != exitInvalid {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, exitInvalid, errOut)
+			}
+			if !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("stderr %q does not contain %q", errOut, tt.stderr)
+			}
+			if !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("stderr %q: want one line starting with Error:", errOut)
+			}
+			if out != "" {
+				t.Errorf("stdout %q, want nothing", out)
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsExitCodes(t *testing.T) {
+	out, _, code := runKvctl(t, "", "--help")
+	if code != 0 {
+		t.Fatalf("--help: code %d", code)
+	}
+	for _, want := range []string{"EXIT CODES", "2  key not found", "3  compare failed", "4  cluster unavailable",
+		"5  invalid usage", "6  outcome unknown", "KVCTL_ENDPOINTS", "--output value, -o value"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kvctl --help lacks %q", want)
+		}
+	}
+	if out2, _, code := runKvctl(t, ""); code != 0 || out2 != out {
+		t.Errorf("kvctl without arguments: code %d, want the help", code)
+	}
+}
+
+func TestServerErrorsToExitCodes(t *testing.T) {
+	tests := []struct {
+		code   connect.Code
+		exit   int
+		stderr string
+	}{
+		{connect.CodeUnavailable, exitUnavailable, "cluster unavailable after"},
+		{connect.CodeInvalidArgument, exitInvalid, "invalid_argument: injected"},
+		{connect.CodePermissionDenied, exitGeneric, "permission_denied"},
+		{connect.CodeInternal, exitGeneric, "internal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			f := newFakeKVD(t)
+			f.failWith("Get", tt.code)
+			_, errOut, code := runKvctl(t, "", "--endpoints", f.addr, "--timeout", "300ms", "get", "k")
+			if code != tt.exit {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tt.exit, errOut)
+			}
+			if !strings.Contains(errOut, tt.stderr) {
+				t.Errorf("stderr %q does not contain %q", errOut, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestNoEndpointReachable(t *testing.T) {
+	a, b := downAddr(t), downAddr(t)
+	out, errOut, code := runKvctl(t, "", "--endpoints", a+","+b, "--timeout", "500ms", "status")
+	if code != exitUnavailable {
+		t.Errorf("exit code %d, want %d", code, exitUnavailable)
+	}
+	if want := "no endpoint reachable: tried " + a + "," + b + "; is kvd running? check --endpoints"; !strings.Contains(errOut, want) {
+		t.Errorf("stderr %q does not contain %q", errOut, want)
+	}
+	if out != "" {
+		t.Errorf("stdout %q", out)
+	}
+}
+
+func TestWriteTimeoutIsOutcomeUnknown(t *testing.T) {
+	f := newFakeKVD(t)
+	f.setDelay(2 * time.Second)
+	_, errOut, code := runKvctl(t, "", "--endpoints", f.addr, "--timeout", "100ms", "put", "k", "v")
+	if code != exitOutcomeUnknown {
+		t.Errorf("exit code %d, want %d (stderr %q)", code, exitOutcomeUnknown, errOut)
+	}
+	if !strings.Contains(errOut, "outcome unknown") {
+		t.Errorf("stderr %q does not say the outcome is unknown", errOut)
+	}
+	// A read that times out is "unavailable".
+	_, errOut, code = runKvctl(t, "", "--endpoints", f.addr, "--timeout", "100ms", "get", "k")
+	if code != exitUnavailable {
+		t.Errorf("read timeout: exit code %d, want %d (stderr %q)", code, exitUnavailable, errOut)
+	}
+}
+
+func TestFailoverAndProtocols(t *testing.T) {
+	for _, proto := range []string{"connect", "grpc", "grpcweb"} {
+		t.Run(proto, func(t *testing.T) {
+			f := newFakeKVD(t)
+			eps := downAddr(t) + ", http://" + f.addr
+			if _, errOut, code := runKvctl(t, "", "--endpoints", eps, "--protocol", proto, "put", "k", "v"); code != 0 {
+				t.Fatalf("put: code %d, stderr %q", code, errOut)
+			}
+			if out, _, _ := runKvctl(t, "", "--endpoints", eps, "--protocol", proto, "get", "k"); out != "v\n" {
+				t.Errorf("get = %q", out)
+			}
+		})
+	}
+}
+
+func TestEndpointsFromEnvironment(t *testing.T) {
+	f := newFakeKVD(t)
+	f.set("k", "from env")
+	t.Setenv("KVCTL_ENDPOINTS", f.addr)
+	if out, errOut, code := runKvctl(t, "", "get", "k"); code != 0 || out != "from env\n" {
+		t.Errorf("get with KVCTL_ENDPOINTS: code %d, %q, %q", code, out, errOut)
+	}
+	// The flag wins over the environment.
+	if _, _, code := runKvctl(t, "", "--endpoints", downAddr(t), "--timeout", "300ms", "get", "k"); code != exitUnavailable {
+		t.Errorf("--endpoints did not override KVCTL_ENDPOINTS: code %d", code)
+	}
+}
+
+func TestRun(t *testing.T) {
+	f := newFakeKVD(t)
+	f.set("k", "v")
+	var out, errOut strings.Builder
+	if code := run([]string{"kvctl", "--endpoints", f.addr, "get", "nope"}, &out, &errOut); code != exitNotFound {
+		t.Errorf("run: code %d, want %d", code, exitNotFound)
+	}
+}
+
+func TestPermuteArgs(t *testing.T) {
+	app := newApp(new(strings.Builder), new(strings.Builder))
+	tests := []struct{ in, want string }{
+		{"kvctl get k --consistency serializable", "kvctl get --consistency serializable k"},
+		{"kvctl members -o json", "kvctl -o json members"},
+		{"kvctl --endpoints a:1 scan p --limit 2 -o=json --keys-only", "kvctl --endpoints a:1 -o=json scan --limit 2 --keys-only p"},
+		{"kvctl put k v --if-mod-revision 3 --timeout 2s", "kvctl --timeout 2s put --if-mod-revision 3 k v"},
+		{"kvctl put k -- -v", "kvctl put -- k -v"},
+		{"kvctl put --if-mod-revision 0 -- -k v", "kvctl put --if-mod-revision 0 -- -k v"},
+		{"kvctl put k -", "kvctl put k -"},
+		{"kvctl -o json", "kvctl -o json"},
+		{"kvctl frob -x", "kvctl frob -x"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(permuteArgs(app, strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("permuteArgs(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

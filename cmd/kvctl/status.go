@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvd-project/kvd/client"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "print the answering node's own view",
+		Description: `Prints the status of the first reachable endpoint: its ID, role, state,
+leader, term, applied index, addresses and version, as key: value lines or a
+JSON object. To ask one node, give only it: kvctl --endpoints host:port status.`,
+		Action: runStatus,
+	}
+}
+
+func runStatus(c *cli.Context) error {
+	if err := wantArgs(c, 0, ""); err != nil {
+		return err
+	}
+	return withClient(c, func(ctx context.Context, cl *client.Client) error {
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return err
+		}
+		return newPrinter(c).status(st)
+	})
+}
