@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/kvd-project/kvd/node"
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -27,10 +27,10 @@ func exampleCluster() ([]string, func()) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	members := map[node.ReplicaID]string{1: free(), 2: free(), 3: free()}
+	members := map[membership.ReplicaID]string{1: free(), 2: free(), 3: free()}
 	var servers []*server.Server
 	var endpoints []string
-	for id := node.ReplicaID(1); id <= 3; id++ {
+	for id := membership.ReplicaID(1); id <= 3; id++ {
 		cfg := server.DefaultConfig()
 		cfg.Listen = free()
 		cfg.Node.DataDir = fmt.Sprintf("%s/n%d", dir, id)

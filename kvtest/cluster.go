@@ -17,6 +17,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
@@ -55,15 +56,15 @@ func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	logs := newTestWriter(t)
-	members := map[node.ReplicaID]string{}
+	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
-		members[node.ReplicaID(i+1)] = FreeAddr(t)
+		members[membership.ReplicaID(i+1)] = FreeAddr(t)
 	}
 	for i := 0; i < n; i++ {
 		cfg := server.DefaultConfig()
 		cfg.Listen = FreeAddr(t)
 		cfg.Node.DataDir = t.TempDir()
-		cfg.Node.ReplicaID = node.ReplicaID(i + 1)
+		cfg.Node.ReplicaID = membership.ReplicaID(i + 1)
 		cfg.Node.RaftAddr = members[cfg.Node.ReplicaID]
 		cfg.Node.InitialMembers = members
 		cfg.Node.APIAddr = cfg.Listen
@@ -188,7 +189,7 @@ func (c *Cluster) WaitReady(timeout time.Duration) {
 }
 
 func (c *Cluster) checkReady() error {
-	var leader node.ReplicaID
+	var leader membership.ReplicaID
 	for i := range c.cfgs {
 		s := c.Server(i)
 		if s == nil {

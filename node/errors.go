@@ -13,9 +13,6 @@ var (
 	ErrNotReady = errors.New("node: catching up")
 	// ErrStopped: the node is shutting down or stopped.
 	ErrStopped = errors.New("node: stopped")
-	// ErrIdentityMismatch: the flags name a different replica than the one
-	// whose data is in the data directory.
-	ErrIdentityMismatch = errors.New("node: identity mismatch")
 	// ErrBadCommand: the state machine could not decode a proposed command.
 	ErrBadCommand = errors.New("node: command rejected by the state machine")
 	// ErrBadConfig: the configuration is invalid.

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/lni/dragonboat/v4/client"
 	"github.com/lni/dragonboat/v4/config"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/statemachine"
 )
 
@@ -29,45 +29,32 @@ const (
 	Serializable
 )
 
-// Role of a replica in the Raft group.
-type Role int
-
-const (
-	RoleUnknown Role = iota
-	RoleVoter
-	RoleObserver
-)
-
-func (r Role) String() string {
-	switch r {
-	case RoleVoter:
-		return "voter"
-	case RoleObserver:
-		return "observer"
-	}
-	return "unknown"
-}
-
 // Node is one running replica.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
-	id      Identity
+	id      membership.Identity
 	nh      *dragonboat.NodeHost
 	session *client.Session
 	metrics *metrics
+	ctrl    *membership.Controller
+	events  *listener
 
-	ready   atomic.Bool
-	stopped atomic.Bool
+	ready       atomic.Bool
+	stopped     atomic.Bool
+	catchTarget atomic.Uint64
+	removed     chan struct{}
+	removeOnce  sync.Once
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 }
 
-// Start opens (or creates) the replica in cfg.DataDir and starts it. It
-// returns once Dragonboat has started the replica; the node becomes Ready
-// after its first successful ReadIndex.
+// Start opens (or creates) the replica in cfg.DataDir and starts it; a
+// joining node first asks a member to admit it (retrying until ctx ends).
+// It returns once Dragonboat has started the replica; the node becomes
+// Ready after its first successful ReadIndex.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
@@ -78,15 +65,32 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("node: create data dir: %w", err)
 	}
-	ident, err := loadIdentity(cfg.DataDir)
+	flags := membership.StartFlags{
+		DataDir: cfg.DataDir, ReplicaID: cfg.ReplicaID, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr,
+		InitialMembers: cfg.InitialMembers, Join: cfg.Seeds != nil, Rejoin: cfg.Rejoin,
+	}
+	ident, err := membership.LoadIdentity(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	nh, err := dragonboat.NewNodeHost(nodeHostConfig(cfg))
+	if membership.IsRemoved(cfg.DataDir) {
+		if _, err := membership.DecideStart(membership.LocalState{Identity: ident, Removed: true}, flags); err != nil {
+			return nil, err
+		}
+		log.Warn("this replica was removed from the cluster: wiping its state to join under a new ID (--rejoin)", "old_replica", uint64(ident.ReplicaID))
+		if err := membership.Wipe(cfg.DataDir, "raft", "sm"); err != nil {
+			return nil, fmt.Errorf("node: wipe removed replica: %w", err)
+		}
+		ident = nil
+	}
+
+	n := &Node{cfg: cfg, log: log, removed: make(chan struct{})}
+	n.events = &listener{n: n}
+	nh, err := dragonboat.NewNodeHost(n.nodeHostConfig())
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft host on %s: %w", cfg.RaftAddr, err)
 	}
-	n := &Node{cfg: cfg, log: log, nh: nh}
+	n.nh = nh
 	started := false
 	defer func() {
 		if !started {
@@ -94,30 +98,40 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 
-	plan, err := decideStart(localState{Identity: ident, HasRaftState: hasRaftState(nh, ident)}, cfg)
+	plan, err := membership.DecideStart(membership.LocalState{Identity: ident, HasRaftState: hasRaftState(nh, ident)}, flags)
 	if err != nil {
 		return nil, err
 	}
-	if ident == nil {
-		if err := saveIdentity(cfg.DataDir, plan.Identity); err != nil {
+	if plan.NewID {
+		if err := membership.SaveIdentity(cfg.DataDir, plan.Identity); err != nil {
 			return nil, fmt.Errorf("node: save identity: %w", err)
 		}
 	}
 	n.id = plan.Identity
 	n.log = log.With("replica", uint64(n.id.ReplicaID))
+	if plan.CallJoin {
+		req := membership.JoinRequest{ReplicaID: n.id.ReplicaID, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr}
+		n.log.Info("joining the cluster", "seeds", cfg.Seeds())
+		if err := membership.JoinCluster(ctx, cfg.Peers, cfg.Seeds, req, n.log); err != nil {
+			return nil, err
+		}
+	}
 	members := make(map[uint64]dragonboat.Target, len(plan.Members))
 	for id, addr := range plan.Members {
 		members[uint64(id)] = addr
 	}
-	smCfg := statemachine.Config{Logger: cfg.Logger}
-	create := statemachine.New(filepath.Join(cfg.DataDir, "sm"), smCfg)
+	create := statemachine.New(filepath.Join(cfg.DataDir, "sm"), statemachine.Config{Logger: cfg.Logger, CacheSize: 32 << 20})
 	if err := nh.StartOnDiskReplica(members, plan.Join, create, n.replicaConfig(plan.NonVoting)); err != nil {
+		if errors.Is(err, dragonboat.ErrReplicaRemoved) {
+			n.markRemoved()
+			return nil, fmt.Errorf("%w: replica %d; restart with --rejoin to join under a new ID", membership.ErrRemoved, n.id.ReplicaID)
+		}
 		return nil, fmt.Errorf("node: start replica %d: %w", n.id.ReplicaID, err)
 	}
 	n.session = nh.GetNoOPSession(ShardID)
 	n.metrics = newMetrics(n, cfg.Registry)
-	n.log.Info("replica started", "origin", n.id.Origin, "restart", plan.Restart,
-		"non_voting", plan.NonVoting, "raft_addr", cfg.RaftAddr, "members", FormatMembers(plan.Members))
+	n.log.Info("replica started", "origin", n.id.Origin, "restart", plan.Restart, "join", plan.Join,
+		"non_voting", plan.NonVoting, "raft_addr", cfg.RaftAddr, "members", membership.FormatMembers(plan.Members))
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -126,6 +140,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		n.catchUp(loopCtx)
 	}()
+	if cfg.Peers != nil {
+		n.ctrl = membership.NewController(n, cfg.Peers, cfg.Policy, cfg.DataDir, cfg.Logger)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.ctrl.Run(loopCtx)
+		}()
+	}
 	started = true
 	return n, nil
 }
@@ -150,6 +172,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = d.ReadyTimeout
 	}
+	if cfg.Policy == (membership.Policy{}) {
+		cfg.Policy = d.Policy
+	}
 	if cfg.RaftListen == "" {
 		cfg.RaftListen = cfg.RaftAddr
 	}
@@ -159,20 +184,22 @@ func withDefaults(cfg Config) Config {
 	return cfg
 }
 
-func nodeHostConfig(cfg Config) config.NodeHostConfig {
+func (n *Node) nodeHostConfig() config.NodeHostConfig {
 	logdb := config.GetTinyMemLogDBConfig()
 	// One LogDB shard: kvd runs one Raft group, and each shard costs its own
 	// memtables. This cannot change once data exists (config.go:47-50).
 	logdb.Shards = 1
 	logdb.KVWriteBufferSize = 8 << 20
 	logdb.KVMaxWriteBufferNumber = 3
-	dir := filepath.Join(cfg.DataDir, "raft")
+	dir := filepath.Join(n.cfg.DataDir, "raft")
 	return config.NodeHostConfig{
-		NodeHostDir:    dir,
-		WALDir:         dir,
-		RTTMillisecond: uint64(cfg.RTT / time.Millisecond),
-		RaftAddress:    cfg.RaftAddr,
-		ListenAddress:  cfg.RaftListen,
+		NodeHostDir:         dir,
+		WALDir:              dir,
+		RTTMillisecond:      uint64(n.cfg.RTT / time.Millisecond),
+		RaftAddress:         n.cfg.RaftAddr,
+		ListenAddress:       n.cfg.RaftListen,
+		RaftEventListener:   n.events,
+		SystemEventListener: n.events,
 		Expert: config.ExpertConfig{
 			LogDB: logdb,
 			Engine: config.EngineConfig{
@@ -201,7 +228,7 @@ func (n *Node) replicaConfig(nonVoting bool) config.Config {
 // hasRaftState tells whether Dragonboat already has a bootstrap record for
 // the replica in the identity (or for any replica of the shard, when there
 // is no identity: that is a broken data dir).
-func hasRaftState(nh *dragonboat.NodeHost, ident *Identity) bool {
+func hasRaftState(nh *dragonboat.NodeHost, ident *membership.Identity) bool {
 	if ident != nil {
 		return nh.HasNodeInfo(ShardID, uint64(ident.ReplicaID))
 	}
@@ -212,6 +239,21 @@ func hasRaftState(nh *dragonboat.NodeHost, ident *Identity) bool {
 	}
 	return false
 }
+
+// markRemoved records, durably, that this replica was removed, and wakes
+// whoever waits on Removed.
+func (n *Node) markRemoved() {
+	n.removeOnce.Do(func() {
+		if err := membership.MarkRemoved(n.cfg.DataDir, n.id.ReplicaID); err != nil {
+			n.log.Error("write removal marker", "err", err)
+		}
+		n.log.Error("this replica was removed from the cluster; it stops serving. Restart with --rejoin to join again under a new ID")
+		close(n.removed)
+	})
+}
+
+// Removed is closed when this replica learns that it was removed.
+func (n *Node) Removed() <-chan struct{} { return n.removed }
 
 // Stop stops the replica and the Raft host. Idempotent.
 func (n *Node) Stop() {
@@ -226,10 +268,13 @@ func (n *Node) Stop() {
 }
 
 // ID is this replica's ID.
-func (n *Node) ID() ReplicaID { return n.id.ReplicaID }
+func (n *Node) ID() membership.ReplicaID { return n.id.ReplicaID }
+
+// RaftAddr is the advertised Raft address.
+func (n *Node) RaftAddr() string { return n.cfg.RaftAddr }
 
 // Identity is the persisted identity.
-func (n *Node) Identity() Identity { return n.id }
+func (n *Node) Identity() membership.Identity { return n.id }
 
 // Ready reports whether the node has caught up (first ReadIndex succeeded).
 func (n *Node) Ready() bool { return n.ready.Load() }
@@ -256,12 +301,9 @@ func (n *Node) Propose(ctx context.Context, cmds []statemachine.Command) ([]stat
 	if err != nil {
 		return nil, fmt.Errorf("propose: %w", err)
 	}
-	if r.Value != 1 {
-		return nil, fmt.Errorf("%w: %s", ErrBadCommand, r.Data)
-	}
-	res, err := statemachine.DecodeResults(r.Data)
+	res, err := statemachine.ParseResult(r)
 	if err != nil {
-		return nil, fmt.Errorf("propose: decode results: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	if len(res) != len(cmds) {
 		return nil, fmt.Errorf("propose: %d results for %d commands", len(res), len(cmds))
@@ -281,7 +323,7 @@ func (n *Node) Read(ctx context.Context, q interface{}, mode ReadMode) (interfac
 	)
 	if mode == Serializable {
 		if !n.ready.Load() {
-			return nil, &NotReadyError{Applied: n.appliedIndex()}
+			return nil, &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load()}
 		}
 		v, err = n.nh.StaleRead(ShardID, q)
 	} else {
@@ -320,8 +362,9 @@ func (n *Node) catchUp(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		n.refreshCatchUpTarget(ctx)
 		if attempt%10 == 0 {
-			n.log.Info("waiting to catch up", "attempt", attempt, "applied", n.appliedIndex(), "err", err)
+			n.log.Info("catching up", "attempt", attempt, "applied", n.appliedIndex(), "target", n.catchTarget.Load(), "err", err)
 		}
 		if !sleep(ctx, backoff) {
 			return
@@ -333,6 +376,35 @@ func (n *Node) catchUp(ctx context.Context) {
 	n.publishMeta(ctx)
 }
 
+// refreshCatchUpTarget asks a seed (or the leader, once its address is
+// known) for its applied index, to say how far behind this node is.
+func (n *Node) refreshCatchUpTarget(ctx context.Context) {
+	if n.cfg.Peers == nil {
+		return
+	}
+	var addrs []string
+	if metas, err := n.Metas(ctx); err == nil {
+		if m, ok := metas[n.Local().LeaderID]; ok && m.APIAddr != "" {
+			addrs = append(addrs, m.APIAddr)
+		}
+	}
+	if n.cfg.Seeds != nil {
+		addrs = append(addrs, n.cfg.Seeds()...)
+	}
+	for _, a := range addrs {
+		if a == n.cfg.APIAddr {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		st, err := n.cfg.Peers.Status(cctx, a)
+		cancel()
+		if err == nil && st.Applied > 0 {
+			n.catchTarget.Store(st.Applied)
+			return
+		}
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -342,66 +414,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// MemberMeta is the replicated metadata of a member (reserved keyspace).
-type MemberMeta struct {
-	RaftAddr string `json:"raft_addr"`
-	APIAddr  string `json:"api_addr"`
-	Origin   Origin `json:"origin"`
-}
-
-const metaMemberPrefix = "member/"
-
-func metaMemberKey(id ReplicaID) []byte { return fmt.Appendf(nil, "%s%d", metaMemberPrefix, id) }
-
-// publishMeta makes sure the replicated metadata has this node's addresses.
-func (n *Node) publishMeta(ctx context.Context) {
-	want := MemberMeta{RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, Origin: n.id.Origin}
-	val, _ := json.Marshal(want)
-	key := metaMemberKey(n.id.ReplicaID)
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		v, err := n.Read(ctx, statemachine.GetQuery{Key: key, Meta: true}, Linearizable)
-		if err == nil {
-			if kv := v.(statemachine.GetResult).KV; kv != nil && string(kv.Value) == string(val) {
-				return
-			}
-			_, err = n.Propose(ctx, []statemachine.Command{{Ops: []statemachine.Op{{Type: statemachine.OpMetaPut, Key: key, Value: val}}}})
-			if err == nil {
-				n.log.Info("published member metadata", "api_addr", want.APIAddr)
-				return
-			}
-		}
-		if errors.Is(err, ErrStopped) {
-			return
-		}
-		n.log.Debug("publish member metadata", "err", err)
-		if !sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
-}
-
-// MembersMeta returns the replicated metadata of every member that published it.
-func (n *Node) MembersMeta(ctx context.Context, mode ReadMode) (map[ReplicaID]MemberMeta, error) {
-	v, err := n.Read(ctx, statemachine.RangeQuery{
-		Start: []byte(metaMemberPrefix), End: statemachine.PrefixEnd([]byte(metaMemberPrefix)), Meta: true,
-	}, mode)
-	if err != nil {
-		return nil, err
-	}
-	out := map[ReplicaID]MemberMeta{}
-	for _, kv := range v.(statemachine.RangeResult).KVs {
-		var id uint64
-		if _, err := fmt.Sscanf(string(kv.Key[len(metaMemberPrefix):]), "%d", &id); err != nil {
-			continue
-		}
-		var m MemberMeta
-		if json.Unmarshal(kv.Value, &m) == nil {
-			out[ReplicaID(id)] = m
-		}
-	}
-	return out, nil
 }

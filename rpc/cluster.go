@@ -2,13 +2,13 @@ package rpc
 
 import (
 	"context"
-	"net/http"
-	"sort"
-	"sync"
+	"errors"
+	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
@@ -16,129 +16,149 @@ import (
 
 // ClusterView is what the Cluster handlers need from a node.
 type ClusterView interface {
+	membership.Host
 	Status() node.Status
-	Membership(ctx context.Context) (node.Membership, error)
-	MembersMeta(ctx context.Context, mode node.ReadMode) (map[node.ReplicaID]node.MemberMeta, error)
+	Members() ([]membership.MemberInfo, uint64, bool)
+	TransferLeader(target membership.ReplicaID) error
 }
 
 type clusterServer struct {
 	view    ClusterView
 	version string
-	peers   *http.Client
 }
 
 // NewClusterServer returns the kvd.v1.Cluster handler implementation.
 func NewClusterServer(view ClusterView, version string) kvdv1connect.ClusterHandler {
-	return &clusterServer{
-		view:    view,
-		version: version,
-		peers:   &http.Client{Timeout: 2 * time.Second},
-	}
+	return &clusterServer{view: view, version: version}
 }
 
-func roleProto(r node.Role) kvdv1.Role {
+func roleProto(r membership.Role) kvdv1.Role {
 	switch r {
-	case node.RoleVoter:
+	case membership.RoleVoter:
 		return kvdv1.Role_ROLE_VOTER
-	case node.RoleObserver:
+	case membership.RoleObserver:
 		return kvdv1.Role_ROLE_OBSERVER
 	}
 	return kvdv1.Role_ROLE_UNSPECIFIED
 }
 
-func (s *clusterServer) statusProto() *kvdv1.StatusResponse {
-	st := s.view.Status()
-	return &kvdv1.StatusResponse{
-		Id:           uint64(st.ReplicaID),
-		Role:         roleProto(st.Role),
-		LeaderId:     uint64(st.LeaderID),
-		Term:         st.Term,
-		AppliedIndex: st.Applied,
-		Ready:        st.Ready,
-		RaftAddr:     st.RaftAddr,
-		ApiAddr:      st.APIAddr,
-		State:        st.State,
-		Version:      s.version,
-		Voters:       uint64(st.Voters),
+func roleFromProto(r kvdv1.Role) membership.Role {
+	switch r {
+	case kvdv1.Role_ROLE_VOTER:
+		return membership.RoleVoter
+	case kvdv1.Role_ROLE_OBSERVER:
+		return membership.RoleObserver
 	}
+	return membership.RoleUnknown
 }
 
 func (s *clusterServer) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRequest]) (*connect.Response[kvdv1.StatusResponse], error) {
-	return connect.NewResponse(s.statusProto()), nil
+	st := s.view.Status()
+	resp := &kvdv1.StatusResponse{
+		Id: uint64(st.ReplicaID), Role: roleProto(st.Role), LeaderId: uint64(st.LeaderID), Term: st.Term,
+		AppliedIndex: st.Applied, Ready: st.Ready, RaftAddr: st.RaftAddr, ApiAddr: st.APIAddr,
+		State: st.State, Version: s.version, Voters: uint64(st.Voters), Reason: st.Reason,
+		CatchUpTarget: st.CatchUpTarget,
+	}
+	if rows, _, ok := s.view.Members(); ok {
+		resp.Voters, resp.Observers = 0, 0
+		for _, r := range rows {
+			if r.Role == membership.RoleVoter {
+				resp.Voters++
+			} else {
+				resp.Observers++
+			}
+		}
+	}
+	return connect.NewResponse(resp), nil
 }
 
-// Members combines the Raft membership (the authority on roles), the
-// replicated member metadata (API addresses) and each member's own status,
-// asked over its API address in parallel.
+// Members is this node's view: the Raft membership (the authority on roles),
+// the replicated metadata and each member's status as last probed (at most
+// about a second old). Only the leader's view drives the autopilot.
 func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.MembersRequest]) (*connect.Response[kvdv1.MembersResponse], error) {
-	ms, err := s.view.Membership(ctx)
-	if err != nil {
-		return nil, toConnect(err)
+	rows, ccid, ok := s.view.Members()
+	if !ok {
+		st := s.view.Status()
+		return nil, connect.NewError(connect.CodeUnavailable,
+			fmt.Errorf("this node (%s) has no view of the members yet; ask another node", st.State))
 	}
-	meta, err := s.view.MembersMeta(ctx, node.Serializable)
-	if err != nil {
-		// Not caught up: fall back to a linearizable read of the metadata.
-		if meta, err = s.view.MembersMeta(ctx, node.Linearizable); err != nil {
-			return nil, toConnect(err)
+	out := &kvdv1.MembersResponse{ConfigChangeId: ccid}
+	for _, r := range rows {
+		if r.Leader {
+			out.LeaderId = uint64(r.ID)
 		}
-	}
-	self := s.statusProto()
-	out := &kvdv1.MembersResponse{LeaderId: self.LeaderId, ConfigChangeId: ms.ConfigChangeID}
-	add := func(id node.ReplicaID, addr string, role kvdv1.Role) {
 		out.Members = append(out.Members, &kvdv1.Member{
-			Id: uint64(id), Role: role, RaftAddr: addr, ApiAddr: meta[id].APIAddr,
-			Leader: uint64(id) == self.LeaderId,
+			Id: uint64(r.ID), Role: roleProto(r.Role), RaftAddr: r.RaftAddr, ApiAddr: r.APIAddr,
+			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State, Lag: r.Lag,
+			Reason: r.Reason, DownForMs: uint64(r.DownFor / time.Millisecond),
 		})
-	}
-	for id, addr := range ms.Voters {
-		add(id, addr, kvdv1.Role_ROLE_VOTER)
-	}
-	for id, addr := range ms.Observers {
-		add(id, addr, kvdv1.Role_ROLE_OBSERVER)
-	}
-	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Id < out.Members[j].Id })
-
-	var wg sync.WaitGroup
-	for _, m := range out.Members {
-		if m.Id == self.Id {
-			fill(m, self)
-			continue
-		}
-		if m.ApiAddr == "" {
-			m.State, m.Reason = "unknown", "API address not published yet"
-			continue
-		}
-		wg.Add(1)
-		go func(m *kvdv1.Member) {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			c := kvdv1connect.NewClusterClient(s.peers, "http://"+m.ApiAddr)
-			resp, err := c.Status(cctx, connect.NewRequest(&kvdv1.StatusRequest{}))
-			if err != nil {
-				m.State, m.Reason = "unreachable", err.Error()
-				return
-			}
-			fill(m, resp.Msg)
-		}(m)
-	}
-	wg.Wait()
-	var leaderApplied uint64
-	for _, m := range out.Members {
-		if m.Leader {
-			leaderApplied = m.AppliedIndex
-		}
-	}
-	for _, m := range out.Members {
-		if m.State != "unreachable" && leaderApplied > m.AppliedIndex {
-			m.Lag = leaderApplied - m.AppliedIndex
-		}
 	}
 	return connect.NewResponse(out), nil
 }
 
-func fill(m *kvdv1.Member, st *kvdv1.StatusResponse) {
-	m.AppliedIndex = st.AppliedIndex
-	m.Ready = st.Ready
-	m.State = st.State
+func (s *clusterServer) Join(ctx context.Context, req *connect.Request[kvdv1.JoinRequest]) (*connect.Response[kvdv1.JoinResponse], error) {
+	m := req.Msg
+	err := membership.Admit(ctx, s.view, membership.JoinRequest{
+		ReplicaID: membership.ReplicaID(m.ReplicaId), RaftAddr: m.RaftAddr, APIAddr: m.ApiAddr,
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&kvdv1.JoinResponse{}), nil
+}
+
+func (s *clusterServer) Promote(ctx context.Context, req *connect.Request[kvdv1.PromoteRequest]) (*connect.Response[kvdv1.PromoteResponse], error) {
+	id := membership.ReplicaID(req.Msg.Id)
+	ms, err := s.view.Membership(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if _, ok := ms.Voters[id]; ok {
+		return connect.NewResponse(&kvdv1.PromoteResponse{}), nil
+	}
+	addr, ok := ms.Observers[id]
+	if !ok {
+		return nil, toConnect(fmt.Errorf("%w: replica %d is not an observer of this cluster (see kvctl members)", membership.ErrNotMember, id))
+	}
+	if err := s.view.AddVoter(ctx, id, addr, ms.ConfigChangeID); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&kvdv1.PromoteResponse{}), nil
+}
+
+func (s *clusterServer) Remove(ctx context.Context, req *connect.Request[kvdv1.RemoveRequest]) (*connect.Response[kvdv1.RemoveResponse], error) {
+	id := membership.ReplicaID(req.Msg.Id)
+	ms, err := s.view.Membership(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if ms.RoleOf(id) == membership.RoleUnknown {
+		return nil, toConnect(fmt.Errorf("%w: replica %d is not a member (see kvctl members)", membership.ErrNotMember, id))
+	}
+	rows, ccid, ok := s.view.Members()
+	if !ok {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this node has no view of the members yet; retry or ask another node"))
+	}
+	if err := membership.CheckRemoval(membership.ViewOf(rows, ccid), id); err != nil {
+		return nil, toConnect(err)
+	}
+	if err := s.view.RemoveReplica(ctx, id, ms.ConfigChangeID); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&kvdv1.RemoveResponse{}), nil
+}
+
+func (s *clusterServer) TransferLeader(ctx context.Context, req *connect.Request[kvdv1.TransferLeaderRequest]) (*connect.Response[kvdv1.TransferLeaderResponse], error) {
+	if err := s.view.TransferLeader(membership.ReplicaID(req.Msg.TargetId)); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&kvdv1.TransferLeaderResponse{}), nil
+}
+
+func (s *clusterServer) Snapshot(ctx context.Context, _ *connect.Request[kvdv1.SnapshotRequest]) (*connect.Response[kvdv1.SnapshotResponse], error) {
+	if err := s.view.Snapshot(ctx); err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&kvdv1.SnapshotResponse{}), nil
 }

@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/lni/dragonboat/v4"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 )
 
@@ -15,8 +16,8 @@ import (
 // first match wins, so specific errors come before general ones.
 //
 // Unavailable means nothing was applied and the client may retry (it does,
-// with backoff, on another endpoint). FailedPrecondition is reserved for a
-// failed compare (CAS). DeadlineExceeded and Unknown on a write
+// with backoff, on another endpoint). On KV calls FailedPrecondition means a
+// failed compare (CAS); on Cluster calls, a refused membership change. DeadlineExceeded and Unknown on a write
 // mean the outcome is unknown: the write may or may not have been applied.
 var errorCodes = []struct {
 	err    error
@@ -24,6 +25,12 @@ var errorCodes = []struct {
 	advice string
 }{
 	{node.ErrNotReady, connect.CodeUnavailable, ""},
+	{membership.ErrPermissionDenied, connect.CodePermissionDenied, ""},
+	{membership.ErrRemoved, connect.CodeFailedPrecondition, ""},
+	{membership.ErrNoQuorum, connect.CodeFailedPrecondition, ""},
+	{membership.ErrNotMember, connect.CodeNotFound, ""},
+	{membership.ErrIdentityMismatch, connect.CodeAlreadyExists, ""},
+	{membership.ErrBadFlags, connect.CodeInvalidArgument, ""},
 	{node.ErrStopped, connect.CodeUnavailable, "the node is shutting down; retry on another endpoint"},
 	{node.ErrBadConfig, connect.CodeInvalidArgument, ""},
 	{node.ErrBadCommand, connect.CodeInternal, ""},

@@ -23,16 +23,17 @@ type Node interface {
 
 // Options configure the API.
 type Options struct {
-	Limits   Limits
-	Version  string
-	Registry prometheus.Registerer // nil = no RPC metrics
+	Limits     Limits
+	Version    string
+	JoinSecret string                // guards membership changes; empty = none
+	Registry   prometheus.Registerer // nil = no RPC metrics
 }
 
 // Mount registers the Connect services, gRPC health and reflection on mux.
 func Mount(mux *http.ServeMux, n Node, opts Options) {
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(opts.Limits.maxMessageBytes()),
-		connect.WithInterceptors(newMetricsInterceptor(opts.Registry)),
+		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newSecretChecker(opts.JoinSecret)),
 	}
 	mux.Handle(kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...))
 	mux.Handle(kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...))

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,11 +22,15 @@ import (
 // Config of a server. Node.APIAddr (the advertised API address) defaults to
 // the address Listen is bound to.
 type Config struct {
-	Node    node.Config
-	Listen  string // API listen address, e.g. 127.0.0.1:7070 or 127.0.0.1:0
-	Limits  rpc.Limits
-	Version string
-	Logger  *slog.Logger
+	Node       node.Config
+	Listen     string // API listen address, e.g. 127.0.0.1:7070 or 127.0.0.1:0
+	Limits     rpc.Limits
+	Version    string
+	JoinSecret string // guards Join/Promote/Remove; sent when joining
+	// LeaveOnExit: Stop transfers leadership if needed and removes this
+	// node from the cluster before stopping.
+	LeaveOnExit bool
+	Logger      *slog.Logger
 }
 
 // DefaultConfig is the embedded default single node.
@@ -47,7 +52,8 @@ type Server struct {
 	http *http.Server
 	node *node.Node
 
-	serveErr chan error
+	handler  atomic.Pointer[http.Handler]
+	errc     chan error
 	stopOnce sync.Once
 }
 
@@ -68,8 +74,10 @@ func New(cfg Config) (*Server, error) {
 	return &Server{cfg: cfg, log: cfg.Logger.With("component", "server")}, nil
 }
 
-// Start binds the API address, starts the node and serves. It returns once
-// the API is accepting connections; the node becomes ready later (/readyz).
+// Start binds the API address and serves /healthz and /readyz at once;
+// it then starts the node (a joining node first waits to be admitted, which
+// may take long: ctx bounds it) and serves the API. It returns once the API
+// is served; the node becomes ready later (/readyz).
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
@@ -83,29 +91,29 @@ func (s *Server) Start(ctx context.Context) error {
 	if ncfg.Logger == nil {
 		ncfg.Logger = s.cfg.Logger
 	}
+	if ncfg.Peers == nil {
+		ncfg.Peers = rpc.NewPeerDialer(s.cfg.JoinSecret)
+	}
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ncfg.Registry = s.reg
-	n, err := node.Start(ctx, ncfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	s.node = n
 
-	mux := http.NewServeMux()
-	rpc.Mount(mux, n, rpc.Options{Limits: s.cfg.Limits, Version: s.cfg.Version, Registry: s.reg})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
+	var starting http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// HTTP 503 is Unavailable to Connect, gRPC and gRPC-Web clients.
+		w.Header().Set("Retry-After", "1")
+		switch r.URL.Path {
+		case "/healthz":
+			fmt.Fprintln(w, "ok")
+		default:
+			http.Error(w, "starting: joining the cluster or opening the data dir", http.StatusServiceUnavailable)
+		}
 	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-
+	s.handler.Store(&starting)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) }),
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -114,8 +122,33 @@ func (s *Server) Start(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	s.serveErr = make(chan error, 1)
-	go func() { s.serveErr <- s.http.Serve(ln) }()
+	s.errc = make(chan error, 2)
+	go func() {
+		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+
+	n, err := node.Start(ctx, ncfg)
+	if err != nil {
+		s.http.Close()
+		return err
+	}
+	s.node = n
+	go func() {
+		<-n.Removed()
+		s.errc <- fmt.Errorf("replica %d was removed from the cluster; restart with --rejoin to join again under a new ID", n.ID())
+	}()
+
+	mux := http.NewServeMux()
+	rpc.Mount(mux, n, rpc.Options{Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret, Registry: s.reg})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	var h http.Handler = mux
+	s.handler.Store(&h)
 	s.log.Info("serving", "api", ln.Addr().String(), "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)
 	return nil
 }
@@ -124,7 +157,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	st := s.node.Status()
 	if !st.Ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: %s, applied index %d, leader %d\n", st.State, st.Applied, st.LeaderID)
+		if st.CatchUpTarget > st.Applied {
+			fmt.Fprintf(w, "not ready: %s, applied %d of %d (%d behind), leader %d\n",
+				st.State, st.Applied, st.CatchUpTarget, st.CatchUpTarget-st.Applied, st.LeaderID)
+			return
+		}
+		fmt.Fprintf(w, "not ready: %s, applied index %d, leader %d %s\n", st.State, st.Applied, st.LeaderID, st.Reason)
 		return
 	}
 	fmt.Fprintf(w, "ready: %s, applied index %d, leader %d\n", st.Role, st.Applied, st.LeaderID)
@@ -136,17 +174,23 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Node is the running node.
 func (s *Server) Node() *node.Node { return s.node }
 
-// Done yields the HTTP server's error if it stops serving on its own.
-func (s *Server) Done() <-chan error { return s.serveErr }
+// Done yields an error when the server must stop on its own: the HTTP
+// server failed, or this replica was removed from the cluster.
+func (s *Server) Done() <-chan error { return s.errc }
 
 // Stop stops serving (waiting for in-flight requests until ctx ends) and
 // stops the node. Idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
+		if s.cfg.LeaveOnExit && s.node != nil {
+			if e := s.node.Leave(ctx); e != nil {
+				s.log.Error("leave the cluster", "err", e)
+				err = e
+			}
+		}
 		if s.http != nil {
 			if e := s.http.Shutdown(ctx); e != nil {
-				err = e
 				s.http.Close()
 			}
 		}

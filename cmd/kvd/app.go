@@ -12,7 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kvd-project/kvd/node"
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -28,10 +28,17 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "data-dir", Value: d.Node.DataDir, EnvVars: []string{"KVD_DATA_DIR"}, Usage: "directory for the node's identity, Raft log and data"},
 			&cli.StringFlag{Name: "listen", Value: d.Listen, EnvVars: []string{"KVD_LISTEN"}, Usage: "API listen address (Connect, gRPC, gRPC-Web, HTTP/JSON; /healthz /readyz /metrics)"},
 			&cli.StringFlag{Name: "advertise-addr", EnvVars: []string{"KVD_ADVERTISE_ADDR"}, Usage: "API address other nodes and clients use (default: the listen address)"},
-			&cli.StringFlag{Name: "raft-addr", Value: d.Node.RaftAddr, EnvVars: []string{"KVD_RAFT_ADDR"}, Usage: "Raft address peers dial (host:port)"},
-			&cli.StringFlag{Name: "raft-listen", EnvVars: []string{"KVD_RAFT_LISTEN"}, Usage: "Raft bind address (default: --raft-addr)"},
-			&cli.Uint64Flag{Name: "node-id", EnvVars: []string{"KVD_NODE_ID"}, Usage: "replica ID (default: from the data dir, or from --initial-members by --raft-addr, or 1)"},
+			&cli.StringFlag{Name: "raft-addr", Value: d.Node.RaftAddr, EnvVars: []string{"KVD_RAFT_ADDR"}, Usage: "Raft bind address (host:port)"},
+			&cli.StringFlag{Name: "advertise-raft-addr", EnvVars: []string{"KVD_ADVERTISE_RAFT_ADDR"}, Usage: "Raft address peers dial (default: --raft-addr)"},
+			&cli.Uint64Flag{Name: "node-id", EnvVars: []string{"KVD_NODE_ID"}, Usage: "replica ID (default: from the data dir, or from --initial-members by raft address, random when joining, or 1)"},
 			&cli.StringFlag{Name: "initial-members", EnvVars: []string{"KVD_INITIAL_MEMBERS"}, Usage: "bootstrap these voters: 1=host:port,2=host:port,... (Raft addresses)"},
+			&cli.StringFlag{Name: "join", EnvVars: []string{"KVD_JOIN"}, Usage: "join a running cluster through any of these members' API addresses (host:port,...) as an observer; it promotes itself while voters < --voters"},
+			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVD_JOIN_SECRET"}, Usage: "cluster secret required to join, promote or remove members (same on every node)"},
+			&cli.BoolFlag{Name: "rejoin", EnvVars: []string{"KVD_REJOIN"}, Usage: "if this node was removed, wipe its state and join again under a new ID"},
+			&cli.BoolFlag{Name: "leave-on-exit", EnvVars: []string{"KVD_LEAVE_ON_EXIT"}, Usage: "on SIGTERM, hand over leadership and remove this node from the cluster"},
+			&cli.IntFlag{Name: "voters", Value: d.Node.Policy.Voters, EnvVars: []string{"KVD_VOTERS"}, Usage: "voter target (odd): caught-up observers promote themselves up to it"},
+			&cli.DurationFlag{Name: "promote-after", Value: d.Node.Policy.PromoteAfter, EnvVars: []string{"KVD_PROMOTE_AFTER"}, Usage: "an observer must stay caught up this long before promoting itself"},
+			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter unreachable this long is replaced by an observer, then removed"},
 			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
@@ -60,15 +67,36 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Listen = c.String("listen")
 	cfg.Node.DataDir = c.String("data-dir")
 	cfg.Node.APIAddr = c.String("advertise-addr")
-	cfg.Node.RaftAddr = c.String("raft-addr")
-	cfg.Node.RaftListen = c.String("raft-listen")
-	cfg.Node.ReplicaID = node.ReplicaID(c.Uint64("node-id"))
+	cfg.Node.RaftListen = c.String("raft-addr")
+	cfg.Node.RaftAddr = c.String("advertise-raft-addr")
+	if cfg.Node.RaftAddr == "" {
+		cfg.Node.RaftAddr = cfg.Node.RaftListen
+	}
+	cfg.Node.ReplicaID = membership.ReplicaID(c.Uint64("node-id"))
+	cfg.JoinSecret = c.String("join-secret")
+	cfg.LeaveOnExit = c.Bool("leave-on-exit")
+	cfg.Node.Rejoin = c.Bool("rejoin")
+	cfg.Node.Policy.Voters = c.Int("voters")
+	cfg.Node.Policy.PromoteAfter = c.Duration("promote-after")
+	cfg.Node.Policy.DeadAfter = c.Duration("dead-after")
+	if err := cfg.Node.Policy.Validate(); err != nil {
+		return cfg, err
+	}
+	if s := c.String("join"); s != "" {
+		var seeds []string
+		for _, a := range strings.Split(s, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				seeds = append(seeds, a)
+			}
+		}
+		cfg.Node.Seeds = func() []string { return seeds }
+	}
 	cfg.Node.RTT = c.Duration("rtt")
 	cfg.Limits.MaxKeySize = c.Int("max-key-size")
 	cfg.Limits.MaxValueSize = c.Int("max-value-size")
 	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")
 	if s := c.String("initial-members"); s != "" {
-		m, err := node.ParseMembers(s)
+		m, err := membership.ParseMembers(s)
 		if err != nil {
 			return cfg, fmt.Errorf("--initial-members: %w", err)
 		}
@@ -119,7 +147,10 @@ func run(ctx context.Context, cfg server.Config) error {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down", "reason", "signal")
 	case err := <-s.Done():
-		cfg.Logger.Error("API server failed", "err", err)
+		stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		s.Stop(stopCtx)
+		return err
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

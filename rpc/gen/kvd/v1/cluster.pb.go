@@ -86,7 +86,9 @@ type Member struct {
 	Lag uint64 `protobuf:"varint,9,opt,name=lag,proto3" json:"lag,omitempty"`
 	// Why the member is in its state (e.g. why an observer is not promoted),
 	// or the error that made it unreachable.
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// How long the answering node has not reached the member (0 = reachable).
+	DownForMs     uint64 `protobuf:"varint,11,opt,name=down_for_ms,json=downForMs,proto3" json:"down_for_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +191,13 @@ func (x *Member) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *Member) GetDownForMs() uint64 {
+	if x != nil {
+		return x.DownForMs
+	}
+	return 0
 }
 
 type MembersRequest struct {
@@ -324,19 +333,23 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=kvd.v1.Role" json:"role,omitempty"`
-	LeaderId      uint64                 `protobuf:"varint,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
-	Term          uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	Ready         bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,7,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	ApiAddr       string                 `protobuf:"bytes,8,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
-	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`
-	Version       string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
-	Voters        uint64                 `protobuf:"varint,11,opt,name=voters,proto3" json:"voters,omitempty"`
-	Observers     uint64                 `protobuf:"varint,12,opt,name=observers,proto3" json:"observers,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Role         Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=kvd.v1.Role" json:"role,omitempty"`
+	LeaderId     uint64                 `protobuf:"varint,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Term         uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex uint64                 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Ready        bool                   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	RaftAddr     string                 `protobuf:"bytes,7,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr      string                 `protobuf:"bytes,8,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	State        string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`
+	Version      string                 `protobuf:"bytes,10,opt,name=version,proto3" json:"version,omitempty"`
+	Voters       uint64                 `protobuf:"varint,11,opt,name=voters,proto3" json:"voters,omitempty"`
+	Observers    uint64                 `protobuf:"varint,12,opt,name=observers,proto3" json:"observers,omitempty"`
+	// Why the node is in its state (e.g. why an observer is not promoted).
+	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	// While catching up: the leader's applied index as last asked (0 = unknown).
+	CatchUpTarget uint64 `protobuf:"varint,14,opt,name=catch_up_target,json=catchUpTarget,proto3" json:"catch_up_target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -455,11 +468,433 @@ func (x *StatusResponse) GetObservers() uint64 {
 	return 0
 }
 
+func (x *StatusResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetCatchUpTarget() uint64 {
+	if x != nil {
+		return x.CatchUpTarget
+	}
+	return 0
+}
+
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReplicaId     uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr       string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *JoinRequest) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *JoinRequest) GetRaftAddr() string {
+	if x != nil {
+		return x.RaftAddr
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetApiAddr() string {
+	if x != nil {
+		return x.ApiAddr
+	}
+	return ""
+}
+
+type JoinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+type PromoteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteRequest) Reset() {
+	*x = PromoteRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteRequest) ProtoMessage() {}
+
+func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
+func (*PromoteRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PromoteRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type PromoteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteResponse) Reset() {
+	*x = PromoteResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteResponse) ProtoMessage() {}
+
+func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
+func (*PromoteResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
+type RemoveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRequest) Reset() {
+	*x = RemoveRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRequest) ProtoMessage() {}
+
+func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RemoveRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type RemoveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveResponse) Reset() {
+	*x = RemoveResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveResponse) ProtoMessage() {}
+
+func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
+func (*RemoveResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{10}
+}
+
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TargetId      uint64                 `protobuf:"varint,1,opt,name=target_id,json=targetId,proto3" json:"target_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TransferLeaderRequest) GetTargetId() uint64 {
+	if x != nil {
+		return x.TargetId
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{12}
+}
+
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+type SnapshotResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotResponse) Reset() {
+	*x = SnapshotResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotResponse) ProtoMessage() {}
+
+func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
+func (*SnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{14}
+}
+
 var File_kvd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x14kvd/v1/cluster.proto\x12\x06kvd.v1\"\x85\x02\n" +
+	"\x14kvd/v1/cluster.proto\x12\x06kvd.v1\"\xa5\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.kvd.v1.RoleR\x04role\x12\x1b\n" +
@@ -471,13 +906,14 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\x05state\x18\b \x01(\tR\x05state\x12\x10\n" +
 	"\x03lag\x18\t \x01(\x04R\x03lag\x12\x16\n" +
 	"\x06reason\x18\n" +
-	" \x01(\tR\x06reason\"\x10\n" +
+	" \x01(\tR\x06reason\x12\x1e\n" +
+	"\vdown_for_ms\x18\v \x01(\x04R\tdownForMs\"\x10\n" +
 	"\x0eMembersRequest\"\x82\x01\n" +
 	"\x0fMembersResponse\x12(\n" +
 	"\amembers\x18\x01 \x03(\v2\x0e.kvd.v1.MemberR\amembers\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12(\n" +
 	"\x10config_change_id\x18\x03 \x01(\x04R\x0econfigChangeId\"\x0f\n" +
-	"\rStatusRequest\"\xcc\x02\n" +
+	"\rStatusRequest\"\x8c\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.kvd.v1.RoleR\x04role\x12\x1b\n" +
@@ -491,15 +927,39 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\aversion\x18\n" +
 	" \x01(\tR\aversion\x12\x16\n" +
 	"\x06voters\x18\v \x01(\x04R\x06voters\x12\x1c\n" +
-	"\tobservers\x18\f \x01(\x04R\tobservers*?\n" +
+	"\tobservers\x18\f \x01(\x04R\tobservers\x12\x16\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\x12&\n" +
+	"\x0fcatch_up_target\x18\x0e \x01(\x04R\rcatchUpTarget\"d\n" +
+	"\vJoinRequest\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x1b\n" +
+	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"\x0e\n" +
+	"\fJoinResponse\" \n" +
+	"\x0ePromoteRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\x11\n" +
+	"\x0fPromoteResponse\"\x1f\n" +
+	"\rRemoveRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"\x10\n" +
+	"\x0eRemoveResponse\"4\n" +
+	"\x15TransferLeaderRequest\x12\x1b\n" +
+	"\ttarget_id\x18\x01 \x01(\x04R\btargetId\"\x18\n" +
+	"\x16TransferLeaderResponse\"\x11\n" +
+	"\x0fSnapshotRequest\"\x12\n" +
+	"\x10SnapshotResponse*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_VOTER\x10\x01\x12\x11\n" +
-	"\rROLE_OBSERVER\x10\x022\x88\x01\n" +
+	"\rROLE_OBSERVER\x10\x022\xc0\x03\n" +
 	"\aCluster\x12?\n" +
 	"\aMembers\x12\x16.kvd.v1.MembersRequest\x1a\x17.kvd.v1.MembersResponse\"\x03\x90\x02\x01\x12<\n" +
-	"\x06Status\x12\x15.kvd.v1.StatusRequest\x1a\x16.kvd.v1.StatusResponse\"\x03\x90\x02\x01B1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
+	"\x06Status\x12\x15.kvd.v1.StatusRequest\x1a\x16.kvd.v1.StatusResponse\"\x03\x90\x02\x01\x121\n" +
+	"\x04Join\x12\x13.kvd.v1.JoinRequest\x1a\x14.kvd.v1.JoinResponse\x12:\n" +
+	"\aPromote\x12\x16.kvd.v1.PromoteRequest\x1a\x17.kvd.v1.PromoteResponse\x127\n" +
+	"\x06Remove\x12\x15.kvd.v1.RemoveRequest\x1a\x16.kvd.v1.RemoveResponse\x12O\n" +
+	"\x0eTransferLeader\x12\x1d.kvd.v1.TransferLeaderRequest\x1a\x1e.kvd.v1.TransferLeaderResponse\x12=\n" +
+	"\bSnapshot\x12\x17.kvd.v1.SnapshotRequest\x1a\x18.kvd.v1.SnapshotResponseB1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
 
 var (
 	file_kvd_v1_cluster_proto_rawDescOnce sync.Once
@@ -514,28 +974,48 @@ func file_kvd_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_kvd_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kvd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_kvd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_kvd_v1_cluster_proto_goTypes = []any{
-	(Role)(0),               // 0: kvd.v1.Role
-	(*Member)(nil),          // 1: kvd.v1.Member
-	(*MembersRequest)(nil),  // 2: kvd.v1.MembersRequest
-	(*MembersResponse)(nil), // 3: kvd.v1.MembersResponse
-	(*StatusRequest)(nil),   // 4: kvd.v1.StatusRequest
-	(*StatusResponse)(nil),  // 5: kvd.v1.StatusResponse
+	(Role)(0),                      // 0: kvd.v1.Role
+	(*Member)(nil),                 // 1: kvd.v1.Member
+	(*MembersRequest)(nil),         // 2: kvd.v1.MembersRequest
+	(*MembersResponse)(nil),        // 3: kvd.v1.MembersResponse
+	(*StatusRequest)(nil),          // 4: kvd.v1.StatusRequest
+	(*StatusResponse)(nil),         // 5: kvd.v1.StatusResponse
+	(*JoinRequest)(nil),            // 6: kvd.v1.JoinRequest
+	(*JoinResponse)(nil),           // 7: kvd.v1.JoinResponse
+	(*PromoteRequest)(nil),         // 8: kvd.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 9: kvd.v1.PromoteResponse
+	(*RemoveRequest)(nil),          // 10: kvd.v1.RemoveRequest
+	(*RemoveResponse)(nil),         // 11: kvd.v1.RemoveResponse
+	(*TransferLeaderRequest)(nil),  // 12: kvd.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 13: kvd.v1.TransferLeaderResponse
+	(*SnapshotRequest)(nil),        // 14: kvd.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 15: kvd.v1.SnapshotResponse
 }
 var file_kvd_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: kvd.v1.Member.role:type_name -> kvd.v1.Role
-	1, // 1: kvd.v1.MembersResponse.members:type_name -> kvd.v1.Member
-	0, // 2: kvd.v1.StatusResponse.role:type_name -> kvd.v1.Role
-	2, // 3: kvd.v1.Cluster.Members:input_type -> kvd.v1.MembersRequest
-	4, // 4: kvd.v1.Cluster.Status:input_type -> kvd.v1.StatusRequest
-	3, // 5: kvd.v1.Cluster.Members:output_type -> kvd.v1.MembersResponse
-	5, // 6: kvd.v1.Cluster.Status:output_type -> kvd.v1.StatusResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: kvd.v1.Member.role:type_name -> kvd.v1.Role
+	1,  // 1: kvd.v1.MembersResponse.members:type_name -> kvd.v1.Member
+	0,  // 2: kvd.v1.StatusResponse.role:type_name -> kvd.v1.Role
+	2,  // 3: kvd.v1.Cluster.Members:input_type -> kvd.v1.MembersRequest
+	4,  // 4: kvd.v1.Cluster.Status:input_type -> kvd.v1.StatusRequest
+	6,  // 5: kvd.v1.Cluster.Join:input_type -> kvd.v1.JoinRequest
+	8,  // 6: kvd.v1.Cluster.Promote:input_type -> kvd.v1.PromoteRequest
+	10, // 7: kvd.v1.Cluster.Remove:input_type -> kvd.v1.RemoveRequest
+	12, // 8: kvd.v1.Cluster.TransferLeader:input_type -> kvd.v1.TransferLeaderRequest
+	14, // 9: kvd.v1.Cluster.Snapshot:input_type -> kvd.v1.SnapshotRequest
+	3,  // 10: kvd.v1.Cluster.Members:output_type -> kvd.v1.MembersResponse
+	5,  // 11: kvd.v1.Cluster.Status:output_type -> kvd.v1.StatusResponse
+	7,  // 12: kvd.v1.Cluster.Join:output_type -> kvd.v1.JoinResponse
+	9,  // 13: kvd.v1.Cluster.Promote:output_type -> kvd.v1.PromoteResponse
+	11, // 14: kvd.v1.Cluster.Remove:output_type -> kvd.v1.RemoveResponse
+	13, // 15: kvd.v1.Cluster.TransferLeader:output_type -> kvd.v1.TransferLeaderResponse
+	15, // 16: kvd.v1.Cluster.Snapshot:output_type -> kvd.v1.SnapshotResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_kvd_v1_cluster_proto_init() }
@@ -549,7 +1029,7 @@ func file_kvd_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvd_v1_cluster_proto_rawDesc), len(file_kvd_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

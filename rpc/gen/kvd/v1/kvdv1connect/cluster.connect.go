@@ -37,6 +37,16 @@ const (
 	ClusterMembersProcedure = "/kvd.v1.Cluster/Members"
 	// ClusterStatusProcedure is the fully-qualified name of the Cluster's Status RPC.
 	ClusterStatusProcedure = "/kvd.v1.Cluster/Status"
+	// ClusterJoinProcedure is the fully-qualified name of the Cluster's Join RPC.
+	ClusterJoinProcedure = "/kvd.v1.Cluster/Join"
+	// ClusterPromoteProcedure is the fully-qualified name of the Cluster's Promote RPC.
+	ClusterPromoteProcedure = "/kvd.v1.Cluster/Promote"
+	// ClusterRemoveProcedure is the fully-qualified name of the Cluster's Remove RPC.
+	ClusterRemoveProcedure = "/kvd.v1.Cluster/Remove"
+	// ClusterTransferLeaderProcedure is the fully-qualified name of the Cluster's TransferLeader RPC.
+	ClusterTransferLeaderProcedure = "/kvd.v1.Cluster/TransferLeader"
+	// ClusterSnapshotProcedure is the fully-qualified name of the Cluster's Snapshot RPC.
+	ClusterSnapshotProcedure = "/kvd.v1.Cluster/Snapshot"
 )
 
 // ClusterClient is a client for the kvd.v1.Cluster service.
@@ -46,6 +56,20 @@ type ClusterClient interface {
 	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersResponse], error)
 	// Status is the answering node's own view.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// Join adds a replica as a non-voting observer (idempotent). The answering
+	// node records the member's metadata, then proposes the change; Raft
+	// forwards it to the leader. Needs the join secret when one is set.
+	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
+	// Promote makes an observer a voter. Needs the join secret when one is set.
+	Promote(context.Context, *connect.Request[v1.PromoteRequest]) (*connect.Response[v1.PromoteResponse], error)
+	// Remove removes a member for good (its ID can never come back); refused
+	// when the reachable voters left would not be a quorum. Needs the join
+	// secret when one is set.
+	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// TransferLeader asks the leader to hand leadership to a voter.
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
+	// Snapshot takes a local snapshot on the answering node.
+	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
 }
 
 // NewClusterClient constructs a client for the kvd.v1.Cluster service. By default, it uses the
@@ -73,13 +97,48 @@ func NewClusterClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		join: connect.NewClient[v1.JoinRequest, v1.JoinResponse](
+			httpClient,
+			baseURL+ClusterJoinProcedure,
+			connect.WithSchema(clusterMethods.ByName("Join")),
+			connect.WithClientOptions(opts...),
+		),
+		promote: connect.NewClient[v1.PromoteRequest, v1.PromoteResponse](
+			httpClient,
+			baseURL+ClusterPromoteProcedure,
+			connect.WithSchema(clusterMethods.ByName("Promote")),
+			connect.WithClientOptions(opts...),
+		),
+		remove: connect.NewClient[v1.RemoveRequest, v1.RemoveResponse](
+			httpClient,
+			baseURL+ClusterRemoveProcedure,
+			connect.WithSchema(clusterMethods.ByName("Remove")),
+			connect.WithClientOptions(opts...),
+		),
+		transferLeader: connect.NewClient[v1.TransferLeaderRequest, v1.TransferLeaderResponse](
+			httpClient,
+			baseURL+ClusterTransferLeaderProcedure,
+			connect.WithSchema(clusterMethods.ByName("TransferLeader")),
+			connect.WithClientOptions(opts...),
+		),
+		snapshot: connect.NewClient[v1.SnapshotRequest, v1.SnapshotResponse](
+			httpClient,
+			baseURL+ClusterSnapshotProcedure,
+			connect.WithSchema(clusterMethods.ByName("Snapshot")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // clusterClient implements ClusterClient.
 type clusterClient struct {
-	members *connect.Client[v1.MembersRequest, v1.MembersResponse]
-	status  *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	members        *connect.Client[v1.MembersRequest, v1.MembersResponse]
+	status         *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	join           *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	promote        *connect.Client[v1.PromoteRequest, v1.PromoteResponse]
+	remove         *connect.Client[v1.RemoveRequest, v1.RemoveResponse]
+	transferLeader *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
+	snapshot       *connect.Client[v1.SnapshotRequest, v1.SnapshotResponse]
 }
 
 // Members calls kvd.v1.Cluster.Members.
@@ -92,6 +151,31 @@ func (c *clusterClient) Status(ctx context.Context, req *connect.Request[v1.Stat
 	return c.status.CallUnary(ctx, req)
 }
 
+// Join calls kvd.v1.Cluster.Join.
+func (c *clusterClient) Join(ctx context.Context, req *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error) {
+	return c.join.CallUnary(ctx, req)
+}
+
+// Promote calls kvd.v1.Cluster.Promote.
+func (c *clusterClient) Promote(ctx context.Context, req *connect.Request[v1.PromoteRequest]) (*connect.Response[v1.PromoteResponse], error) {
+	return c.promote.CallUnary(ctx, req)
+}
+
+// Remove calls kvd.v1.Cluster.Remove.
+func (c *clusterClient) Remove(ctx context.Context, req *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error) {
+	return c.remove.CallUnary(ctx, req)
+}
+
+// TransferLeader calls kvd.v1.Cluster.TransferLeader.
+func (c *clusterClient) TransferLeader(ctx context.Context, req *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return c.transferLeader.CallUnary(ctx, req)
+}
+
+// Snapshot calls kvd.v1.Cluster.Snapshot.
+func (c *clusterClient) Snapshot(ctx context.Context, req *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error) {
+	return c.snapshot.CallUnary(ctx, req)
+}
+
 // ClusterHandler is an implementation of the kvd.v1.Cluster service.
 type ClusterHandler interface {
 	// Members lists every member with its role and health, as seen by the
@@ -99,6 +183,20 @@ type ClusterHandler interface {
 	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersResponse], error)
 	// Status is the answering node's own view.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// Join adds a replica as a non-voting observer (idempotent). The answering
+	// node records the member's metadata, then proposes the change; Raft
+	// forwards it to the leader. Needs the join secret when one is set.
+	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
+	// Promote makes an observer a voter. Needs the join secret when one is set.
+	Promote(context.Context, *connect.Request[v1.PromoteRequest]) (*connect.Response[v1.PromoteResponse], error)
+	// Remove removes a member for good (its ID can never come back); refused
+	// when the reachable voters left would not be a quorum. Needs the join
+	// secret when one is set.
+	Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error)
+	// TransferLeader asks the leader to hand leadership to a voter.
+	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
+	// Snapshot takes a local snapshot on the answering node.
+	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
 }
 
 // NewClusterHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -122,12 +220,52 @@ func NewClusterHandler(svc ClusterHandler, opts ...connect.HandlerOption) (strin
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterJoinHandler := connect.NewUnaryHandler(
+		ClusterJoinProcedure,
+		svc.Join,
+		connect.WithSchema(clusterMethods.ByName("Join")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterPromoteHandler := connect.NewUnaryHandler(
+		ClusterPromoteProcedure,
+		svc.Promote,
+		connect.WithSchema(clusterMethods.ByName("Promote")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterRemoveHandler := connect.NewUnaryHandler(
+		ClusterRemoveProcedure,
+		svc.Remove,
+		connect.WithSchema(clusterMethods.ByName("Remove")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterTransferLeaderHandler := connect.NewUnaryHandler(
+		ClusterTransferLeaderProcedure,
+		svc.TransferLeader,
+		connect.WithSchema(clusterMethods.ByName("TransferLeader")),
+		connect.WithHandlerOptions(opts...),
+	)
+	clusterSnapshotHandler := connect.NewUnaryHandler(
+		ClusterSnapshotProcedure,
+		svc.Snapshot,
+		connect.WithSchema(clusterMethods.ByName("Snapshot")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/kvd.v1.Cluster/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterMembersProcedure:
 			clusterMembersHandler.ServeHTTP(w, r)
 		case ClusterStatusProcedure:
 			clusterStatusHandler.ServeHTTP(w, r)
+		case ClusterJoinProcedure:
+			clusterJoinHandler.ServeHTTP(w, r)
+		case ClusterPromoteProcedure:
+			clusterPromoteHandler.ServeHTTP(w, r)
+		case ClusterRemoveProcedure:
+			clusterRemoveHandler.ServeHTTP(w, r)
+		case ClusterTransferLeaderProcedure:
+			clusterTransferLeaderHandler.ServeHTTP(w, r)
+		case ClusterSnapshotProcedure:
+			clusterSnapshotHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -143,4 +281,24 @@ func (UnimplementedClusterHandler) Members(context.Context, *connect.Request[v1.
 
 func (UnimplementedClusterHandler) Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Status is not implemented"))
+}
+
+func (UnimplementedClusterHandler) Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Join is not implemented"))
+}
+
+func (UnimplementedClusterHandler) Promote(context.Context, *connect.Request[v1.PromoteRequest]) (*connect.Response[v1.PromoteResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Promote is not implemented"))
+}
+
+func (UnimplementedClusterHandler) Remove(context.Context, *connect.Request[v1.RemoveRequest]) (*connect.Response[v1.RemoveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Remove is not implemented"))
+}
+
+func (UnimplementedClusterHandler) TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.TransferLeader is not implemented"))
+}
+
+func (UnimplementedClusterHandler) Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Snapshot is not implemented"))
 }

@@ -1,4 +1,4 @@
-package node
+package membership
 
 import (
 	"encoding/json"
@@ -32,8 +32,8 @@ type Identity struct {
 	Created   time.Time `json:"created"`
 }
 
-// loadIdentity returns nil, nil when the data dir has no identity yet.
-func loadIdentity(dir string) (*Identity, error) {
+// LoadIdentity returns nil, nil when the data dir has no identity yet.
+func LoadIdentity(dir string) (*Identity, error) {
 	b, err := os.ReadFile(filepath.Join(dir, identityFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -51,13 +51,52 @@ func loadIdentity(dir string) (*Identity, error) {
 	return &id, nil
 }
 
-// saveIdentity writes the identity durably: temp file, fsync, rename, fsync dir.
-func saveIdentity(dir string, id Identity) error {
+// SaveIdentity writes the identity durably: temp file, fsync, rename, fsync dir.
+func SaveIdentity(dir string, id Identity) error {
 	b, err := json.MarshalIndent(id, "", "  ")
 	if err != nil {
 		return err
 	}
 	return writeFileAtomic(dir, identityFile, append(b, '\n'))
+}
+
+const removedFile = "removed.json"
+
+// Removal records that this replica was removed from the cluster.
+type Removal struct {
+	ReplicaID ReplicaID `json:"replica_id"`
+	At        time.Time `json:"at"`
+	Hint      string    `json:"hint"`
+}
+
+// MarkRemoved writes the removal marker: every later start refuses to serve
+// (or wipes and joins under a new ID with --rejoin).
+func MarkRemoved(dir string, id ReplicaID) error {
+	b, _ := json.MarshalIndent(Removal{ReplicaID: id, At: time.Now().UTC(),
+		Hint: "this replica was removed from the cluster; restart with --rejoin to join again under a new ID"}, "", "  ")
+	return writeFileAtomic(dir, removedFile, append(b, '\n'))
+}
+
+// IsRemoved tells whether the data dir holds a removal marker.
+func IsRemoved(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, removedFile))
+	return err == nil
+}
+
+// Wipe deletes the replica's identity, Raft state and data so that it can
+// join again under a new ID. Only for a removed replica (--rejoin).
+func Wipe(dir string, stateDirs ...string) error {
+	for _, d := range stateDirs {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{identityFile, cacheFile, removedFile} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 func writeFileAtomic(dir, name string, data []byte) error {

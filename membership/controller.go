@@ -1,0 +1,230 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+)
+
+// Controller is the membership autopilot of one node. Every node probes its
+// peers and publishes its view (Members); an observer promotes itself from
+// the leader's view; the leader removes dead voters once replaced. After
+// every membership change that concerns this node it takes a local snapshot
+// (so that the newest snapshot embeds its role) and rewrites the cache file.
+type Controller struct {
+	host    Host
+	dialer  PeerDialer
+	policy  Policy
+	dataDir string
+	log     *slog.Logger
+	tracker *tracker
+	wake    chan struct{}
+
+	mu            sync.Mutex
+	reason        string
+	caughtUpSince time.Time
+	lastRole      Role
+	lastLogged    string
+}
+
+// NewController; Run does the work.
+func NewController(h Host, d PeerDialer, p Policy, dataDir string, log *slog.Logger) *Controller {
+	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1)}
+	c.tracker = newTracker(h, d, c.Reason)
+	return c
+}
+
+// Notify wakes the controller (a membership change or leader change event).
+func (c *Controller) Notify() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Reason explains this node's membership state (why an observer is not
+// promoted, for instance).
+func (c *Controller) Reason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+func (c *Controller) setReason(r string) {
+	c.mu.Lock()
+	c.reason = r
+	c.mu.Unlock()
+}
+
+// logDecision logs a decision when it differs from the previous one.
+func (c *Controller) logDecision(msg string, d Decision) {
+	c.mu.Lock()
+	same := c.lastLogged == msg+d.Reason
+	c.lastLogged = msg + d.Reason
+	c.mu.Unlock()
+	if !same {
+		c.log.Info(msg, "action", [...]string{"wait", "promote", "remove"}[d.Action], "target", uint64(d.Target), "reason", d.Reason)
+	}
+}
+
+// Members is this node's view of the cluster; ok is false until the first
+// probe has succeeded.
+func (c *Controller) Members() ([]MemberInfo, uint64, bool) { return c.tracker.members() }
+
+// Run loops until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.step(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-c.wake:
+		}
+	}
+}
+
+func (c *Controller) step(ctx context.Context) {
+	local := c.host.Local()
+	if !local.Ready {
+		c.setReason("catching up")
+		return
+	}
+	changed, err := c.tracker.probe(ctx, time.Second)
+	if err != nil {
+		c.log.Debug("probe", "err", err)
+		return
+	}
+	local = c.host.Local()
+	if local.Role != c.lastRole && local.Role != RoleUnknown {
+		c.log.Info("role", "from", c.lastRole.String(), "to", local.Role.String())
+		c.roleChanged(ctx)
+		c.lastRole = local.Role
+		changed = true
+	}
+	if changed {
+		c.writeCache(ctx)
+	}
+	switch {
+	case local.LeaderID == c.host.ID():
+		c.setReason("leader")
+		c.reap(ctx)
+	case local.Role == RoleObserver:
+		c.promote(ctx, local)
+	default:
+		c.setReason("")
+	}
+}
+
+// roleChanged takes a local snapshot so that the newest snapshot embeds the
+// role (design.md §5.3): a restart then replays little.
+func (c *Controller) roleChanged(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.host.Snapshot(sctx); err != nil && !errors.Is(err, dragonboat.ErrRejected) {
+		c.log.Warn("snapshot after role change", "err", err)
+		return
+	}
+	c.log.Info("snapshot taken after role change")
+}
+
+func (c *Controller) writeCache(ctx context.Context) {
+	rows, ccid, ok := c.tracker.members()
+	if !ok {
+		return
+	}
+	m := Membership{ConfigChangeID: ccid, Voters: map[ReplicaID]string{}, Observers: map[ReplicaID]string{}}
+	api := map[ReplicaID]string{}
+	for _, r := range rows {
+		if r.Role == RoleVoter {
+			m.Voters[r.ID] = r.RaftAddr
+		} else {
+			m.Observers[r.ID] = r.RaftAddr
+		}
+		api[r.ID] = r.APIAddr
+	}
+	if err := WriteCache(c.dataDir, c.host.ID(), m, api); err != nil {
+		c.log.Warn("write membership cache", "err", err)
+	}
+}
+
+// promote: an observer asks the leader for its view and promotes itself
+// when the policy says so.
+func (c *Controller) promote(ctx context.Context, local Local) {
+	metas, err := c.host.Metas(ctx)
+	if err != nil || metas[local.LeaderID].APIAddr == "" {
+		c.setReason("waiting for the leader's API address")
+		return
+	}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	v, err := c.dialer.View(vctx, metas[local.LeaderID].APIAddr)
+	cancel()
+	if err != nil {
+		c.setReason("cannot reach the leader: " + err.Error())
+		return
+	}
+	var leaderApplied uint64
+	for _, m := range v.Members {
+		if m.ID == v.LeaderID {
+			leaderApplied = m.Applied
+		}
+	}
+	now := time.Now()
+	c.mu.Lock()
+	if leaderApplied > local.Applied+c.policy.MaxLag {
+		c.caughtUpSince = time.Time{}
+	} else if c.caughtUpSince.IsZero() {
+		c.caughtUpSince = now
+	}
+	caughtUpFor := time.Duration(0)
+	if !c.caughtUpSince.IsZero() {
+		caughtUpFor = now.Sub(c.caughtUpSince)
+	}
+	c.mu.Unlock()
+	d := DecidePromotion(c.policy, v, c.host.ID(), caughtUpFor)
+	c.setReason(d.Reason)
+	c.logDecision("promotion decision", d)
+	if d.Action != Promote {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = c.host.AddVoter(pctx, c.host.ID(), c.host.RaftAddr(), v.ConfigChangeID)
+	switch {
+	case err == nil:
+		c.log.Info("promoted to voter", "config_change_id", v.ConfigChangeID, "reason", d.Reason)
+		c.Notify()
+	case errors.Is(err, dragonboat.ErrRejected):
+		c.log.Info("promotion rejected: another membership change won the race", "config_change_id", v.ConfigChangeID)
+	default:
+		c.log.Warn("promotion failed", "err", err)
+	}
+}
+
+// reap: the leader removes a dead voter once it has been replaced.
+func (c *Controller) reap(ctx context.Context) {
+	rows, ccid, ok := c.tracker.members()
+	if !ok {
+		return
+	}
+	d := DecideRemoval(c.policy, ViewOf(rows, ccid))
+	if d.Reason != "" {
+		c.logDecision("removal decision", d)
+	}
+	if d.Action != Remove {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.host.RemoveReplica(rctx, d.Target, ccid); err != nil {
+		c.log.Warn("remove dead voter", "replica", uint64(d.Target), "err", err)
+		return
+	}
+	c.log.Info("removed dead voter", "replica", uint64(d.Target), "reason", d.Reason)
+}

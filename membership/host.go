@@ -1,0 +1,83 @@
+package membership
+
+import (
+	"context"
+	"time"
+)
+
+// Local is the local replica's own view (not linearizable).
+type Local struct {
+	Role     Role
+	LeaderID ReplicaID
+	Applied  uint64
+	Ready    bool
+}
+
+// Meta is a member's replicated metadata (the state machine's reserved
+// keyspace): what Raft membership does not know.
+type Meta struct {
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	Origin   Origin `json:"origin"`
+}
+
+// Host is what membership needs from the local replica; *node.Node
+// implements it. Every call is bounded by ctx.
+type Host interface {
+	ID() ReplicaID
+	RaftAddr() string
+	Local() Local
+	// Membership is a linearizable read of the Raft membership.
+	Membership(ctx context.Context) (Membership, error)
+	// Metas reads the replicated member metadata locally.
+	Metas(ctx context.Context) (map[ReplicaID]Meta, error)
+	PutMeta(ctx context.Context, id ReplicaID, m Meta) error
+	AddObserver(ctx context.Context, id ReplicaID, raftAddr string, ccid uint64) error
+	AddVoter(ctx context.Context, id ReplicaID, raftAddr string, ccid uint64) error
+	RemoveReplica(ctx context.Context, id ReplicaID, ccid uint64) error
+	// Snapshot takes a local snapshot so that it embeds the current membership.
+	Snapshot(ctx context.Context) error
+}
+
+// PeerStatus is a member's own status, asked over its API address.
+type PeerStatus struct {
+	ID       ReplicaID
+	Role     Role
+	LeaderID ReplicaID
+	Applied  uint64
+	Ready    bool
+	State    string
+	Reason   string
+}
+
+// JoinRequest asks a member to add a replica as an observer.
+type JoinRequest struct {
+	ReplicaID ReplicaID
+	RaftAddr  string
+	APIAddr   string
+}
+
+// PeerDialer calls other members' APIs; package rpc implements it with
+// Connect clients (membership knows nothing of HTTP).
+type PeerDialer interface {
+	Status(ctx context.Context, apiAddr string) (PeerStatus, error)
+	// View is the member's published view of the cluster (Cluster.Members);
+	// the leader's is the one that counts.
+	View(ctx context.Context, apiAddr string) (View, error)
+	Join(ctx context.Context, apiAddr string, req JoinRequest) error
+}
+
+// MemberInfo is one row of Cluster.Members.
+type MemberInfo struct {
+	ID       ReplicaID
+	Role     Role
+	RaftAddr string
+	APIAddr  string
+	Leader   bool
+	Applied  uint64
+	Ready    bool
+	State    string // joining, catching-up, ready, unreachable, unknown
+	Lag      uint64
+	Reason   string
+	DownFor  time.Duration
+}

@@ -1,0 +1,51 @@
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ErrJoinRefused wraps a member's definite refusal to admit us (wrong secret,
+// removed ID, address conflict): retrying cannot help. PeerDialer
+// implementations wrap such answers with it.
+var ErrJoinRefused = errors.New("membership: join refused")
+
+// JoinCluster asks the seeds (API addresses; the function is called again
+// on every round, so that discovery can re-resolve) to admit req, one after
+// the other, with backoff between rounds, until one accepts, one refuses
+// for good, or ctx ends.
+func JoinCluster(ctx context.Context, d PeerDialer, seeds func() []string, req JoinRequest, log *slog.Logger) error {
+	backoff := 200 * time.Millisecond
+	for round := 1; ; round++ {
+		list := seeds()
+		var errs []error
+		for _, seed := range list {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := d.Join(cctx, seed, req)
+			cancel()
+			if err == nil {
+				log.Info("joined the cluster as an observer", "via", seed, "replica", uint64(req.ReplicaID))
+				return nil
+			}
+			if errors.Is(err, ErrJoinRefused) {
+				return fmt.Errorf("join via %s: %w", seed, err)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
+		}
+		if len(list) == 0 {
+			errs = append(errs, errors.New("no seed addresses (check --join)"))
+		}
+		if round == 1 || round%5 == 0 {
+			log.Warn("waiting for a member to admit this node; retrying", "round", round, "seeds", list, "err", errors.Join(errs...))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join: %w (last errors: %v)", ctx.Err(), errors.Join(errs...))
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}

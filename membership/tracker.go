@@ -1,0 +1,169 @@
+package membership
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+)
+
+// tracker probes every member's API for its status, so that this node can
+// publish a view with liveness (only the leader's view is acted upon).
+type tracker struct {
+	host   Host
+	dialer PeerDialer
+
+	mu     sync.Mutex
+	ms     Membership
+	msOK   bool
+	metas  map[ReplicaID]Meta
+	peers  map[ReplicaID]*peer
+	reason func() string // this node's own explanation
+}
+
+type peer struct {
+	firstSeen time.Time
+	lastOK    time.Time
+	st        PeerStatus
+	err       string
+	ok        bool
+}
+
+func newTracker(h Host, d PeerDialer, reason func() string) *tracker {
+	return &tracker{host: h, dialer: d, peers: map[ReplicaID]*peer{}, reason: reason}
+}
+
+// probe refreshes the membership, the metadata and every peer's status.
+// It reports whether the membership's config-change ID moved.
+func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	ms, err := t.host.Membership(cctx)
+	cancel()
+	if err != nil {
+		return false, err
+	}
+	metas, err := t.host.Metas(ctx)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now()
+	type result struct {
+		id  ReplicaID
+		st  PeerStatus
+		err error
+	}
+	results := make(chan result, len(ms.Voters)+len(ms.Observers))
+	var wg sync.WaitGroup
+	for id := range allMembers(ms) {
+		if id == t.host.ID() {
+			continue
+		}
+		api := metas[id].APIAddr
+		if api == "" {
+			continue
+		}
+		wg.Add(1)
+		go func(id ReplicaID, api string) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			st, err := t.dialer.Status(cctx, api)
+			results <- result{id, st, err}
+		}(id, api)
+	}
+	wg.Wait()
+	close(results)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed = !t.msOK || ms.ConfigChangeID != t.ms.ConfigChangeID
+	t.ms, t.msOK, t.metas = ms, true, metas
+	for id := range t.peers {
+		if _, ok := allMembers(ms)[id]; !ok {
+			delete(t.peers, id)
+		}
+	}
+	for id := range allMembers(ms) {
+		if _, ok := t.peers[id]; !ok {
+			t.peers[id] = &peer{firstSeen: now}
+		}
+	}
+	for r := range results {
+		p := t.peers[r.id]
+		if r.err != nil {
+			p.ok, p.err = false, r.err.Error()
+			continue
+		}
+		p.ok, p.err, p.st, p.lastOK = true, "", r.st, now
+	}
+	return changed, nil
+}
+
+// members is this node's view as rows of Cluster.Members.
+func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.msOK {
+		return nil, 0, false
+	}
+	self := t.host.Local()
+	now := time.Now()
+	for id, addr := range allMembers(t.ms) {
+		row := MemberInfo{ID: id, Role: t.ms.RoleOf(id), RaftAddr: addr, APIAddr: t.metas[id].APIAddr, Leader: id == self.LeaderID}
+		if id == t.host.ID() {
+			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
+			row.State = stateOf(self.Ready, true)
+		} else if p := t.peers[id]; p != nil {
+			switch {
+			case p.ok:
+				row.Applied, row.Ready, row.State, row.Reason = p.st.Applied, p.st.Ready, p.st.State, p.st.Reason
+			case row.APIAddr == "":
+				row.State, row.Reason = "joining", "has not published its API address yet"
+				row.DownFor = now.Sub(p.firstSeen)
+			default:
+				row.State, row.Reason = "unreachable", p.err
+				since := p.lastOK
+				if since.IsZero() {
+					since = p.firstSeen
+				}
+				row.DownFor = max(now.Sub(since), time.Millisecond)
+			}
+		}
+		rows = append(rows, row)
+	}
+	var leaderApplied uint64
+	for _, r := range rows {
+		if r.Leader {
+			leaderApplied = r.Applied
+		}
+	}
+	for i := range rows {
+		if rows[i].DownFor == 0 && leaderApplied > rows[i].Applied {
+			rows[i].Lag = leaderApplied - rows[i].Applied
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
+	return rows, t.ms.ConfigChangeID, true
+}
+
+func stateOf(ready, started bool) string {
+	switch {
+	case ready:
+		return "ready"
+	case started:
+		return "catching-up"
+	}
+	return "joining"
+}
+
+// ViewOf turns Members rows into the View the policy reads.
+func ViewOf(rows []MemberInfo, ccid uint64) View {
+	v := View{ConfigChangeID: ccid}
+	for _, r := range rows {
+		if r.Leader {
+			v.LeaderID = r.ID
+		}
+		v.Members = append(v.Members, MemberState{ID: r.ID, Role: r.Role, Applied: r.Applied, Ready: r.Ready, DownFor: r.DownFor})
+	}
+	return v
+}

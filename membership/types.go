@@ -1,0 +1,81 @@
+package membership
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+)
+
+// ReplicaID names a replica in the Raft group; never 0, never reused.
+type ReplicaID uint64
+
+// Role of a replica in the Raft group.
+type Role int
+
+// Persisted nowhere, but shown to users: don't renumber.
+const (
+	RoleUnknown  Role = 0
+	RoleVoter    Role = 1
+	RoleObserver Role = 2
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleVoter:
+		return "voter"
+	case RoleObserver:
+		return "observer"
+	}
+	return "unknown"
+}
+
+// Membership is the Raft group's membership (the authority on roles).
+type Membership struct {
+	ConfigChangeID uint64
+	Voters         map[ReplicaID]string // ID → Raft address
+	Observers      map[ReplicaID]string
+	Removed        map[ReplicaID]bool
+}
+
+// RoleOf returns id's role, or RoleUnknown when it is not a member.
+func (m Membership) RoleOf(id ReplicaID) Role {
+	if _, ok := m.Voters[id]; ok {
+		return RoleVoter
+	}
+	if _, ok := m.Observers[id]; ok {
+		return RoleObserver
+	}
+	return RoleUnknown
+}
+
+// Errors of the membership layer.
+var (
+	// ErrRemoved: this replica was removed from the cluster; Dragonboat never
+	// re-admits a removed ID.
+	ErrRemoved = errors.New("membership: replica removed from the cluster")
+	// ErrIdentityMismatch: the flags name another replica than the data dir holds.
+	ErrIdentityMismatch = errors.New("membership: identity mismatch")
+	// ErrBadFlags: the start-up flags contradict each other.
+	ErrBadFlags = errors.New("membership: invalid flags")
+	// ErrNoQuorum: the change would leave fewer live voters than a quorum.
+	ErrNoQuorum = errors.New("membership: change would break the quorum")
+	// ErrNotMember: the replica is not a member.
+	ErrNotMember = errors.New("membership: not a member")
+	// ErrPermissionDenied: wrong or missing join secret.
+	ErrPermissionDenied = errors.New("membership: wrong join secret")
+)
+
+// NewReplicaID returns a random non-zero ID for a joining replica. IDs of
+// initial members are small (1..N); random 63-bit IDs don't collide with them
+// or each other in practice, and Dragonboat rejects a duplicate anyway.
+func NewReplicaID() ReplicaID {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		if id := ReplicaID(binary.LittleEndian.Uint64(b[:]) >> 1); id > 1<<20 {
+			return id
+		}
+	}
+}

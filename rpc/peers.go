@@ -1,0 +1,75 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/kvd-project/kvd/membership"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// peerDialer implements membership.PeerDialer with Connect clients.
+type peerDialer struct {
+	http   *http.Client
+	secret string
+}
+
+// NewPeerDialer returns the PeerDialer nodes use to call each other's API;
+// it sends the join secret (if any) on every call.
+func NewPeerDialer(secret string) membership.PeerDialer {
+	return &peerDialer{
+		http: &http.Client{
+			Timeout:   15 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
+		},
+		secret: secret,
+	}
+}
+
+func (d *peerDialer) client(apiAddr string) kvdv1connect.ClusterClient {
+	return kvdv1connect.NewClusterClient(d.http, "http://"+apiAddr,
+		connect.WithInterceptors(secretSender(d.secret)))
+}
+
+func (d *peerDialer) Status(ctx context.Context, apiAddr string) (membership.PeerStatus, error) {
+	resp, err := d.client(apiAddr).Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+	if err != nil {
+		return membership.PeerStatus{}, err
+	}
+	m := resp.Msg
+	return membership.PeerStatus{
+		ID: membership.ReplicaID(m.Id), Role: roleFromProto(m.Role), LeaderID: membership.ReplicaID(m.LeaderId),
+		Applied: m.AppliedIndex, Ready: m.Ready, State: m.State, Reason: m.Reason,
+	}, nil
+}
+
+func (d *peerDialer) View(ctx context.Context, apiAddr string) (membership.View, error) {
+	resp, err := d.client(apiAddr).Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
+	if err != nil {
+		return membership.View{}, err
+	}
+	v := membership.View{LeaderID: membership.ReplicaID(resp.Msg.LeaderId), ConfigChangeID: resp.Msg.ConfigChangeId}
+	for _, m := range resp.Msg.Members {
+		v.Members = append(v.Members, membership.MemberState{
+			ID: membership.ReplicaID(m.Id), Role: roleFromProto(m.Role), Applied: m.AppliedIndex,
+			Ready: m.Ready, DownFor: time.Duration(m.DownForMs) * time.Millisecond,
+		})
+	}
+	return v, nil
+}
+
+func (d *peerDialer) Join(ctx context.Context, apiAddr string, req membership.JoinRequest) error {
+	_, err := d.client(apiAddr).Join(ctx, connect.NewRequest(&kvdv1.JoinRequest{
+		ReplicaId: uint64(req.ReplicaID), RaftAddr: req.RaftAddr, ApiAddr: req.APIAddr,
+	}))
+	switch connect.CodeOf(err) {
+	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists, connect.CodeFailedPrecondition:
+		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
+	}
+	return err
+}

@@ -1,0 +1,468 @@
+package statemachine
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+	sm "github.com/lni/dragonboat/v4/statemachine"
+)
+
+// Snapshot stream format, version 1 (integers big-endian unless "uvarint"):
+//
+//	header  = magic(8 bytes "KVDSNAP\x00") version(1 byte = 1) applied(8)
+//	record  = 0x01 keylen(uvarint) key vallen(uvarint) value
+//	end     = 0x00 count(8)          ; number of records
+//	trailer = crc32c(4)              ; over every byte from magic to count
+//
+// Records carry the whole internal Pebble keyspace (user, metadata and
+// system keys, including the applied index) in strictly ascending key order,
+// which makes the stream canonical: one state, one byte string.
+var snapshotMagic = [8]byte{'K', 'V', 'D', 'S', 'N', 'A', 'P', 0}
+
+const (
+	snapshotVersion = 1
+	tagEnd          = 0x00
+	tagRecord       = 0x01
+
+	// maxSnapshotField bounds one key or stored value. Dragonboat caps an
+	// entry at 64 MiB, so no legitimate key or value comes near it.
+	maxSnapshotField = 128 << 20
+	// recoverBatchSize is the size at which recovery commits a batch.
+	recoverBatchSize = 1 << 20
+	// stopCheckEvery is how many records pass between looks at stopc.
+	stopCheckEvery = 1024
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// preparedSnapshot is the state identifier PrepareSnapshot hands to
+// SaveSnapshot: a Pebble snapshot and the applied index it contains.
+type preparedSnapshot struct {
+	snap    *pebble.Snapshot
+	applied uint64
+}
+
+// PrepareSnapshot captures the current state (a Pebble snapshot) for a
+// later SaveSnapshot.
+func (s *StateMachine) PrepareSnapshot() (interface{}, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	p := &preparedSnapshot{snap: s.db.NewSnapshot(), applied: s.applied.Load()}
+	s.snapsMu.Lock()
+	if s.snaps == nil {
+		s.snaps = make(map[*preparedSnapshot]struct{})
+	}
+	s.snaps[p] = struct{}{}
+	s.snapsMu.Unlock()
+	return p, nil
+}
+
+// release closes a prepared snapshot once.
+func (s *StateMachine) release(p *preparedSnapshot) {
+	s.snapsMu.Lock()
+	defer s.snapsMu.Unlock()
+	if _, ok := s.snaps[p]; ok {
+		delete(s.snaps, p)
+		_ = p.snap.Close()
+	}
+}
+
+// releaseAll closes the prepared snapshots SaveSnapshot never consumed, so
+// the store they pin can close. Dragonboat never runs SaveSnapshot
+// concurrently with Close or RecoverFromSnapshot, the callers.
+func (s *StateMachine) releaseAll() {
+	s.snapsMu.Lock()
+	defer s.snapsMu.Unlock()
+	for p := range s.snaps {
+		_ = p.snap.Close()
+	}
+	clear(s.snaps)
+}
+
+// SaveSnapshot streams the prepared state to w and releases it. It runs
+// concurrently with Update. It returns sm.ErrSnapshotStopped when stopc
+// closes, and w's error (such as sm.ErrSnapshotStreaming) unwrapped.
+func (s *StateMachine) SaveSnapshot(state interface{}, w io.Writer, stopc <-chan struct{}) error {
+	p, ok := state.(*preparedSnapshot)
+	if ok {
+		s.snapsMu.Lock()
+		_, ok = s.snaps[p]
+		s.snapsMu.Unlock()
+	}
+	if !ok {
+		return fmt.Errorf("statemachine: SaveSnapshot got %T, not an unused PrepareSnapshot result", state)
+	}
+	defer s.release(p)
+	return writeSnapshot(p.snap, p.applied, w, stopc)
+}
+
+func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-chan struct{}) error {
+	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10)}
+	sw.write(snapshotMagic[:])
+	sw.write([]byte{snapshotVersion})
+	sw.write(be64(applied))
+	it, err := snap.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("statemachine: snapshot iterator: %w", err)
+	}
+	var count uint64
+	for valid := it.First(); valid && sw.err == nil; valid = it.Next() {
+		if count%stopCheckEvery == 0 && stopped(stopc) {
+			_ = it.Close()
+			return sm.ErrSnapshotStopped
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			break // it.Error reports it
+		}
+		if bytes.Equal(it.Key(), sysAppliedKey) && !bytes.Equal(v, be64(applied)) {
+			_ = it.Close()
+			return fmt.Errorf("statemachine: prepared applied index %d disagrees with snapshot %x", applied, v)
+		}
+		sw.record(it.Key(), v)
+		count++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("statemachine: snapshot iterator: %w", err)
+	}
+	sw.write([]byte{tagEnd})
+	sw.write(be64(count))
+	sum := sw.crc
+	sw.write(binary.BigEndian.AppendUint32(nil, sum))
+	if sw.err == nil {
+		sw.err = sw.w.Flush()
+	}
+	return sw.err // unwrapped: Dragonboat compares it with its sentinels
+}
+
+// snapshotWriter buffers, checksums, and keeps the first write error.
+type snapshotWriter struct {
+	w   *bufio.Writer
+	crc uint32
+	err error
+	tmp [binary.MaxVarintLen64]byte
+}
+
+func (sw *snapshotWriter) write(b []byte) {
+	if sw.err != nil {
+		return
+	}
+	sw.crc = crc32.Update(sw.crc, castagnoli, b)
+	_, sw.err = sw.w.Write(b)
+}
+
+func (sw *snapshotWriter) record(key, value []byte) {
+	sw.write([]byte{tagRecord})
+	sw.write(sw.tmp[:binary.PutUvarint(sw.tmp[:], uint64(len(key)))])
+	sw.write(key)
+	sw.write(sw.tmp[:binary.PutUvarint(sw.tmp[:], uint64(len(value)))])
+	sw.write(value)
+}
+
+// RecoverFromSnapshot replaces the whole state with the snapshot in r. It
+// loads and validates the stream into a new Pebble directory, verifies the
+// checksum, makes the new store durable and only then switches CURRENT to it
+// and closes and removes the old store. On any error before the switch the
+// old state stays in place, untouched and still served; a crash at any point
+// leaves either the old or the new store. It returns sm.ErrSnapshotStopped
+// when stopc closes, and an error wrapping ErrCorruptSnapshot for an invalid
+// stream.
+func (s *StateMachine) RecoverFromSnapshot(r io.Reader, stopc <-chan struct{}) (err error) {
+	s.mu.RLock()
+	if err := s.usable(); err != nil {
+		s.mu.RUnlock()
+		return err
+	}
+	oldGen := s.gen
+	s.mu.RUnlock()
+	defer s.catchFatal(&err)
+
+	fs := s.cfg.FS
+	newGen := oldGen + 1
+	newDir := fs.PathJoin(s.dir, dataDirName(newGen))
+	applied, err := s.loadSnapshot(newDir, r, stopc)
+	if err != nil {
+		if rmErr := fs.RemoveAll(newDir); rmErr != nil {
+			s.log.Warn("removing failed recovery", "dir", newDir, "err", rmErr)
+		}
+		return err
+	}
+	// The switch. From here on, a failure may leave CURRENT naming either
+	// store, so nothing is removed and the failure is sticky: the replica
+	// must restart and Open finds whichever store CURRENT names.
+	if err := writeCurrent(fs, s.dir, newGen); err != nil {
+		return s.fail(err)
+	}
+	opts := pebbleOptions(s.cfg, s.cache, s.log, false)
+	opts.ErrorIfNotExists = true
+	db, err := openDB(newDir, opts)
+	if err != nil {
+		return s.fail(err)
+	}
+	s.mu.Lock()
+	old := s.db
+	s.db, s.gen = db, newGen
+	s.applied.Store(applied)
+	s.mu.Unlock()
+	s.releaseAll()
+
+	if err := closeDB(old); err != nil {
+		s.log.Warn("closing replaced store", "err", err)
+	}
+	oldDir := fs.PathJoin(s.dir, dataDirName(oldGen))
+	if err := fs.RemoveAll(oldDir); err != nil {
+		// Harmless: Open removes it.
+		s.log.Warn("removing replaced store", "dir", oldDir, "err", err)
+	}
+	s.log.Info("recovered from snapshot", "applied", applied, "generation", newGen)
+	return nil
+}
+
+// loadSnapshot writes the snapshot in r into a fresh store in dir and makes
+// it durable. It returns the snapshot's applied index.
+func (s *StateMachine) loadSnapshot(dir string, r io.Reader, stopc <-chan struct{}) (applied uint64, err error) {
+	fs := s.cfg.FS
+	if err := fs.RemoveAll(dir); err != nil {
+		return 0, fmt.Errorf("statemachine: %w", err)
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("statemachine: %w", err)
+	}
+	if err := syncDir(fs, s.dir); err != nil {
+		return 0, err
+	}
+	opts := pebbleOptions(s.cfg, s.cache, s.log, true)
+	opts.ErrorIfExists = true
+	db, err := openDB(dir, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := closeDB(db); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	applied, err = readSnapshot(r, db, stopc)
+	if err != nil {
+		return 0, err
+	}
+	// No WAL: Flush writes every memtable to synced sstables and the
+	// MANIFEST that names them.
+	if err := db.Flush(); err != nil {
+		return 0, fmt.Errorf("statemachine: flush recovered store: %w", err)
+	}
+	return applied, nil
+}
+
+// readSnapshot validates the stream in r while writing its records into db
+// in batches committed without sync. It returns the applied index once the
+// end marker, record count and checksum have been verified.
+func readSnapshot(r io.Reader, db *pebble.DB, stopc <-chan struct{}) (uint64, error) {
+	sr := &snapshotReader{r: bufio.NewReaderSize(r, 256<<10)}
+	var hdr [len(snapshotMagic) + 1 + 8]byte
+	if err := sr.full(hdr[:]); err != nil {
+		return 0, err
+	}
+	if !bytes.Equal(hdr[:8], snapshotMagic[:]) {
+		return 0, corruptSnapshotf("bad magic %q", hdr[:8])
+	}
+	if hdr[8] != snapshotVersion {
+		return 0, corruptSnapshotf("version %d, want %d", hdr[8], snapshotVersion)
+	}
+	applied := binary.BigEndian.Uint64(hdr[9:])
+
+	b := db.NewBatch()
+	defer func() { _ = b.Close() }()
+	var key, val, prev []byte
+	var count uint64
+	var sawApplied, sawFormat bool
+	for {
+		if count%stopCheckEvery == 0 && stopped(stopc) {
+			return 0, sm.ErrSnapshotStopped
+		}
+		tag, err := sr.byte()
+		if err != nil {
+			return 0, err
+		}
+		if tag == tagEnd {
+			break
+		}
+		if tag != tagRecord {
+			return 0, corruptSnapshotf("record %d: unknown tag %#x", count, tag)
+		}
+		if key, err = sr.field(key[:0]); err != nil {
+			return 0, err
+		}
+		if val, err = sr.field(val[:0]); err != nil {
+			return 0, err
+		}
+		if count > 0 && bytes.Compare(prev, key) >= 0 {
+			return 0, corruptSnapshotf("record %d: key %q not after %q", count, key, prev)
+		}
+		if err := checkRecord(key, val, applied); err != nil {
+			return 0, corruptSnapshotf("record %d: %v", count, err)
+		}
+		sawApplied = sawApplied || bytes.Equal(key, sysAppliedKey)
+		sawFormat = sawFormat || bytes.Equal(key, sysFormatKey)
+		if err := b.Set(key, val, nil); err != nil {
+			return 0, err
+		}
+		if b.Len() >= recoverBatchSize {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return 0, fmt.Errorf("statemachine: load snapshot: %w", err)
+			}
+			b.Reset()
+		}
+		prev = append(prev[:0], key...)
+		count++
+	}
+	var tail [8]byte
+	if err := sr.full(tail[:]); err != nil {
+		return 0, err
+	}
+	if n := binary.BigEndian.Uint64(tail[:]); n != count {
+		return 0, corruptSnapshotf("end marker counts %d records, stream has %d", n, count)
+	}
+	want := sr.crc
+	var sum [4]byte
+	if err := sr.full(sum[:]); err != nil {
+		return 0, err
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return 0, corruptSnapshotf("checksum %08x, computed %08x", got, want)
+	}
+	if !sawApplied || !sawFormat {
+		return 0, corruptSnapshotf("missing system keys (applied: %v, format: %v)", sawApplied, sawFormat)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("statemachine: load snapshot: %w", err)
+	}
+	return applied, nil
+}
+
+// checkRecord validates one record against the layout of store.go.
+func checkRecord(key, val []byte, applied uint64) error {
+	if len(key) == 0 {
+		return errors.New("empty key")
+	}
+	switch key[0] {
+	case nsUser, nsMeta:
+		if len(key) < 2 {
+			return errors.New("empty key")
+		}
+		m, _, err := decodeStored(val)
+		if err != nil {
+			return err
+		}
+		if m.mod > applied {
+			return fmt.Errorf("key %q modified at %d, after applied index %d", key, m.mod, applied)
+		}
+	case nsSys:
+		var want uint64
+		switch {
+		case bytes.Equal(key, sysAppliedKey):
+			want = applied
+		case bytes.Equal(key, sysFormatKey):
+			want = storeFormat
+		default:
+			return fmt.Errorf("unknown system key %q", key)
+		}
+		if !bytes.Equal(val, be64(want)) {
+			return fmt.Errorf("system key %q = %x, want %d", key, val, want)
+		}
+	default:
+		return fmt.Errorf("key %q in unknown namespace", key)
+	}
+	return nil
+}
+
+func corruptSnapshotf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorruptSnapshot, fmt.Sprintf(format, args...))
+}
+
+// snapshotReader reads the stream and checksums exactly the bytes it
+// consumes.
+type snapshotReader struct {
+	r   *bufio.Reader
+	crc uint32
+	one [1]byte
+}
+
+func (sr *snapshotReader) readErr(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return corruptSnapshotf("truncated")
+	}
+	return fmt.Errorf("statemachine: read snapshot: %w", err)
+}
+
+func (sr *snapshotReader) full(b []byte) error {
+	if _, err := io.ReadFull(sr.r, b); err != nil {
+		return sr.readErr(err)
+	}
+	sr.crc = crc32.Update(sr.crc, castagnoli, b)
+	return nil
+}
+
+func (sr *snapshotReader) byte() (byte, error) {
+	c, err := sr.r.ReadByte()
+	if err != nil {
+		return 0, sr.readErr(err)
+	}
+	sr.one[0] = c
+	sr.crc = crc32.Update(sr.crc, castagnoli, sr.one[:])
+	return c, nil
+}
+
+// uvarint reads a canonical uvarint.
+func (sr *snapshotReader) uvarint() (uint64, error) {
+	var v uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		c, err := sr.byte()
+		if err != nil {
+			return 0, err
+		}
+		if i == binary.MaxVarintLen64-1 && c > 1 {
+			break
+		}
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			if c == 0 && i > 0 {
+				return 0, corruptSnapshotf("non-canonical varint")
+			}
+			return v, nil
+		}
+	}
+	return 0, corruptSnapshotf("varint overflows 64 bits")
+}
+
+// field reads a length-prefixed byte string into buf. It grows buf as bytes
+// arrive, so a lying length costs no more memory than the stream holds.
+func (sr *snapshotReader) field(buf []byte) ([]byte, error) {
+	n, err := sr.uvarint()
+	if err != nil {
+		return nil, err
+	}
+	if n > maxSnapshotField {
+		return nil, corruptSnapshotf("field of %d bytes exceeds %d", n, maxSnapshotField)
+	}
+	for rem := int(n); rem > 0; {
+		chunk := min(rem, 1<<20)
+		buf = slices.Grow(buf, chunk)
+		if err := sr.full(buf[len(buf) : len(buf)+chunk]); err != nil {
+			return nil, err
+		}
+		buf = buf[:len(buf)+chunk]
+		rem -= chunk
+	}
+	return buf, nil
+}
