@@ -26,7 +26,9 @@ var guarded = map[string]bool{
 type secretChecker struct{ secret []byte }
 
 // newSecretChecker guards membership changes; an empty secret lets all through.
-func newSecretChecker(secret string) connect.Interceptor { return &secretChecker{secret: []byte(secret)} }
+func newSecretChecker(secret string) connect.Interceptor {
+	return &secretChecker{secret: []byte(secret)}
+}
 
 func (s *secretChecker) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
