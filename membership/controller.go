@@ -3,6 +3,8 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"log/slog"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ type Controller struct {
 	wake    chan struct{}
 
 	mu            sync.Mutex
+	notReady      time.Time // since when the node has not been ready
 	reason        string
 	caughtUpSince time.Time
 	lastRole      Role
@@ -60,11 +63,15 @@ func (c *Controller) setReason(r string) {
 	c.mu.Unlock()
 }
 
-// logDecision logs a decision when it differs from the previous one.
+// logDecision logs a decision when its kind (action and the reason up to
+// its first colon) differs from the previous one: "dwell time: 1.2s of 2s"
+// is logged once, not on every tick.
 func (c *Controller) logDecision(msg string, d Decision) {
+	kind, _, _ := strings.Cut(d.Reason, ":")
+	kind = fmt.Sprint(msg, d.Action, kind)
 	c.mu.Lock()
-	same := c.lastLogged == msg+d.Reason
-	c.lastLogged = msg + d.Reason
+	same := c.lastLogged == kind
+	c.lastLogged = kind
 	c.mu.Unlock()
 	if !same {
 		c.log.Info(msg, "action", [...]string{"wait", "promote", "remove"}[d.Action], "target", uint64(d.Target), "reason", d.Reason)
@@ -74,6 +81,9 @@ func (c *Controller) logDecision(msg string, d Decision) {
 // Members is this node's view of the cluster; ok is false until the first
 // probe has succeeded.
 func (c *Controller) Members() ([]MemberInfo, uint64, bool) { return c.tracker.members() }
+
+// Removed lists the IDs removed from the cluster, as of the last probe.
+func (c *Controller) Removed() []ReplicaID { return c.tracker.removed() }
 
 // Run loops until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
@@ -94,8 +104,20 @@ func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
 	if !local.Ready {
 		c.setReason("catching up")
+		c.mu.Lock()
+		if c.notReady.IsZero() {
+			c.notReady = time.Now()
+		}
+		stuck := time.Since(c.notReady) > 3*time.Second
+		c.mu.Unlock()
+		if stuck {
+			c.checkRemoved(ctx)
+		}
 		return
 	}
+	c.mu.Lock()
+	c.notReady = time.Time{}
+	c.mu.Unlock()
 	changed, err := c.tracker.probe(ctx, time.Second)
 	if err != nil {
 		c.log.Debug("probe", "err", err)
@@ -119,6 +141,29 @@ func (c *Controller) step(ctx context.Context) {
 		c.promote(ctx, local)
 	default:
 		c.setReason("")
+	}
+}
+
+// checkRemoved asks the members it knows of whether this replica was
+// removed while it was away: a removed replica learns nothing from Raft
+// (the others no longer talk to it), so it would wait forever.
+func (c *Controller) checkRemoved(ctx context.Context) {
+	metas, err := c.host.Metas(ctx)
+	if err != nil {
+		return
+	}
+	for id, m := range metas {
+		if id == c.host.ID() || m.APIAddr == "" {
+			continue
+		}
+		vctx, cancel := context.WithTimeout(ctx, time.Second)
+		v, err := c.dialer.View(vctx, m.APIAddr)
+		cancel()
+		if err == nil && v.Removed[c.host.ID()] {
+			c.log.Error("member reports this replica as removed from the cluster", "member", uint64(id))
+			c.host.MarkRemoved()
+			return
+		}
 	}
 }
 

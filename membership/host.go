@@ -37,6 +37,8 @@ type Host interface {
 	RemoveReplica(ctx context.Context, id ReplicaID, ccid uint64) error
 	// Snapshot takes a local snapshot so that it embeds the current membership.
 	Snapshot(ctx context.Context) error
+	// MarkRemoved records that this replica was removed; it stops serving.
+	MarkRemoved()
 }
 
 // PeerStatus is a member's own status, asked over its API address.

@@ -55,6 +55,7 @@ type View struct {
 	LeaderID       ReplicaID
 	ConfigChangeID uint64
 	Members        []MemberState
+	Removed        map[ReplicaID]bool
 }
 
 func (v View) member(id ReplicaID) (MemberState, bool) {

@@ -99,6 +99,18 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	return changed, nil
 }
 
+// removed lists the removed IDs of the last membership read.
+func (t *tracker) removed() []ReplicaID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []ReplicaID
+	for id := range t.ms.Removed {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
 // members is this node's view as rows of Cluster.Members.
 func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 	t.mu.Lock()

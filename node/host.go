@@ -146,6 +146,17 @@ func (n *Node) Members() ([]membership.MemberInfo, uint64, bool) {
 	return n.ctrl.Members()
 }
 
+// RemovedIDs lists the replicas removed from the cluster (last probe).
+func (n *Node) RemovedIDs() []membership.ReplicaID {
+	if n.ctrl == nil {
+		return nil
+	}
+	return n.ctrl.Removed()
+}
+
+// MarkRemoved records that this replica was removed (membership.Host).
+func (n *Node) MarkRemoved() { go n.markRemoved() }
+
 // Reason explains this node's membership state.
 func (n *Node) Reason() string {
 	if n.ctrl == nil {

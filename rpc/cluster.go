@@ -19,6 +19,7 @@ type ClusterView interface {
 	membership.Host
 	Status() node.Status
 	Members() ([]membership.MemberInfo, uint64, bool)
+	RemovedIDs() []membership.ReplicaID
 	TransferLeader(target membership.ReplicaID) error
 }
 
@@ -84,6 +85,9 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 			fmt.Errorf("this node (%s) has no view of the members yet; ask another node", st.State))
 	}
 	out := &kvdv1.MembersResponse{ConfigChangeId: ccid}
+	for _, id := range s.view.RemovedIDs() {
+		out.RemovedIds = append(out.RemovedIds, uint64(id))
+	}
 	for _, r := range rows {
 		if r.Leader {
 			out.LeaderId = uint64(r.ID)

@@ -53,7 +53,11 @@ func (d *peerDialer) View(ctx context.Context, apiAddr string) (membership.View,
 	if err != nil {
 		return membership.View{}, err
 	}
-	v := membership.View{LeaderID: membership.ReplicaID(resp.Msg.LeaderId), ConfigChangeID: resp.Msg.ConfigChangeId}
+	v := membership.View{LeaderID: membership.ReplicaID(resp.Msg.LeaderId), ConfigChangeID: resp.Msg.ConfigChangeId,
+		Removed: map[membership.ReplicaID]bool{}}
+	for _, id := range resp.Msg.RemovedIds {
+		v.Removed[membership.ReplicaID(id)] = true
+	}
 	for _, m := range resp.Msg.Members {
 		v.Members = append(v.Members, membership.MemberState{
 			ID: membership.ReplicaID(m.Id), Role: roleFromProto(m.Role), Applied: m.AppliedIndex,

@@ -241,8 +241,10 @@ type MembersResponse struct {
 	Members        []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	LeaderId       uint64                 `protobuf:"varint,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	ConfigChangeId uint64                 `protobuf:"varint,3,opt,name=config_change_id,json=configChangeId,proto3" json:"config_change_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Replica IDs removed from the cluster (never admitted again).
+	RemovedIds    []uint64 `protobuf:"varint,4,rep,packed,name=removed_ids,json=removedIds,proto3" json:"removed_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MembersResponse) Reset() {
@@ -294,6 +296,13 @@ func (x *MembersResponse) GetConfigChangeId() uint64 {
 		return x.ConfigChangeId
 	}
 	return 0
+}
+
+func (x *MembersResponse) GetRemovedIds() []uint64 {
+	if x != nil {
+		return x.RemovedIds
+	}
+	return nil
 }
 
 type StatusRequest struct {
@@ -908,11 +917,13 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\x06reason\x18\n" +
 	" \x01(\tR\x06reason\x12\x1e\n" +
 	"\vdown_for_ms\x18\v \x01(\x04R\tdownForMs\"\x10\n" +
-	"\x0eMembersRequest\"\x82\x01\n" +
+	"\x0eMembersRequest\"\xa3\x01\n" +
 	"\x0fMembersResponse\x12(\n" +
 	"\amembers\x18\x01 \x03(\v2\x0e.kvd.v1.MemberR\amembers\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x04R\bleaderId\x12(\n" +
-	"\x10config_change_id\x18\x03 \x01(\x04R\x0econfigChangeId\"\x0f\n" +
+	"\x10config_change_id\x18\x03 \x01(\x04R\x0econfigChangeId\x12\x1f\n" +
+	"\vremoved_ids\x18\x04 \x03(\x04R\n" +
+	"removedIds\"\x0f\n" +
 	"\rStatusRequest\"\x8c\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
