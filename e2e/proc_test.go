@@ -50,6 +50,7 @@ type proc struct {
 	t    *testing.T
 	name string
 	args []string
+	env  []string // extra environment for the next start only
 	api  string
 	log  *bytes.Buffer
 
@@ -107,15 +108,28 @@ func (p *proc) start() {
 	defer p.mu.Unlock()
 	buf, _ := logs.Load(p)
 	cmd := exec.Command(bin.kvd, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	p.env = nil
 	cmd.Stdout = buf.(*syncBuffer)
 	cmd.Stderr = buf.(*syncBuffer)
-	fmt.Fprintf(buf.(*syncBuffer), "---- start %s %s\n", bin.kvd, strings.Join(p.args, " "))
+	fmt.Fprintf(buf.(*syncBuffer), "---- start %s %s\n", bin.kvd, redact(p.args))
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("%s: start: %v", p.name, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	p.cmd, p.done = cmd, done
+}
+
+// redact hides secrets in a printed command line.
+func redact(args []string) string {
+	out := append([]string(nil), args...)
+	for i := range out {
+		if out[i] == "--join-secret" && i+1 < len(out) {
+			out[i+1] = "***"
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -128,6 +142,32 @@ func (p *proc) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.done
 	p.cmd = nil
+}
+
+// wait waits for the process to exit by itself and returns its exit error.
+func (p *proc) wait(timeout time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return fmt.Errorf("%s still running after %s", p.name, timeout)
+	}
+	state := p.cmd.ProcessState
+	p.cmd = nil
+	if !state.Success() {
+		return fmt.Errorf("%s: %v", p.name, state)
+	}
+	return nil
+}
+
+// logs returns what the process has printed so far.
+func (p *proc) logs() string {
+	buf, _ := logs.Load(p)
+	return buf.(*syncBuffer).String()
 }
 
 // stop sends SIGTERM and waits for a clean exit.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,6 +177,9 @@ func (c *Controller) roleChanged(ctx context.Context) {
 		return
 	}
 	c.log.Info("snapshot taken after role change")
+	if c.lastRole == RoleObserver {
+		CrashPoint(CrashAfterSnapshot)
+	}
 }
 
 func (c *Controller) writeCache(ctx context.Context) {
@@ -240,10 +243,12 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	CrashPoint(CrashBeforePromote)
 	err = c.host.AddVoter(pctx, c.host.ID(), c.host.RaftAddr(), v.ConfigChangeID)
 	switch {
 	case err == nil:
 		c.log.Info("promoted to voter", "config_change_id", v.ConfigChangeID, "reason", d.Reason)
+		CrashPoint(CrashAfterPromote)
 		c.Notify()
 	case errors.Is(err, dragonboat.ErrRejected):
 		c.log.Info("promotion rejected: another membership change won the race", "config_change_id", v.ConfigChangeID)

@@ -115,6 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if err := membership.JoinCluster(ctx, cfg.Peers, cfg.Seeds, req, n.log); err != nil {
 			return nil, err
 		}
+		membership.CrashPoint(membership.CrashAfterJoin)
 	}
 	members := make(map[uint64]dragonboat.Target, len(plan.Members))
 	for id, addr := range plan.Members {
@@ -371,6 +372,7 @@ func (n *Node) catchUp(ctx context.Context) {
 		}
 		backoff = min(backoff*2, time.Second)
 	}
+	membership.CrashPoint(membership.CrashBeforeReady)
 	n.ready.Store(true)
 	n.log.Info("caught up", "applied", n.appliedIndex())
 	n.publishMeta(ctx)
