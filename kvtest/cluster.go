@@ -27,6 +27,7 @@ import (
 // Cluster is a static cluster of in-process servers.
 type Cluster struct {
 	t       testing.TB
+	logs    testWriter
 	mu      sync.Mutex
 	cfgs    []server.Config
 	servers []*server.Server // nil when stopped
@@ -54,8 +55,8 @@ func FreeAddr(t testing.TB) string {
 // until every node is ready.
 func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t}
 	logs := newTestWriter(t)
+	c := &Cluster{t: t, logs: logs}
 	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
 		members[membership.ReplicaID(i+1)] = FreeAddr(t)
@@ -105,10 +106,48 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Join starts a new node that joins the cluster through the running nodes
+// (as an observer; it promotes itself while voters < the voter target) and
+// returns its index. opts adjust its configuration.
+func (c *Cluster) Join(opts ...func(*server.Config)) int {
+	c.t.Helper()
+	var seeds []string
+	for i := range c.cfgs {
+		if c.Server(i) != nil {
+			seeds = append(seeds, c.Endpoint(i))
+		}
+	}
+	cfg := server.DefaultConfig()
+	cfg.Listen = FreeAddr(c.t)
+	cfg.Node.DataDir = c.t.TempDir()
+	cfg.Node.RaftAddr = FreeAddr(c.t)
+	cfg.Node.APIAddr = cfg.Listen
+	cfg.Node.Seeds = func() []string { return seeds }
+	cfg.Node.Policy.PromoteAfter = 200 * time.Millisecond
+	FastRaft(&cfg.Node)
+	if len(c.cfgs) > 0 {
+		cfg.JoinSecret = c.cfgs[0].JoinSecret
+	}
+	i := len(c.cfgs)
+	cfg.Logger = slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", i+1)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c.mu.Lock()
+	c.cfgs = append(c.cfgs, cfg)
+	c.servers = append(c.servers, nil)
+	c.mu.Unlock()
+	c.Start(i)
+	return i
+}
+
 // Start (re)starts server i with its original configuration and data.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
-	s, err := server.New(c.cfgs[i])
+	c.mu.Lock()
+	cfg := c.cfgs[i]
+	c.mu.Unlock()
+	s, err := server.New(cfg)
 	if err != nil {
 		c.t.Fatalf("node %d: %v", i+1, err)
 	}

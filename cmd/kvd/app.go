@@ -40,6 +40,8 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "promote-after", Value: d.Node.Policy.PromoteAfter, EnvVars: []string{"KVD_PROMOTE_AFTER"}, Usage: "an observer must stay caught up this long before promoting itself"},
 			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter unreachable this long is replaced by an observer, then removed"},
 			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
+			&cli.Uint64Flag{Name: "snapshot-entries", Value: d.Node.SnapshotEntries, EnvVars: []string{"KVD_SNAPSHOT_ENTRIES"}, Usage: "take a snapshot (and compact the log) every this many entries"},
+			&cli.Uint64Flag{Name: "compaction-overhead", Value: d.Node.CompactionOverhead, EnvVars: []string{"KVD_COMPACTION_OVERHEAD"}, Usage: "entries kept behind a snapshot so that lagging replicas catch up from the log instead of a full snapshot stream"},
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
@@ -92,6 +94,8 @@ func configFrom(c *cli.Context) (server.Config, error) {
 		cfg.Node.Seeds = func() []string { return seeds }
 	}
 	cfg.Node.RTT = c.Duration("rtt")
+	cfg.Node.SnapshotEntries = c.Uint64("snapshot-entries")
+	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
 	cfg.Limits.MaxKeySize = c.Int("max-key-size")
 	cfg.Limits.MaxValueSize = c.Int("max-value-size")
 	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")

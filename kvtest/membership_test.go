@@ -1,0 +1,106 @@
+package kvtest_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lni/dragonboat/v4"
+
+	"github.com/kvd-project/kvd/kvtest"
+	"github.com/kvd-project/kvd/membership"
+	"github.com/kvd-project/kvd/server"
+)
+
+func stayObserver(c *server.Config) { c.Node.Policy.Voters = 1 }
+
+// Two observers racing for the last voter seat with the same config-change
+// ID: exactly one wins; the other is rejected (stale config-change ID) or
+// dropped by Raft (one config change pending at a time: it times out), and
+// the voter count grows by exactly one.
+func TestTwoObserversRaceForOneSeat(t *testing.T) {
+	c := kvtest.NewCluster(t, 1)
+	a := c.Join(stayObserver)
+	b := c.Join(stayObserver)
+	c.WaitReady(30 * time.Second)
+	n := c.Server(0).Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ms, err := n.Membership(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raceCtx, cancelRace := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelRace()
+	if len(ms.Voters) != 1 || len(ms.Observers) != 2 {
+		t.Fatalf("want 1 voter + 2 observers, got %+v", ms)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for k, i := range []int{a, b} {
+		wg.Add(1)
+		go func(k int, s *server.Server) {
+			defer wg.Done()
+			// Each observer promotes itself, as the autopilot does.
+			errs[k] = s.Node().AddVoter(raceCtx, s.Node().ID(), s.Node().RaftAddr(), ms.ConfigChangeID)
+		}(k, c.Server(i))
+	}
+	wg.Wait()
+	won, rejected := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case errors.Is(err, dragonboat.ErrRejected), errors.Is(err, dragonboat.ErrTimeout),
+			errors.Is(err, dragonboat.ErrSystemBusy), errors.Is(err, dragonboat.ErrShardNotReady):
+			rejected++
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if won != 1 || rejected != 1 {
+		t.Fatalf("won %d, rejected %d (errors %v): want exactly one winner", won, rejected, errs)
+	}
+	time.Sleep(time.Second) // a dropped change must not come back later
+	after, err := n.Membership(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Voters) != 2 || len(after.Observers) != 1 {
+		t.Fatalf("after the race: %d voters, %d observers; want 2 and 1", len(after.Voters), len(after.Observers))
+	}
+}
+
+// Join is idempotent and refuses conflicts: the same replica again is
+// accepted; another ID at a member's raft address, or a removed ID, is not.
+func TestAdmitRules(t *testing.T) {
+	c := kvtest.NewCluster(t, 1)
+	j := c.Join(stayObserver)
+	c.WaitReady(30 * time.Second)
+	n := c.Server(0).Node()
+	joiner := c.Server(j).Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	again := membership.JoinRequest{ReplicaID: joiner.ID(), RaftAddr: joiner.RaftAddr(), APIAddr: c.Endpoint(j)}
+	if err := membership.Admit(ctx, n, again); err != nil {
+		t.Fatalf("admitting a member again: %v", err)
+	}
+	clash := membership.JoinRequest{ReplicaID: 424242, RaftAddr: joiner.RaftAddr()}
+	if err := membership.Admit(ctx, n, clash); !errors.Is(err, membership.ErrBadFlags) {
+		t.Fatalf("another ID at a member's address: %v", err)
+	}
+	ms, _ := n.Membership(ctx)
+	if err := n.RemoveReplica(ctx, joiner.ID(), ms.ConfigChangeID); err != nil {
+		t.Fatal(err)
+	}
+	if err := membership.Admit(ctx, n, again); !errors.Is(err, membership.ErrRemoved) {
+		t.Fatalf("re-admitting a removed ID: %v", err)
+	}
+	select {
+	case <-joiner.Removed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the removed node did not notice its removal")
+	}
+}
