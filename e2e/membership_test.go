@@ -274,3 +274,43 @@ func TestWrongJoinSecretIsRefused(t *testing.T) {
 	ok.start()
 	waitShape(t, boot, 2, 0, 30*time.Second)
 }
+
+// SIGTERM with --leave-on-exit: the leader hands over leadership, removes
+// itself and exits cleanly; the observer takes its seat. Started again with
+// the same command it refuses to serve, and says how to rejoin.
+func TestLeaveOnExit(t *testing.T) {
+	leave := []string{"--leave-on-exit"}
+	boot := startBootstrap(t, leave...)
+	procs := []*proc{boot}
+	for i := 1; i <= 3; i++ {
+		j := newJoiner(t, fmt.Sprintf("kvd-join%d", i), []*proc{boot}, leave...)
+		j.start()
+		procs = append(procs, j)
+	}
+	before := waitShape(t, boot, 3, 1, 60*time.Second)
+	if leader := leaderIndex(t, procs); procs[leader] != boot {
+		t.Logf("leader is %s, not the bootstrap node", procs[leader].name)
+	}
+	w := startWriters(procs[1:], 2)
+	waitFor(t, "writes", 10*time.Second, func() bool { return w.count() >= 50 })
+	if err := boot.stop(); err != nil {
+		t.Fatalf("leaving node: %v\n%s", err, boot.logs())
+	}
+	after := waitShape(t, procs[1], 3, 0, 30*time.Second)
+	acked := w.halt()
+	for id := range roles(before) {
+		if roles(before)[id] == kvdv1.Role_ROLE_VOTER && roles(after)[id] == 0 {
+			t.Logf("replica %d left", id)
+		}
+	}
+	if len(roles(after)) != 3 {
+		t.Fatalf("after leaving:%s", describe(after))
+	}
+	for _, p := range procs[1:] {
+		checkAll(t, p, acked, kvdv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	}
+	boot.start()
+	if err := boot.wait(20 * time.Second); err == nil || !strings.Contains(boot.logs(), "--rejoin") {
+		t.Fatalf("a node that left must refuse to serve and name --rejoin: %v", err)
+	}
+}

@@ -250,15 +250,18 @@ func (n *Node) Leave(ctx context.Context) error {
 			}
 		}
 	}
+	n.leaving.Store(true)
 	for attempt := 1; ; attempt++ {
 		ms, err := n.Membership(ctx)
+		if n.isRemoved() {
+			return nil // our removal was applied here: the shard stopped
+		}
 		if err == nil {
 			if ms.RoleOf(n.id.ReplicaID) == membership.RoleUnknown {
 				return nil
 			}
 			err = n.RemoveReplica(ctx, n.id.ReplicaID, ms.ConfigChangeID)
-			if err == nil {
-				n.log.Info("left the cluster", "replica", uint64(n.id.ReplicaID))
+			if err == nil || n.isRemoved() {
 				return nil
 			}
 		}

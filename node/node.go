@@ -45,6 +45,7 @@ type Node struct {
 	catchTarget atomic.Uint64
 	removed     chan struct{}
 	removeOnce  sync.Once
+	leaving     atomic.Bool
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -248,9 +249,24 @@ func (n *Node) markRemoved() {
 		if err := membership.MarkRemoved(n.cfg.DataDir, n.id.ReplicaID); err != nil {
 			n.log.Error("write removal marker", "err", err)
 		}
-		n.log.Error("this replica was removed from the cluster; it stops serving. Restart with --rejoin to join again under a new ID")
+		if n.leaving.Load() {
+			n.log.Info("left the cluster", "replica", uint64(n.id.ReplicaID))
+		} else {
+			n.log.Error("this replica was removed from the cluster; it stops serving. Restart with --rejoin to join again under a new ID")
+		}
 		close(n.removed)
 	})
+}
+
+// isRemoved waits briefly for the removal event, which Dragonboat
+// publishes right after the self-removal is applied.
+func (n *Node) isRemoved() bool {
+	select {
+	case <-n.removed:
+		return true
+	case <-time.After(200 * time.Millisecond):
+		return false
+	}
 }
 
 // Removed is closed when this replica learns that it was removed.
