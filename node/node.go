@@ -87,6 +87,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	n := &Node{cfg: cfg, log: log, removed: make(chan struct{})}
 	n.events = &listener{n: n}
+	if cfg.Peers != nil {
+		// Created before the NodeHost: its event listener wakes it.
+		n.ctrl = membership.NewController(n, cfg.Peers, cfg.Policy, cfg.DataDir, cfg.Logger)
+	}
 	nh, err := dragonboat.NewNodeHost(n.nodeHostConfig())
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft host on %s: %w", cfg.RaftAddr, err)
@@ -142,8 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		n.catchUp(loopCtx)
 	}()
-	if cfg.Peers != nil {
-		n.ctrl = membership.NewController(n, cfg.Peers, cfg.Policy, cfg.DataDir, cfg.Logger)
+	if n.ctrl != nil {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
