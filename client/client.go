@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -40,6 +41,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, opts: protocolOptions(cfg.Protocol)}
+	if cfg.JoinSecret != "" {
+		c.opts = append(c.opts, connect.WithInterceptors(joinSecret(cfg.JoinSecret)))
+	}
 	if cfg.HTTPClient != nil {
 		c.httpClient = cfg.HTTPClient
 	} else {
@@ -77,8 +81,8 @@ func (c *Client) CurrentEndpoint() string {
 }
 
 // RawClients are the generated Connect clients for one endpoint, sharing the
-// Client's transport and protocol. Calls through them are not retried and
-// return *connect.Error, not *Error.
+// Client's transport, protocol and JoinSecret. Calls through them are not
+// retried and return *connect.Error, not *Error.
 type RawClients struct {
 	KV      kvdv1connect.KVClient
 	Cluster kvdv1connect.ClusterClient
@@ -116,6 +120,20 @@ func (c *Client) current() (uint32, *endpoint) {
 // client one step, not N.
 func (c *Client) advance(from uint32) {
 	c.cur.CompareAndSwap(from, uint32((int(from)+1)%len(c.eps)))
+}
+
+// joinSecretHeader carries the cluster's join secret (rpc.SecretHeader on
+// the server).
+const joinSecretHeader = "Kvd-Join-Secret"
+
+// joinSecret sets the join secret header on every outgoing call.
+func joinSecret(secret string) connect.Interceptor {
+	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set(joinSecretHeader, secret)
+			return next(ctx, req)
+		}
+	})
 }
 
 func protocolOptions(p Protocol) []connect.ClientOption {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -61,6 +62,9 @@ type Member struct {
 	// Reason explains State (why an observer is not promoted, or the error
 	// that made the member unreachable).
 	Reason string
+	// DownFor is how long the answering node has not reached the member
+	// (0 = reachable), to the millisecond.
+	DownFor time.Duration
 }
 
 // MembersResult is the membership as seen by the answering node.
@@ -68,6 +72,9 @@ type MembersResult struct {
 	Members        []Member
 	LeaderID       MemberID
 	ConfigChangeID uint64
+	// RemovedIDs are the IDs removed from the cluster, which it never
+	// admits again.
+	RemovedIDs []MemberID
 	// Endpoint is the endpoint that answered.
 	Endpoint string
 }
@@ -75,7 +82,7 @@ type MembersResult struct {
 // Members lists every member with its role and health. The answering node
 // asks each member for its status, so this is slower than Status.
 func (c *Client) Members(ctx context.Context) (*MembersResult, error) {
-	return do(ctx, c, call{op: "members"},
+	return do(ctx, c, call{op: opMembers},
 		func(ctx context.Context, ep *endpoint) (*MembersResult, error) {
 			resp, err := ep.cluster.Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
 			if err != nil {
@@ -99,7 +106,11 @@ func (c *Client) Members(ctx context.Context) (*MembersResult, error) {
 					State:        m.GetState(),
 					Lag:          m.GetLag(),
 					Reason:       m.GetReason(),
+					DownFor:      time.Duration(m.GetDownForMs()) * time.Millisecond,
 				})
+			}
+			for _, id := range resp.Msg.GetRemovedIds() {
+				res.RemovedIDs = append(res.RemovedIDs, MemberID(id))
 			}
 			return res, nil
 		})
@@ -117,16 +128,22 @@ type Status struct {
 	Ready        bool
 	RaftAddr     string
 	APIAddr      string
-	State        string
-	Version      string
-	Voters       uint64
-	Observers    uint64
+	// State is "starting", "catching-up", "ready", "removed" or "stopped".
+	State     string
+	Version   string
+	Voters    uint64
+	Observers uint64
+	// Reason explains State (e.g. why an observer is not promoted).
+	Reason string
+	// CatchUpTarget is, while catching up, the leader's applied index as
+	// last asked (0 = unknown): the node is at AppliedIndex of CatchUpTarget.
+	CatchUpTarget uint64
 }
 
 // Status asks the current endpoint (failing over like any read) for its own
 // view. To ask one particular node, use Raw(endpoint).Cluster.Status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
-	return do(ctx, c, call{op: "status"},
+	return do(ctx, c, call{op: opStatus},
 		func(ctx context.Context, ep *endpoint) (*Status, error) {
 			resp, err := ep.cluster.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
 			if err != nil {
@@ -134,19 +151,21 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 			}
 			m := resp.Msg
 			return &Status{
-				Endpoint:     ep.name,
-				ID:           MemberID(m.GetId()),
-				Role:         roleFromProto(m.GetRole()),
-				LeaderID:     MemberID(m.GetLeaderId()),
-				Term:         m.GetTerm(),
-				AppliedIndex: m.GetAppliedIndex(),
-				Ready:        m.GetReady(),
-				RaftAddr:     m.GetRaftAddr(),
-				APIAddr:      m.GetApiAddr(),
-				State:        m.GetState(),
-				Version:      m.GetVersion(),
-				Voters:       m.GetVoters(),
-				Observers:    m.GetObservers(),
+				Endpoint:      ep.name,
+				ID:            MemberID(m.GetId()),
+				Role:          roleFromProto(m.GetRole()),
+				LeaderID:      MemberID(m.GetLeaderId()),
+				Term:          m.GetTerm(),
+				AppliedIndex:  m.GetAppliedIndex(),
+				Ready:         m.GetReady(),
+				RaftAddr:      m.GetRaftAddr(),
+				APIAddr:       m.GetApiAddr(),
+				State:         m.GetState(),
+				Version:       m.GetVersion(),
+				Voters:        m.GetVoters(),
+				Observers:     m.GetObservers(),
+				Reason:        m.GetReason(),
+				CatchUpTarget: m.GetCatchUpTarget(),
 			}, nil
 		})
 }

@@ -66,6 +66,12 @@ type Config struct {
 	// TLS settings, proxies, or tests). It must speak HTTP/2 for ProtocolGRPC.
 	// Close does not close its connections.
 	HTTPClient *http.Client
+	// JoinSecret is the cluster's join secret (kvd --join-secret), needed for
+	// membership changes (Promote, Remove, TransferLeader, Snapshot) when the
+	// cluster has one. It is sent in the Kvd-Join-Secret header of every
+	// call, so use https:// endpoints on an untrusted network. The client
+	// never logs it or puts it in an error message.
+	JoinSecret string
 }
 
 // DefaultConfig returns a Config for one local node with every default
@@ -122,6 +128,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: Config.Protocol %q is not one of %q, %q, %q",
 			c.Protocol, ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
 	}
+	if !validHeaderValue(c.JoinSecret) {
+		// The value is not shown: it is a secret.
+		return fmt.Errorf("client: Config.JoinSecret has a control character, a newline or " +
+			"leading or trailing blanks, which an HTTP header cannot carry")
+	}
 	switch {
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("client: Config.RequestTimeout (%v) must be > 0", c.RequestTimeout)
@@ -135,6 +146,20 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: Config.BackoffMax (%v) must be >= BackoffBase (%v)", c.BackoffMax, c.BackoffBase)
 	}
 	return nil
+}
+
+// validHeaderValue reports whether s survives an HTTP header unchanged: no
+// control characters, and no blanks at either end (servers trim them).
+func validHeaderValue(s string) bool {
+	if strings.TrimSpace(s) != s {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < ' ' || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // normalizeEndpoint turns "host:port" or "http(s)://host:port[/path]" into a

@@ -27,6 +27,10 @@ func TestConfigValidate(t *testing.T) {
 		{"backoff order", Config{Endpoints: ok, BackoffBase: 2 * time.Second, BackoffMax: time.Second},
 			"Config.BackoffMax (1s) must be >= BackoffBase (2s)"},
 		{"base above default max", Config{Endpoints: ok, BackoffBase: 2 * time.Second}, ""},
+		{"join secret", Config{Endpoints: ok, JoinSecret: "s3cret with spaces, ünïcode"}, ""},
+		{"join secret newline", Config{Endpoints: ok, JoinSecret: "s3cret\n"}, "Config.JoinSecret has a control character"},
+		{"join secret blank", Config{Endpoints: ok, JoinSecret: " s3cret"}, "leading or trailing blanks"},
+		{"join secret control", Config{Endpoints: ok, JoinSecret: "s3\x00cret"}, "Config.JoinSecret has"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,6 +40,9 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want nil", err)
 			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
 				t.Errorf("Validate() = %v, want it to contain %q", err, tt.want)
+			}
+			if err != nil && tt.cfg.JoinSecret != "" && strings.Contains(err.Error(), "s3") {
+				t.Errorf("Validate() = %v: the message shows the secret", err)
 			}
 			if _, nerr := New(tt.cfg); (nerr == nil) != (err == nil) {
 				t.Errorf("New and Validate disagree: %v vs %v", nerr, err)

@@ -56,12 +56,36 @@
 // revision its own first attempt wrote and report a false ErrCompareFailed.
 // The application decides: typically it reads the key and compares.
 //
+// # Membership
+//
+// Members and Status read the membership. Promote, Remove and
+// TransferLeader change it, and Snapshot makes the node of CurrentEndpoint
+// (and only it: Snapshot does not fail over) take a local snapshot. These
+// four need the cluster's join secret when it has one:
+//
+//	c, err := client.New(client.Config{Endpoints: eps, JoinSecret: secret})
+//	err = c.Promote(ctx, 4)
+//	switch {
+//	case errors.Is(err, client.ErrNotMember): // no member 4
+//	case errors.Is(err, client.ErrRefused): // e.g. it would break the quorum
+//	case errors.Is(err, client.ErrPermissionDenied): // wrong JoinSecret
+//	}
+//
+// JoinSecret is sent with every call, and never logged or put in an error.
+// Membership changes are retried like writes: only when provably not
+// applied (a dial failure or Unavailable). After an unknown outcome, list the
+// Members before trying again; Aborted means a concurrent change won and
+// nothing was applied.
+//
 // # Errors
 //
 // Every call returns an *Error that wraps the last attempt's
 // *connect.Error, so both errors.Is(err, client.ErrNotFound) and
-// connect.CodeOf(err) work. Its message names the endpoints tried and what
-// to do next. IsTemporary reports errors worth retrying later.
+// connect.CodeOf(err) work. A code means different things on different
+// calls: FailedPrecondition is ErrCompareFailed on Put, Delete and Txn but
+// ErrRefused on a membership change; NotFound is ErrNotFound on Get but
+// ErrNotMember on a Cluster call. The message names the endpoints tried and
+// what to do next. IsTemporary reports errors worth retrying later.
 //
 // # Protocols
 //

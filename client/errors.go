@@ -11,34 +11,81 @@ import (
 )
 
 // Sentinel errors. Every error a call returns is an *Error; test it with
-// errors.Is against these, or with connect.CodeOf for the Connect code.
+// errors.Is against these, or with connect.CodeOf for the Connect code. A
+// code means different things on different calls, so some sentinels match
+// only the calls named below.
 var (
-	// ErrNotFound: the key does not exist (CodeNotFound).
+	// ErrNotFound: Get of a key that does not exist (CodeNotFound on a get).
 	ErrNotFound = errors.New("client: key not found")
-	// ErrCompareFailed: a compare-and-swap (IfModRevision) did not hold
-	// (CodeFailedPrecondition). CurrentModRevision tells the key's actual mod
-	// revision when the server sent it.
+	// ErrCompareFailed: a compare-and-swap (IfModRevision) of a Put or
+	// Delete did not hold (CodeFailedPrecondition on put, delete or txn).
+	// CurrentModRevision tells the key's actual mod revision when the server
+	// sent it.
 	ErrCompareFailed = errors.New("client: compare failed")
+	// ErrRefused: the cluster refused a membership change
+	// (CodeFailedPrecondition on a Cluster call): it would break the quorum,
+	// or the member was removed. The message gives the server's reason.
+	ErrRefused = errors.New("client: membership change refused")
+	// ErrNotMember: the ID named by a Cluster call is not a member
+	// (CodeNotFound on a Cluster call).
+	ErrNotMember = errors.New("client: not a member")
 	// ErrUnavailable: no endpoint could serve the call: none reachable, or
 	// every node answered Unavailable (no leader, no quorum, not caught up).
 	ErrUnavailable = errors.New("client: cluster unavailable")
 	// ErrInvalidArgument: the server rejected the request as malformed
 	// (CodeInvalidArgument). Retrying will not help.
 	ErrInvalidArgument = errors.New("client: invalid argument")
-	// ErrPermissionDenied: the server refused the call (CodePermissionDenied).
+	// ErrPermissionDenied: the server refused the call
+	// (CodePermissionDenied): for membership changes, Config.JoinSecret is
+	// missing or wrong.
 	ErrPermissionDenied = errors.New("client: permission denied")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client: closed")
 )
 
+// Op names, as in Error.Op.
+const (
+	opPut            = "put"
+	opGet            = "get"
+	opDelete         = "delete"
+	opRange          = "range"
+	opTxn            = "txn"
+	opMembers        = "members"
+	opStatus         = "status"
+	opPromote        = "promote"
+	opRemove         = "remove"
+	opTransferLeader = "transfer-leader"
+	opSnapshot       = "snapshot"
+)
+
+// isKVWrite reports whether op is a write of the KV service, where
+// FailedPrecondition is a failed compare.
+func isKVWrite(op string) bool {
+	return op == opPut || op == opDelete || op == opTxn
+}
+
+// isClusterOp reports whether op is a call of the Cluster service, where
+// FailedPrecondition is a refused membership change and NotFound names an
+// ID that is not a member.
+func isClusterOp(op string) bool {
+	switch op {
+	case opMembers, opStatus, opPromote, opRemove, opTransferLeader, opSnapshot:
+		return true
+	}
+	return false
+}
+
 // Error is the error every call returns. It wraps the last attempt's error,
 // normally a *connect.Error, so connect.CodeOf(err) and errors.As work.
 type Error struct {
 	// Op is the call: "put", "get", "delete", "range", "txn", "members",
-	// "status".
+	// "status", "promote", "remove", "transfer-leader" or "snapshot".
 	Op string
 	// Key is the key of a single-key call, nil otherwise.
 	Key []byte
+	// Member is the member a Promote, Remove or TransferLeader names, 0
+	// otherwise.
+	Member MemberID
 	// Endpoints are the endpoints tried, in order, each listed once.
 	Endpoints []string
 	// Attempts is how many attempts were made.
@@ -65,9 +112,13 @@ func (e *Error) Is(target error) bool {
 	code := connect.CodeOf(e.Err)
 	switch target {
 	case ErrNotFound:
-		return code == connect.CodeNotFound
+		return code == connect.CodeNotFound && e.Op == opGet
 	case ErrCompareFailed:
-		return code == connect.CodeFailedPrecondition
+		return code == connect.CodeFailedPrecondition && isKVWrite(e.Op)
+	case ErrRefused:
+		return code == connect.CodeFailedPrecondition && isClusterOp(e.Op)
+	case ErrNotMember:
+		return code == connect.CodeNotFound && isClusterOp(e.Op)
 	case ErrUnavailable:
 		return code == connect.CodeUnavailable || e.kind == failNotSent || e.kind == failUnavailable
 	case ErrInvalidArgument:
@@ -87,12 +138,21 @@ func (e *Error) Error() string {
 	if e.Key != nil {
 		fmt.Fprintf(&b, " %q", truncateKey(e.Key))
 	}
+	if e.Member != 0 {
+		fmt.Fprintf(&b, " member %d", e.Member)
+	}
 	b.WriteString(": ")
 	tried := strings.Join(e.Endpoints, ",")
 	code := connect.CodeOf(e.Err)
 	switch {
 	case e.kind == failClosed:
 		b.WriteString("client is closed")
+	case e.unknown && e.Op == opSnapshot:
+		fmt.Fprintf(&b, "outcome unknown (%v%s): the snapshot may or may not have been taken; "+
+			"taking another is harmless", e.Err, e.at())
+	case e.unknown && isClusterOp(e.Op):
+		fmt.Fprintf(&b, "outcome unknown (%v%s): the change may or may not have been applied; "+
+			"list the members before retrying", e.Err, e.at())
 	case e.unknown:
 		fmt.Fprintf(&b, "outcome unknown (%v%s): the write may or may not have been applied; "+
 			"read the key before retrying", e.Err, e.at())
@@ -106,9 +166,13 @@ func (e *Error) Error() string {
 	case code == connect.CodeUnavailable:
 		fmt.Fprintf(&b, "cluster unavailable after %d attempt(s), tried %s: %v; "+
 			"a leader election may be in progress or quorum lost, retry later", e.Attempts, tried, e.Err)
-	case code == connect.CodeNotFound:
+	case code == connect.CodeNotFound && e.Op == opGet:
 		fmt.Fprintf(&b, "key not found%s", e.at())
-	case code == connect.CodeFailedPrecondition:
+	case code == connect.CodeNotFound && isClusterOp(e.Op):
+		fmt.Fprintf(&b, "no such member: %s%s", serverMessage(e.Err), e.at())
+	case code == connect.CodeFailedPrecondition && isClusterOp(e.Op):
+		fmt.Fprintf(&b, "refused: %s%s", serverMessage(e.Err), e.at())
+	case code == connect.CodeFailedPrecondition && isKVWrite(e.Op):
 		b.WriteString("compare failed")
 		if rev, ok := CurrentModRevision(e); ok {
 			fmt.Fprintf(&b, ": current mod revision is %d", rev)
@@ -120,6 +184,16 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, "%v%s", e.Err, e.at())
 	}
 	return b.String()
+}
+
+// serverMessage is the message of err without the code prefix that
+// connect.Error.Error adds.
+func serverMessage(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Message() != "" {
+		return ce.Message()
+	}
+	return err.Error()
 }
 
 // at names the endpoint of the last attempt, if there was one.
@@ -139,8 +213,9 @@ func truncateKey(k []byte) string {
 }
 
 // IsTemporary reports whether err is expected to pass: the cluster was
-// unavailable, overloaded or slow. For a write, check OutcomeUnknown too
-// before retrying it.
+// unavailable, overloaded or slow, or (Aborted) a concurrent membership
+// change won. For a write, check OutcomeUnknown too before retrying it; for
+// a membership change, list the members first.
 func IsTemporary(err error) bool {
 	var e *Error
 	if errors.As(err, &e) && e.kind == failNotSent {

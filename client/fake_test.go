@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
@@ -43,11 +47,30 @@ type fakeNode struct {
 	rev      uint64
 	// consistency is that of the last Get or Range.
 	consistency kvdv1.Consistency
+	// members is the membership, in ID order; removed the removed IDs.
+	members []*kvdv1.Member
+	removed []uint64
+	// secret, if set, guards the membership changes like kvd's.
+	secret string
+	// secrets is the Kvd-Join-Secret header of each call, by procedure.
+	secrets map[string][]string
+	// transferTo is the target of the last TransferLeader.
+	transferTo uint64
 }
 
 func newFakeNode(t *testing.T, id uint64) *fakeNode {
 	t.Helper()
-	n := &fakeNode{id: id, calls: map[string]int{}, kvs: map[string]*kvdv1.KeyValue{}}
+	n := &fakeNode{id: id, calls: map[string]int{}, kvs: map[string]*kvdv1.KeyValue{},
+		secrets: map[string][]string{}}
+	n.members = []*kvdv1.Member{
+		{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "n1:7071", ApiAddr: "n1:7070", Leader: true,
+			AppliedIndex: 10, Ready: true, State: "ready"},
+		{Id: 4, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "n4:7071", State: "catching-up", Lag: 7,
+			Reason: "lag 7 > 5"},
+		{Id: 5, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "n5:7071", ApiAddr: "n5:7070", State: "unreachable",
+			Reason: "connection refused", DownForMs: 12345},
+	}
+	n.removed = []uint64{9}
 	mux := http.NewServeMux()
 	mux.Handle(kvdv1connect.NewKVHandler(n))
 	mux.Handle(kvdv1connect.NewClusterHandler(n))
@@ -55,6 +78,7 @@ func newFakeNode(t *testing.T, id uint64) *fakeNode {
 	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.mu.Lock()
 		hijack := n.hijack
+		n.secrets[r.URL.Path] = append(n.secrets[r.URL.Path], r.Header.Get("Kvd-Join-Secret"))
 		n.mu.Unlock()
 		if hijack {
 			n.count(r.URL.Path)
@@ -126,6 +150,26 @@ func (n *fakeNode) setDelay(d time.Duration) {
 	n.mu.Lock()
 	n.delay = d
 	n.mu.Unlock()
+}
+
+func (n *fakeNode) setSecret(s string) {
+	n.mu.Lock()
+	n.secret = s
+	n.mu.Unlock()
+}
+
+// secretsSent returns the Kvd-Join-Secret header of every call of proc
+// ("Put", "Promote", ...).
+func (n *fakeNode) secretsSent(proc string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []string
+	for p, s := range n.secrets {
+		if strings.HasSuffix(p, "/"+proc) {
+			out = append(out, s...)
+		}
+	}
+	return out
 }
 
 func (n *fakeNode) setHijack(on bool) {
@@ -288,15 +332,99 @@ func (n *fakeNode) Members(ctx context.Context, _ *connect.Request[kvdv1.Members
 	if err := n.enter(ctx, "Members"); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&kvdv1.MembersResponse{
-		LeaderId: 1,
-		Members: []*kvdv1.Member{
-			{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "n1:7071", ApiAddr: "n1:7070", Leader: true,
-				AppliedIndex: 10, Ready: true, State: "ready"},
-			{Id: 4, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "n4:7071", State: "catching-up", Lag: 7,
-				Reason: "lag 7 > 5"},
-		},
-	}), nil
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	resp := &kvdv1.MembersResponse{LeaderId: 1, ConfigChangeId: 17, RemovedIds: slices.Clone(n.removed)}
+	for _, m := range n.members {
+		resp.Members = append(resp.Members, proto.Clone(m).(*kvdv1.Member))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// guard answers PermissionDenied like kvd when a secret is set and the call
+// does not carry it.
+func (n *fakeNode) guard(h http.Header) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.secret != "" && h.Get("Kvd-Join-Secret") != n.secret {
+		return connect.NewError(connect.CodePermissionDenied, errors.New("wrong or missing join secret"))
+	}
+	return nil
+}
+
+// member returns the index of member id, or -1.
+func (n *fakeNode) member(id uint64) int {
+	return slices.IndexFunc(n.members, func(m *kvdv1.Member) bool { return m.GetId() == id })
+}
+
+func (n *fakeNode) Promote(ctx context.Context, req *connect.Request[kvdv1.PromoteRequest]) (*connect.Response[kvdv1.PromoteResponse], error) {
+	if err := n.enter(ctx, "Promote"); err != nil {
+		return nil, err
+	}
+	if err := n.guard(req.Header()); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i := n.member(req.Msg.GetId())
+	if i < 0 {
+		return nil, connect.NewError(connect.CodeNotFound,
+			fmt.Errorf("membership: not a member: replica %d is not an observer of this cluster", req.Msg.GetId()))
+	}
+	n.members[i].Role = kvdv1.Role_ROLE_VOTER
+	return connect.NewResponse(&kvdv1.PromoteResponse{}), nil
+}
+
+func (n *fakeNode) Remove(ctx context.Context, req *connect.Request[kvdv1.RemoveRequest]) (*connect.Response[kvdv1.RemoveResponse], error) {
+	if err := n.enter(ctx, "Remove"); err != nil {
+		return nil, err
+	}
+	if err := n.guard(req.Header()); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	id := req.Msg.GetId()
+	i := n.member(id)
+	if i < 0 {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("membership: not a member: replica %d", id))
+	}
+	voters := 0
+	for _, m := range n.members {
+		if m.GetRole() == kvdv1.Role_ROLE_VOTER {
+			voters++
+		}
+	}
+	if n.members[i].GetRole() == kvdv1.Role_ROLE_VOTER && voters == 1 {
+		return nil, connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("membership: change would break the quorum: replica %d is the only voter", id))
+	}
+	n.members = slices.Delete(n.members, i, i+1)
+	n.removed = append(n.removed, id)
+	return connect.NewResponse(&kvdv1.RemoveResponse{}), nil
+}
+
+func (n *fakeNode) TransferLeader(ctx context.Context, req *connect.Request[kvdv1.TransferLeaderRequest]) (*connect.Response[kvdv1.TransferLeaderResponse], error) {
+	if err := n.enter(ctx, "TransferLeader"); err != nil {
+		return nil, err
+	}
+	if err := n.guard(req.Header()); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.transferTo = req.Msg.GetTargetId()
+	n.mu.Unlock()
+	return connect.NewResponse(&kvdv1.TransferLeaderResponse{}), nil
+}
+
+func (n *fakeNode) Snapshot(ctx context.Context, req *connect.Request[kvdv1.SnapshotRequest]) (*connect.Response[kvdv1.SnapshotResponse], error) {
+	if err := n.enter(ctx, "Snapshot"); err != nil {
+		return nil, err
+	}
+	if err := n.guard(req.Header()); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.SnapshotResponse{}), nil
 }
 
 func (n *fakeNode) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRequest]) (*connect.Response[kvdv1.StatusResponse], error) {
@@ -306,7 +434,7 @@ func (n *fakeNode) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRe
 	return connect.NewResponse(&kvdv1.StatusResponse{
 		Id: n.id, Role: kvdv1.Role_ROLE_VOTER, LeaderId: 1, Term: 3, AppliedIndex: 10, Ready: true,
 		RaftAddr: "n" + strconv.FormatUint(n.id, 10) + ":7071", ApiAddr: n.addr, State: "ready",
-		Version: "test", Voters: 3,
+		Version: "test", Voters: 3, Reason: "leader", CatchUpTarget: 12,
 	}), nil
 }
 

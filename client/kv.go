@@ -82,7 +82,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 		opt(&o)
 	}
 	req := &kvdv1.PutRequest{Key: key, Value: value, IfModRevision: o.ifModRevision}
-	return do(ctx, c, call{op: "put", key: key, write: true},
+	return do(ctx, c, call{op: opPut, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (PutResult, error) {
 			resp, err := ep.kv.Put(ctx, connect.NewRequest(req))
 			if err != nil {
@@ -99,7 +99,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*KeyV
 		opt(&o)
 	}
 	req := &kvdv1.GetRequest{Key: key, Consistency: consistency(o.serializable)}
-	return do(ctx, c, call{op: "get", key: key},
+	return do(ctx, c, call{op: opGet, key: key},
 		func(ctx context.Context, ep *endpoint) (*KeyValue, error) {
 			resp, err := ep.kv.Get(ctx, connect.NewRequest(req))
 			if err != nil {
@@ -117,7 +117,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (D
 		opt(&o)
 	}
 	req := &kvdv1.DeleteRequest{Key: key, IfModRevision: o.ifModRevision}
-	return do(ctx, c, call{op: "delete", key: key, write: true},
+	return do(ctx, c, call{op: opDelete, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (DeleteResult, error) {
 			resp, err := ep.kv.Delete(ctx, connect.NewRequest(req))
 			if err != nil {
@@ -155,7 +155,7 @@ type RangeResult struct {
 // Range reads one page of keys.
 func (c *Client) Range(ctx context.Context, opts RangeOptions) (*RangeResult, error) {
 	if opts.Limit < 0 {
-		return nil, invalidArgument("range", nil, fmt.Sprintf("RangeOptions.Limit (%d) must be >= 0", opts.Limit))
+		return nil, invalidArgument(opRange, nil, fmt.Sprintf("RangeOptions.Limit (%d) must be >= 0", opts.Limit))
 	}
 	req := &kvdv1.RangeRequest{
 		Start:       opts.Start,
@@ -166,7 +166,7 @@ func (c *Client) Range(ctx context.Context, opts RangeOptions) (*RangeResult, er
 		Consistency: consistency(opts.Serializable),
 		PageToken:   opts.PageToken,
 	}
-	return do(ctx, c, call{op: "range"},
+	return do(ctx, c, call{op: opRange},
 		func(ctx context.Context, ep *endpoint) (*RangeResult, error) {
 			resp, err := ep.kv.Range(ctx, connect.NewRequest(req))
 			if err != nil {
@@ -190,7 +190,7 @@ func (c *Client) Range(ctx context.Context, opts RangeOptions) (*RangeResult, er
 // a snapshot: keys written meanwhile may or may not appear.
 func (c *Client) RangeAll(ctx context.Context, opts RangeOptions, limit int) ([]KeyValue, error) {
 	if limit < 0 {
-		return nil, invalidArgument("range", nil, fmt.Sprintf("limit (%d) must be >= 0", limit))
+		return nil, invalidArgument(opRange, nil, fmt.Sprintf("limit (%d) must be >= 0", limit))
 	}
 	var out []KeyValue
 	for {
@@ -269,7 +269,7 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 			req.Ops = append(req.Ops, &kvdv1.TxnOp{Op: &kvdv1.TxnOp_Put{Put: &kvdv1.PutRequest{Key: op.key, Value: op.value}}})
 		}
 	}
-	return do(ctx, c, call{op: "txn", write: true},
+	return do(ctx, c, call{op: opTxn, write: true},
 		func(ctx context.Context, ep *endpoint) (TxnResult, error) {
 			resp, err := ep.kv.Txn(ctx, connect.NewRequest(req))
 			if err != nil {

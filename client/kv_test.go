@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
@@ -156,15 +157,19 @@ func TestMembersAndStatus(t *testing.T) {
 		{ID: 1, Role: RoleVoter, RaftAddr: "n1:7071", APIAddr: "n1:7070", Leader: true, AppliedIndex: 10,
 			Ready: true, State: "ready"},
 		{ID: 4, Role: RoleObserver, RaftAddr: "n4:7071", State: "catching-up", Lag: 7, Reason: "lag 7 > 5"},
+		{ID: 5, Role: RoleObserver, RaftAddr: "n5:7071", APIAddr: "n5:7070", State: "unreachable",
+			Reason: "connection refused", DownFor: 12345 * time.Millisecond},
 	}
-	if !reflect.DeepEqual(ms.Members, want) || ms.LeaderID != 1 || ms.Endpoint != n.addr {
+	if !reflect.DeepEqual(ms.Members, want) || ms.LeaderID != 1 || ms.Endpoint != n.addr ||
+		ms.ConfigChangeID != 17 || !reflect.DeepEqual(ms.RemovedIDs, []MemberID{9}) {
 		t.Errorf("Members = %+v", ms)
 	}
 	st, err := c.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.ID != 3 || st.Role != RoleVoter || st.Term != 3 || st.Endpoint != n.addr || !st.Ready {
+	if st.ID != 3 || st.Role != RoleVoter || st.Term != 3 || st.Endpoint != n.addr || !st.Ready ||
+		st.Reason != "leader" || st.CatchUpTarget != 12 {
 		t.Errorf("Status = %+v", st)
 	}
 	for r, s := range map[Role]string{RoleVoter: "voter", RoleObserver: "observer", RoleUnspecified: "unspecified"} {

@@ -125,12 +125,16 @@ func backoff(n int, base, max time.Duration) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// call is one logical call: its name, its key (for messages), and whether
-// it writes.
+// call is one logical call: its name, its key or member (for messages),
+// whether it writes, and whether it must stay on one node.
 type call struct {
-	op    string
-	key   []byte
-	write bool
+	op     string
+	key    []byte
+	member MemberID
+	write  bool
+	// pinned: every attempt goes to the endpoint that was current when the
+	// call began, and a failure does not move the client off it.
+	pinned bool
 }
 
 // do runs attempt against the current endpoint, failing over and retrying
@@ -150,7 +154,7 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 			// cluster is up but cannot serve.
 			kind = failUnavailable
 		}
-		e := &Error{Op: cl.op, Key: cl.key, Endpoints: tried, Attempts: attempts,
+		e := &Error{Op: cl.op, Key: cl.key, Member: cl.member, Endpoints: tried, Attempts: attempts,
 			Err: err, kind: kind, unknown: unknown, last: last}
 		// Whatever failed last, a call whose ctx ended also matches
 		// context.Canceled or DeadlineExceeded.
@@ -160,6 +164,7 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 	if c.closed.Load() {
 		return fail(ErrClosed, failClosed, false, 0)
 	}
+	pinIdx, pinEp := c.current()
 	for n := 1; n <= c.cfg.MaxAttempts; n++ {
 		if err := ctx.Err(); err != nil {
 			// Nothing was sent in this attempt; report the last real failure
@@ -170,6 +175,9 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 			return fail(lastErr, lastKind, false, n-1)
 		}
 		idx, ep := c.current()
+		if cl.pinned {
+			idx, ep = pinIdx, pinEp
+		}
 		last, tried = ep.name, appendOnce(tried, ep.name)
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		res, err := attempt(actx, ep)
@@ -189,7 +197,9 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		if !retry {
 			return fail(err, kind, unknown, n)
 		}
-		c.advance(idx)
+		if !cl.pinned {
+			c.advance(idx)
+		}
 		if n == c.cfg.MaxAttempts {
 			break
 		}

@@ -314,3 +314,43 @@ func TestLeaveOnExit(t *testing.T) {
 		t.Fatalf("a node that left must refuse to serve and name --rejoin: %v", err)
 	}
 }
+
+// Five nodes with no state, started at the same instant with
+// --bootstrap-expect 3 and each other's addresses: exactly one cluster
+// forms, 3 voters + 2 observers, and a restart of all keeps it.
+func TestBootstrapExpectFiveAtOnce(t *testing.T) {
+	var apis, rafts []string
+	for i := 0; i < 5; i++ {
+		apis, rafts = append(apis, freeAddr(t)), append(rafts, freeAddr(t))
+	}
+	var procs []*proc
+	for i := range apis {
+		args := append([]string{"--data-dir", t.TempDir(), "--listen", apis[i], "--raft-addr", rafts[i],
+			"--join", strings.Join(apis, ","), "--bootstrap-expect", "3"}, fastFlags...)
+		procs = append(procs, newProc(t, fmt.Sprintf("kvd%d", i+1), apis[i], args...))
+	}
+	for _, p := range procs {
+		go p.start()
+	}
+	for _, p := range procs {
+		p.waitReady(60 * time.Second)
+	}
+	before := waitShape(t, procs[0], 3, 2, 60*time.Second)
+	for _, p := range procs[1:] {
+		// Every node sees the same single cluster (a second cluster would
+		// show another shape or other IDs).
+		if ms := waitShape(t, p, 3, 2, 30*time.Second); fmt.Sprint(roles(ms)) != fmt.Sprint(roles(before)) {
+			t.Fatalf("%s sees another cluster:%s\nvs%s", p.name, describe(ms), describe(before))
+		}
+	}
+	for _, p := range procs {
+		p.kill()
+	}
+	for _, p := range procs {
+		p.start()
+	}
+	after := waitShape(t, procs[4], 3, 2, 60*time.Second)
+	if fmt.Sprint(roles(before)) != fmt.Sprint(roles(after)) {
+		t.Fatalf("roles before:%s\nafter:%s", describe(before), describe(after))
+	}
+}

@@ -67,6 +67,8 @@ type PeerDialer interface {
 	// the leader's is the one that counts.
 	View(ctx context.Context, apiAddr string) (View, error)
 	Join(ctx context.Context, apiAddr string, req JoinRequest) error
+	// Identify asks a node who it is and whether it runs a cluster.
+	Identify(ctx context.Context, apiAddr string) (PeerIdentity, error)
 }
 
 // MemberInfo is one row of Cluster.Members.

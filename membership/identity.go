@@ -30,6 +30,9 @@ type Identity struct {
 	RaftAddr  string    `json:"raft_addr"`
 	APIAddr   string    `json:"api_addr,omitempty"`
 	Created   time.Time `json:"created"`
+	// InitialMembers of the cluster this replica bootstrapped (origin
+	// bootstrap); told to peers forming a cluster (--bootstrap-expect).
+	InitialMembers map[ReplicaID]string `json:"initial_members,omitempty"`
 }
 
 // LoadIdentity returns nil, nil when the data dir has no identity yet.
@@ -62,6 +65,26 @@ func SaveIdentity(dir string, id Identity) error {
 
 const removedFile = "removed.json"
 
+const pendingIDFile = "pending-id"
+
+// PendingID returns the replica ID a node forming a cluster uses before its
+// identity is decided, creating it once, so that a restart during formation
+// keeps the ID that its peers may already have agreed on.
+func PendingID(dir string) (ReplicaID, error) {
+	b, err := os.ReadFile(filepath.Join(dir, pendingIDFile))
+	if err == nil {
+		var id uint64
+		if _, err := fmt.Sscanf(string(b), "%d", &id); err == nil && id != 0 {
+			return ReplicaID(id), nil
+		}
+	}
+	id := NewReplicaID()
+	if err := writeFileAtomic(dir, pendingIDFile, fmt.Appendf(nil, "%d\n", id)); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
 // Removal records that this replica was removed from the cluster.
 type Removal struct {
 	ReplicaID ReplicaID `json:"replica_id"`
@@ -91,7 +114,7 @@ func Wipe(dir string, stateDirs ...string) error {
 			return err
 		}
 	}
-	for _, f := range []string{identityFile, cacheFile, removedFile} {
+	for _, f := range []string{identityFile, cacheFile, removedFile, pendingIDFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

@@ -102,7 +102,7 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 			if err != nil {
 				return Plan{}, err
 			}
-			return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr},
+			return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, InitialMembers: members},
 				NewID: true, Members: members}, nil
 		case !f.Join:
 			return Plan{}, fmt.Errorf("%w: this node (ID %d, raft address %s) is not in --initial-members (%s); "+
@@ -122,8 +122,9 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 	if rid == 0 {
 		rid = 1
 	}
-	return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr},
-		NewID: true, Members: map[ReplicaID]string{rid: f.RaftAddr}}, nil
+	members := map[ReplicaID]string{rid: f.RaftAddr}
+	return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, InitialMembers: members},
+		NewID: true, Members: members}, nil
 }
 
 // memberID finds this node in InitialMembers: by ReplicaID when given

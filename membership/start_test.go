@@ -22,11 +22,11 @@ func TestDecideStart(t *testing.T) {
 		msg   string
 	}{
 		{name: "embedded default", flags: StartFlags{RaftAddr: "h:1"},
-			want: Plan{Identity: Identity{ReplicaID: 1, Origin: OriginBootstrap, RaftAddr: "h:1"}, NewID: true, Members: map[ReplicaID]string{1: "h:1"}}},
+			want: Plan{Identity: Identity{ReplicaID: 1, Origin: OriginBootstrap, RaftAddr: "h:1", InitialMembers: map[ReplicaID]string{1: "h:1"}}, NewID: true, Members: map[ReplicaID]string{1: "h:1"}}},
 		{name: "initial member by node id", flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members},
-			want: Plan{Identity: Identity{ReplicaID: 2, Origin: OriginBootstrap, RaftAddr: "h:2"}, NewID: true, Members: members}},
+			want: Plan{Identity: Identity{ReplicaID: 2, Origin: OriginBootstrap, RaftAddr: "h:2", InitialMembers: members}, NewID: true, Members: members}},
 		{name: "initial member by raft address", flags: StartFlags{RaftAddr: "h:3", InitialMembers: members},
-			want: Plan{Identity: Identity{ReplicaID: 3, Origin: OriginBootstrap, RaftAddr: "h:3"}, NewID: true, Members: members}},
+			want: Plan{Identity: Identity{ReplicaID: 3, Origin: OriginBootstrap, RaftAddr: "h:3", InitialMembers: members}, NewID: true, Members: members}},
 		{name: "not in initial members", flags: StartFlags{ReplicaID: 4, RaftAddr: "h:4", InitialMembers: members},
 			err: ErrBadFlags, msg: "not in --initial-members"},
 		{name: "node id with another address", flags: StartFlags{ReplicaID: 2, RaftAddr: "h:9", InitialMembers: members},

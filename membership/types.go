@@ -65,16 +65,17 @@ var (
 	ErrPermissionDenied = errors.New("membership: wrong join secret")
 )
 
-// NewReplicaID returns a random non-zero ID for a joining replica. IDs of
-// initial members are small (1..N); random 63-bit IDs don't collide with them
-// or each other in practice, and Dragonboat rejects a duplicate anyway.
+// NewReplicaID returns a random ID for a joining replica, above 2^20 and
+// below 2^53: IDs of static initial members are small (1..N), random 53-bit
+// IDs don't collide in practice (Dragonboat rejects a duplicate anyway), and
+// they survive JSON tools that read numbers as doubles (jq, JavaScript).
 func NewReplicaID() ReplicaID {
 	var b [8]byte
 	for {
 		if _, err := rand.Read(b[:]); err != nil {
 			panic(err)
 		}
-		if id := ReplicaID(binary.LittleEndian.Uint64(b[:]) >> 1); id > 1<<20 {
+		if id := ReplicaID(binary.LittleEndian.Uint64(b[:]) >> 11); id > 1<<20 {
 			return id
 		}
 	}

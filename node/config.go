@@ -34,6 +34,12 @@ type Config struct {
 	Seeds func() []string
 	// Rejoin: a removed replica wipes its state and joins under a new ID.
 	Rejoin bool
+	// BootstrapExpect: with Seeds (discovery) and no state anywhere, wait
+	// until this many nodes see each other, then all bootstrap the same
+	// initial set (the lowest IDs) and the rest join. 0 = off.
+	BootstrapExpect int
+	// Formation is published to peers (kvd.v1.Bootstrap); nil = not published.
+	Formation *membership.Formation
 	// Policy drives self-promotion and dead-voter replacement.
 	Policy membership.Policy
 	// Peers calls other members' APIs (join, status, views).
@@ -88,6 +94,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: CompactionOverhead (%d) should be below 4×SnapshotEntries (%d)", ErrBadConfig, c.CompactionOverhead, c.SnapshotEntries)
 	case c.Seeds != nil && c.Peers == nil:
 		return fmt.Errorf("%w: joining needs a PeerDialer", ErrBadConfig)
+	case c.BootstrapExpect < 0:
+		return fmt.Errorf("%w: --bootstrap-expect (%d) must not be negative", ErrBadConfig, c.BootstrapExpect)
+	case c.BootstrapExpect > 0 && c.Seeds == nil:
+		return fmt.Errorf("%w: --bootstrap-expect needs --discover or --join to find the other nodes", ErrBadConfig)
+	case c.BootstrapExpect > 0 && len(c.InitialMembers) > 0:
+		return fmt.Errorf("%w: --bootstrap-expect and --initial-members exclude each other", ErrBadConfig)
 	}
 	if err := c.Policy.Validate(); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	"github.com/kvd-project/kvd/rpc"
 )
@@ -108,6 +109,12 @@ func (s *Server) Start(ctx context.Context) error {
 			http.Error(w, "starting: joining the cluster or opening the data dir", http.StatusServiceUnavailable)
 		}
 	})
+	formation := new(membership.Formation)
+	ncfg.Formation = formation
+	startMux := http.NewServeMux()
+	rpc.MountBootstrap(startMux, formation)
+	startMux.Handle("/", starting)
+	starting = startMux
 	s.handler.Store(&starting)
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -141,6 +148,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 
 	mux := http.NewServeMux()
+	rpc.MountBootstrap(mux, formation)
 	rpc.Mount(mux, n, rpc.Options{Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret, Registry: s.reg})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -17,13 +17,14 @@ import (
 // Exit codes. They are part of kvctl's interface: scripts branch on them,
 // so don't renumber them.
 const (
-	exitOK             = 0
-	exitGeneric        = 1 // anything not below
-	exitNotFound       = 2 // get: the key does not exist
-	exitCompareFailed  = 3 // --if-mod-revision did not match
-	exitUnavailable    = 4 // no endpoint reachable, no quorum, or a read timed out
-	exitInvalid        = 5 // bad usage or an argument the server rejected
-	exitOutcomeUnknown = 6 // a write timed out or lost its connection: it may have been applied
+	exitOK               = 0
+	exitGeneric          = 1 // anything not below
+	exitNotFound         = 2 // get: the key does not exist; members promote/remove: no such member
+	exitCompareFailed    = 3 // --if-mod-revision did not match
+	exitUnavailable      = 4 // no endpoint reachable, no quorum, or a read timed out
+	exitInvalid          = 5 // bad usage or an argument the server rejected
+	exitOutcomeUnknown   = 6 // a write timed out or lost its connection: it may have been applied
+	exitPermissionDenied = 7 // wrong or missing --join-secret
 )
 
 const exitCodesHelp = `kvctl talks to a kvd cluster through any of its nodes (--endpoints), failing
@@ -35,12 +36,16 @@ Options may come before or after the arguments:
 EXIT CODES:
    0  success
    1  other error
-   2  key not found (get)
+   2  key not found (get), or no such member (members promote, members remove)
    3  compare failed: the key's mod revision is not --if-mod-revision
    4  cluster unavailable: no endpoint reachable, no quorum, or a read timed out
    5  invalid usage or argument
    6  outcome unknown: a write timed out or lost its connection and may or may
-      not have been applied; read the key before retrying`
+      not have been applied; read the key before retrying
+   7  permission denied: wrong or missing --join-secret
+
+A refused membership change (it would break the quorum, say) exits with 1
+and the server's reason.`
 
 // exitError is an error with the exit code it maps to.
 type exitError struct {
@@ -67,7 +72,9 @@ func exitCode(err error) int {
 		return ee.code
 	case client.OutcomeUnknown(err):
 		return exitOutcomeUnknown
-	case errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, client.ErrPermissionDenied):
+		return exitPermissionDenied
+	case errors.Is(err, client.ErrNotFound), errors.Is(err, client.ErrNotMember):
 		return exitNotFound
 	case errors.Is(err, client.ErrCompareFailed):
 		return exitCompareFailed
@@ -105,6 +112,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "output format: table or json"},
 			&cli.StringFlag{Name: "protocol", Value: string(client.ProtocolConnect),
 				Usage: "wire protocol: connect, grpc or grpcweb"},
+			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVCTL_JOIN_SECRET"},
+				Usage: "the cluster's join secret, needed to change the membership when the cluster has one " +
+					"(prefer the environment variable: arguments show in ps)"},
 		},
 		Commands: []*cli.Command{
 			putCommand(), getCommand(), delCommand(), scanCommand(), membersCommand(), statusCommand(),
@@ -123,18 +133,35 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			}
 		},
 	}
-	for _, cmd := range app.Commands {
-		cmd.OnUsageError = onUsageError
-	}
+	setOnUsageError(app.Commands)
 	return app
+}
+
+func setOnUsageError(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		cmd.OnUsageError = onUsageError
+		setOnUsageError(cmd.Subcommands)
+	}
+}
+
+// commandPath is the command that runs, with its parents but without
+// "kvctl": "get", "members remove".
+func commandPath(c *cli.Context) string {
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command != nil && ctx.Command.Name != "" && ctx.Command.Name != ctx.App.Name {
+			names = append([]string{ctx.Command.Name}, names...)
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 // onUsageError turns a flag parsing error into an exitInvalid error that
 // names the command.
 func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 	name := "kvctl"
-	if isSubcommand && c.Command != nil {
-		name = "kvctl " + c.Command.Name
+	if p := commandPath(c); isSubcommand && p != "" {
+		name += " " + p
 	}
 	return usageErrorf("%v (see %s --help)", err, name)
 }
@@ -173,21 +200,31 @@ func endpoints(c *cli.Context) []string {
 // flags and runs fn under the --timeout for the whole command.
 func withClient(c *cli.Context, fn func(ctx context.Context, cl *client.Client) error) error {
 	timeout := c.Duration("timeout")
-	cl, err := client.New(client.Config{
+	cfg := client.Config{
 		Endpoints: endpoints(c),
 		Protocol:  client.Protocol(c.String("protocol")),
 		// One attempt may use the whole budget, but no more than the
 		// client's default, so that a hung node leaves time to fail over
 		// when --timeout is long.
 		RequestTimeout: min(timeout, client.DefaultRequestTimeout),
-	})
-	if err != nil {
+	}
+	if err := cfg.Validate(); err != nil {
 		return usageErrorf("invalid --endpoints: %v", err)
+	}
+	secret := c.String("join-secret")
+	cfg.JoinSecret = secret
+	cl, err := client.New(cfg)
+	if err != nil {
+		return usageErrorf("invalid --join-secret: %v", err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	defer cancel()
-	return fn(ctx, cl)
+	err = fn(ctx, cl)
+	if secret == "" && errors.Is(err, client.ErrPermissionDenied) {
+		err = fmt.Errorf("%w (no --join-secret or KVCTL_JOIN_SECRET given)", err)
+	}
+	return err
 }
 
 // wantArgs checks that the command got exactly n arguments, named by usage
@@ -197,18 +234,19 @@ func wantArgs(c *cli.Context, n int, usage string) error {
 	if len(args) == n {
 		return nil
 	}
+	name := commandPath(c)
 	if len(args) > n {
 		if n == 0 {
-			return usageErrorf("kvctl %s takes no arguments, got %q", c.Command.Name, args)
+			return usageErrorf("kvctl %s takes no arguments, got %q", name, args)
 		}
 		for _, a := range args[n:] {
 			if strings.HasPrefix(a, "-") && a != "-" {
 				return usageErrorf("kvctl %s: option %s after the arguments: options go before them "+
-					"(kvctl [global options] %s [options] %s)", c.Command.Name, a, c.Command.Name, usage)
+					"(kvctl [global options] %s [options] %s)", name, a, name, usage)
 			}
 		}
-		return usageErrorf("kvctl %s: too many arguments %q: want %s", c.Command.Name, args[n:], usage)
+		return usageErrorf("kvctl %s: too many arguments %q: want %s", name, args[n:], usage)
 	}
 	return usageErrorf("kvctl %s: missing %s (usage: kvctl %s [options] %s)",
-		c.Command.Name, strings.Join(strings.Fields(usage)[len(args):], " "), c.Command.Name, usage)
+		name, strings.Join(strings.Fields(usage)[len(args):], " "), name, usage)
 }

@@ -35,7 +35,20 @@ func TestUsageErrors(t *testing.T) {
 		{"endpoint without port", []string{"--endpoints", "localhost", "get", "k"},
 			`invalid --endpoints: client: endpoint "localhost" has no host or port`},
 		{"negative limit", []string{ep, "scan", "--limit", "-1", "p"}, "invalid --limit -1"},
-		{"members with args", []string{ep, "members", "x"}, `kvctl members takes no arguments, got ["x"]`},
+		{"members with args", []string{ep, "members", "x"},
+			`kvctl members: unknown subcommand "x": want list, promote ID or remove ID`},
+		{"members list with args", []string{ep, "members", "list", "x"}, `kvctl members list takes no arguments, got ["x"]`},
+		{"promote without ID", []string{ep, "members", "promote"},
+			"kvctl members promote: missing ID (usage: kvctl members promote [options] ID)"},
+		{"promote with a bad ID", []string{ep, "members", "promote", "n4"},
+			`kvctl members promote: invalid member ID "n4": want a positive integer`},
+		{"promote of ID 0", []string{ep, "members", "promote", "0"}, `invalid member ID "0"`},
+		{"remove of two IDs", []string{ep, "members", "remove", "4", "5"},
+			`kvctl members remove: too many arguments ["5"]: want ID`},
+		{"remove with an unknown flag", []string{ep, "members", "remove", "4", "--force"},
+			"flag provided but not defined: -force (see kvctl members remove --help)"},
+		{"bad join secret", []string{ep, "--join-secret", "s3cret\n", "members", "promote", "4"},
+			"Config.JoinSecret has a control character"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,13 +75,33 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 		t.Fatalf("--help: code %d", code)
 	}
 	for _, want := range []string{"EXIT CODES", "2  key not found", "3  compare failed", "4  cluster unavailable",
-		"5  invalid usage", "6  outcome unknown", "KVCTL_ENDPOINTS", "--output value, -o value"} {
+		"5  invalid usage", "6  outcome unknown", "7  permission denied", "KVCTL_ENDPOINTS", "--output value, -o value",
+		"--join-secret value", "KVCTL_JOIN_SECRET"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kvctl --help lacks %q", want)
 		}
 	}
 	if out2, _, code := runKvctl(t, ""); code != 0 || out2 != out {
 		t.Errorf("kvctl without arguments: code %d, want the help", code)
+	}
+}
+
+func TestHelpHidesTheJoinSecret(t *testing.T) {
+	t.Setenv("KVCTL_JOIN_SECRET", "hunter2-secret")
+	for _, args := range [][]string{{"--help"}, {"members", "--help"}, {"members", "promote", "--help"}} {
+		out, errOut, code := runKvctl(t, "", args...)
+		if code != 0 {
+			t.Errorf("%v: code %d, stderr %q", args, code, errOut)
+		}
+		if strings.Contains(out+errOut, "hunter2") {
+			t.Errorf("kvctl %v shows the join secret:\n%s", args, out)
+		}
+	}
+	out, _, _ := runKvctl(t, "", "members", "--help")
+	for _, want := range []string{"members [list]", "members promote ID", "members remove ID", "list", "promote", "remove"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("kvctl members --help lacks %q:\n%s", want, out)
+		}
 	}
 }
 
@@ -80,7 +113,7 @@ func TestServerErrorsToExitCodes(t *testing.T) {
 	}{
 		{connect.CodeUnavailable, exitUnavailable, "cluster unavailable after"},
 		{connect.CodeInvalidArgument, exitInvalid, "invalid_argument: injected"},
-		{connect.CodePermissionDenied, exitGeneric, "permission_denied"},
+		{connect.CodePermissionDenied, exitPermissionDenied, "permission_denied"},
 		{connect.CodeInternal, exitGeneric, "internal"},
 	}
 	for _, tt := range tests {
@@ -178,6 +211,17 @@ func TestPermuteArgs(t *testing.T) {
 		{"kvctl put k -", "kvctl put k -"},
 		{"kvctl -o json", "kvctl -o json"},
 		{"kvctl frob -x", "kvctl frob -x"},
+		// Subcommands: options move after the innermost command that has them.
+		{"kvctl members remove 123 -o json", "kvctl -o json members remove 123"},
+		{"kvctl members list -o json", "kvctl -o json members list"},
+		{"kvctl members -o json promote 7 --join-secret s", "kvctl -o json --join-secret s members promote 7"},
+		{"kvctl --endpoints a:1 members promote 7 --timeout=2s", "kvctl --endpoints a:1 --timeout=2s members promote 7"},
+		{"kvctl members remove 5 --bogus", "kvctl members remove --bogus 5"},
+		{"kvctl members --bogus remove 5", "kvctl members remove --bogus 5"},
+		{"kvctl members 7 remove -o json", "kvctl -o json members 7 remove"}, // not a subcommand after an argument
+		{"kvctl members remove -- -5", "kvctl members remove -- -5"},
+		{"kvctl members -o json", "kvctl -o json members"},
+		{"kvctl get list -o json", "kvctl -o json get list"}, // get has no subcommands
 	}
 	for _, tt := range tests {
 		got := strings.Join(permuteArgs(app, strings.Fields(tt.in)), " ")

@@ -7,11 +7,13 @@ import (
 )
 
 // permuteArgs lets options follow arguments, as users type them
-// ("kvctl get k --consistency serializable", "kvctl members -o json"),
-// which urfave/cli v2 does not parse by itself: after the command name,
-// global options move before the command and the command's options move
-// right after it, ahead of its arguments. Everything after "--" stays an
-// argument; unknown options stay with the command, which reports them.
+// ("kvctl get k --consistency serializable", "kvctl members remove 7 -o
+// json"), which urfave/cli v2 does not parse by itself. After the command
+// name it descends into subcommands (a subcommand is named by the first
+// argument that is not an option), then moves each option right after the
+// innermost command on that path that defines it, global options before the
+// command, all ahead of the arguments. Everything after "--" stays an
+// argument; unknown options go to the innermost command, which reports them.
 func permuteArgs(app *cli.App, args []string) []string {
 	i := 1
 	for i < len(args) && isOption(args[i]) {
@@ -27,7 +29,14 @@ func permuteArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	var globals, opts, positional []string
+	// path is the command and its subcommands as typed, each with its options.
+	type level struct {
+		name string
+		cmd  *cli.Command
+		opts []string
+	}
+	path := []*level{{name: args[i], cmd: cmd}}
+	var globals, unknown, positional []string
 	for j := i + 1; j < len(args); j++ {
 		a := args[j]
 		if a == "--" {
@@ -37,12 +46,21 @@ func permuteArgs(app *cli.App, args []string) []string {
 			break
 		}
 		if !isOption(a) {
-			positional = append(positional, a)
+			if sub := path[len(path)-1].cmd.Command(a); sub != nil && len(positional) == 0 {
+				path = append(path, &level{name: a, cmd: sub})
+			} else {
+				positional = append(positional, a)
+			}
 			continue
 		}
-		dst := &opts
-		flags := cmd.Flags
-		if findFlag(cmd.Flags, a) == nil && findFlag(app.Flags, a) != nil {
+		dst, flags := &unknown, []cli.Flag(nil)
+		for k := len(path) - 1; k >= 0; k-- {
+			if findFlag(path[k].cmd.Flags, a) != nil {
+				dst, flags = &path[k].opts, path[k].cmd.Flags
+				break
+			}
+		}
+		if flags == nil && findFlag(app.Flags, a) != nil {
 			dst, flags = &globals, app.Flags
 		}
 		*dst = append(*dst, a)
@@ -51,10 +69,14 @@ func permuteArgs(app *cli.App, args []string) []string {
 			*dst = append(*dst, args[j])
 		}
 	}
+	last := path[len(path)-1]
+	last.opts = append(last.opts, unknown...)
 	out := append([]string{}, args[:i]...)
 	out = append(out, globals...)
-	out = append(out, args[i])
-	out = append(out, opts...)
+	for _, l := range path {
+		out = append(out, l.name)
+		out = append(out, l.opts...)
+	}
 	return append(out, positional...)
 }
 

@@ -199,23 +199,33 @@ func TestMembers(t *testing.T) {
 		t.Fatalf("members printed %d lines, want a header and 3 members:\n%s", len(lines), out)
 	}
 	header := strings.Join(strings.Fields(lines[0]), " ")
-	if header != "ID ROLE STATE RAFT ADDR API ADDR APPLIED LAG LEADER REASON" {
+	if header != "ID ROLE STATE RAFT ADDR API ADDR APPLIED LAG LEADER DOWN REASON" {
 		t.Errorf("header = %q", lines[0])
 	}
+	// DOWN is empty for reachable members, so it vanishes from Fields.
 	for i, want := range [][]string{
 		{"1", "voter", "ready", "10.0.0.1:7071", "10.0.0.1:7070", "42", "0", "true", "-"},
-		{"2", "voter", "ready", "10.0.0.2:7071", "10.0.0.2:7070", "41", "1", "false", "-"},
+		{"2", "voter", "unreachable", "10.0.0.2:7071", "10.0.0.2:7070", "41", "1", "false", "12s", "connection", "refused"},
 		{"4", "observer", "catching-up", "10.0.0.4:7071", "-", "30", "12", "false", "lag", "12", "above"},
 	} {
-		if got := strings.Fields(lines[i+1]); !reflect.DeepEqual(got[:len(want)], want) {
+		if got := strings.Fields(lines[i+1]); len(got) < len(want) || !reflect.DeepEqual(got[:len(want)], want) {
 			t.Errorf("row %d = %q, want it to start with %q", i, got, want)
 		}
 	}
-	// Columns line up: every row's ROLE starts where the header's does.
-	col := strings.Index(lines[0], "ROLE")
-	for _, l := range lines[1:] {
-		if l[col-1] != ' ' || l[col] == ' ' {
-			t.Errorf("row %q is not aligned with the header", l)
+	// Columns line up: every row's ROLE and REASON start where the header's do.
+	for _, name := range []string{"ROLE", "REASON"} {
+		col := strings.Index(lines[0], name)
+		for _, l := range lines[1:] {
+			if l[col-1] != ' ' || l[col] == ' ' {
+				t.Errorf("row %q is not aligned with the header's %s", l, name)
+			}
+		}
+	}
+	// DOWN holds the duration for the unreachable member, blanks for the others.
+	col := strings.Index(lines[0], "DOWN")
+	for i, want := range []string{"   ", "12s", "   "} {
+		if got := lines[i+1][col : col+3]; got != want {
+			t.Errorf("row %d: DOWN = %q, want %q", i, got, want)
 		}
 	}
 }
@@ -236,16 +246,23 @@ func TestMembersJSON(t *testing.T) {
 	want := map[string]any{
 		"id": 4.0, "role": "observer", "raft_addr": "10.0.0.4:7071", "api_addr": "", "leader": false,
 		"applied_index": 30.0, "ready": false, "state": "catching-up", "lag": 12.0,
-		"reason": "lag 12 above promotion threshold 5",
+		"reason": "lag 12 above promotion threshold 5", "down_for_ms": 0.0,
 	}
 	if !reflect.DeepEqual(members[2], want) {
 		t.Errorf("members[2] = %v\nwant %v", members[2], want)
+	}
+	if members[1]["down_for_ms"] != 12400.0 {
+		t.Errorf("members[1].down_for_ms = %v, want 12400", members[1]["down_for_ms"])
+	}
+	// "members list" is the same.
+	if out2, _, code := runKvctl(t, "", "--endpoints", f.addr, "members", "list", "-o", "json"); code != 0 || out2 != out {
+		t.Errorf("members list -o json: code %d, output differs from members -o json:\n%s", code, out2)
 	}
 	// Types of every field, for scripts that decode into structs.
 	for _, m := range members {
 		for field, kind := range map[string]string{"id": "number", "role": "string", "raft_addr": "string",
 			"api_addr": "string", "leader": "bool", "applied_index": "number", "ready": "bool",
-			"state": "string", "lag": "number", "reason": "string"} {
+			"state": "string", "lag": "number", "reason": "string", "down_for_ms": "number"} {
 			var ok bool
 			switch kind {
 			case "number":
@@ -273,10 +290,13 @@ func TestStatus(t *testing.T) {
 	}
 	for _, line := range []string{"endpoint: " + f.addr, "id: 2", "role: voter", "state: ready", "ready: true",
 		"leader_id: 1", "term: 5", "applied_index: 41", "raft_addr: 10.0.0.2:7071", "version: v0.1.0-test",
-		"voters: 3", "observers: 1"} {
+		"voters: 3", "observers: 1", "reason: -"} {
 		if !strings.Contains(out, line+"\n") {
 			t.Errorf("status output lacks %q:\n%s", line, out)
 		}
+	}
+	if strings.Contains(out, "catch_up") {
+		t.Errorf("a ready node shows catch-up progress:\n%s", out)
 	}
 	out, _, _ = runKvctl(t, "", "--endpoints", f.addr, "-o", "json", "status")
 	var st map[string]any
@@ -285,6 +305,31 @@ func TestStatus(t *testing.T) {
 	}
 	if st["id"] != 2.0 || st["role"] != "voter" || st["ready"] != true || st["endpoint"] != f.addr ||
 		st["applied_index"] != 41.0 {
+		t.Errorf("status -o json = %v", st)
+	}
+}
+
+func TestStatusCatchingUp(t *testing.T) {
+	f := newFakeKVD(t)
+	f.mu.Lock()
+	f.status.Ready, f.status.State, f.status.AppliedIndex = false, "catching-up", 120
+	f.status.CatchUpTarget, f.status.Reason = 450, "catching up"
+	f.mu.Unlock()
+	out, _, code := runKvctl(t, "", "--endpoints", f.addr, "status")
+	if code != 0 {
+		t.Fatalf("status: code %d", code)
+	}
+	for _, line := range []string{"state: catching-up", "reason: catching up", "catch_up: applied 120 of 450"} {
+		if !strings.Contains(out, line+"\n") {
+			t.Errorf("status output lacks %q:\n%s", line, out)
+		}
+	}
+	out, _, _ = runKvctl(t, "", "--endpoints", f.addr, "status", "-o", "json")
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if st["reason"] != "catching up" || st["catch_up_target"] != 450.0 || st["applied_index"] != 120.0 {
 		t.Errorf("status -o json = %v", st)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
@@ -35,11 +38,29 @@ type fakeKVD struct {
 	delay time.Duration
 	// consistency of the last read.
 	consistency kvdv1.Consistency
+	// members is the membership; secret, if set, guards changes to it.
+	members []*kvdv1.Member
+	secret  string
+	// status is what Status answers.
+	status *kvdv1.StatusResponse
 }
 
 func newFakeKVD(t *testing.T) *fakeKVD {
 	t.Helper()
 	f := &fakeKVD{kvs: map[string]*kvdv1.KeyValue{}, fail: map[string]error{}}
+	f.members = []*kvdv1.Member{
+		{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "10.0.0.1:7071", ApiAddr: "10.0.0.1:7070",
+			Leader: true, AppliedIndex: 42, Ready: true, State: "ready"},
+		{Id: 2, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "10.0.0.2:7071", ApiAddr: "10.0.0.2:7070",
+			AppliedIndex: 41, State: "unreachable", Lag: 1, Reason: "connection refused", DownForMs: 12_400},
+		{Id: 4, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "10.0.0.4:7071", State: "catching-up",
+			AppliedIndex: 30, Lag: 12, Reason: "lag 12 above promotion threshold 5"},
+	}
+	f.status = &kvdv1.StatusResponse{
+		Id: 2, Role: kvdv1.Role_ROLE_VOTER, LeaderId: 1, Term: 5, AppliedIndex: 41, Ready: true,
+		RaftAddr: "10.0.0.2:7071", State: "ready", Version: "v0.1.0-test", Voters: 3,
+		Observers: 1,
+	}
 	mux := http.NewServeMux()
 	mux.Handle(kvdv1connect.NewKVHandler(f))
 	mux.Handle(kvdv1connect.NewClusterHandler(f))
@@ -205,17 +226,80 @@ func (f *fakeKVD) Members(ctx context.Context, _ *connect.Request[kvdv1.MembersR
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	return connect.NewResponse(&kvdv1.MembersResponse{
-		LeaderId: 1,
-		Members: []*kvdv1.Member{
-			{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "10.0.0.1:7071", ApiAddr: "10.0.0.1:7070",
-				Leader: true, AppliedIndex: 42, Ready: true, State: "ready"},
-			{Id: 2, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "10.0.0.2:7071", ApiAddr: "10.0.0.2:7070",
-				AppliedIndex: 41, Ready: true, State: "ready", Lag: 1},
-			{Id: 4, Role: kvdv1.Role_ROLE_OBSERVER, RaftAddr: "10.0.0.4:7071", State: "catching-up",
-				AppliedIndex: 30, Lag: 12, Reason: "lag 12 above promotion threshold 5"},
-		},
-	}), nil
+	resp := &kvdv1.MembersResponse{LeaderId: 1}
+	for _, m := range f.members {
+		resp.Members = append(resp.Members, proto.Clone(m).(*kvdv1.Member))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// setSecret makes membership changes need the join secret s, like kvd.
+func (f *fakeKVD) setSecret(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secret = s
+}
+
+// roles returns each member's role by ID.
+func (f *fakeKVD) roles() map[uint64]kvdv1.Role {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uint64]kvdv1.Role{}
+	for _, m := range f.members {
+		out[m.GetId()] = m.GetRole()
+	}
+	return out
+}
+
+// change runs a membership change on member id the way kvd answers: secret
+// first, then NotFound for a non-member. f is locked.
+func (f *fakeKVD) change(h http.Header, id uint64, fn func(i int) error) error {
+	if f.secret != "" && h.Get("Kvd-Join-Secret") != f.secret {
+		return connect.NewError(connect.CodePermissionDenied,
+			errors.New("wrong or missing join secret: pass the cluster's --join-secret (KVD_JOIN_SECRET / KVCTL_JOIN_SECRET)"))
+	}
+	for i, m := range f.members {
+		if m.GetId() == id {
+			return fn(i)
+		}
+	}
+	return connect.NewError(connect.CodeNotFound,
+		fmt.Errorf("membership: not a member: replica %d is not a member (see kvctl members)", id))
+}
+
+func (f *fakeKVD) Promote(ctx context.Context, req *connect.Request[kvdv1.PromoteRequest]) (*connect.Response[kvdv1.PromoteResponse], error) {
+	if err := f.enter(ctx, "Promote"); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	err := f.change(req.Header(), req.Msg.GetId(), func(i int) error {
+		f.members[i].Role = kvdv1.Role_ROLE_VOTER
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.PromoteResponse{}), nil
+}
+
+func (f *fakeKVD) Remove(ctx context.Context, req *connect.Request[kvdv1.RemoveRequest]) (*connect.Response[kvdv1.RemoveResponse], error) {
+	if err := f.enter(ctx, "Remove"); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	err := f.change(req.Header(), req.Msg.GetId(), func(i int) error {
+		if f.members[i].GetRole() == kvdv1.Role_ROLE_VOTER {
+			return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf(
+				"membership: change would break the quorum: without voter %d, 1 of 2 voters would be reachable (quorum 2)",
+				req.Msg.GetId()))
+		}
+		f.members = slices.Delete(f.members, i, i+1)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&kvdv1.RemoveResponse{}), nil
 }
 
 func (f *fakeKVD) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRequest]) (*connect.Response[kvdv1.StatusResponse], error) {
@@ -223,11 +307,9 @@ func (f *fakeKVD) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusReq
 		return nil, err
 	}
 	defer f.mu.Unlock()
-	return connect.NewResponse(&kvdv1.StatusResponse{
-		Id: 2, Role: kvdv1.Role_ROLE_VOTER, LeaderId: 1, Term: 5, AppliedIndex: 41, Ready: true,
-		RaftAddr: "10.0.0.2:7071", ApiAddr: f.addr, State: "ready", Version: "v0.1.0-test", Voters: 3,
-		Observers: 1,
-	}), nil
+	st := proto.Clone(f.status).(*kvdv1.StatusResponse)
+	st.ApiAddr = f.addr
+	return connect.NewResponse(st), nil
 }
 
 // runKvctl runs kvctl with args and stdin and returns its output and exit code.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -155,7 +156,8 @@ func (p *printer) kvs(kvs []client.KeyValue, keysOnly bool) error {
 	return tw.Flush()
 }
 
-// memberJSON is one member in `kvctl -o json members`.
+// memberJSON is one member in `kvctl -o json members`. IDs of joined
+// members are up to 2^63: decode id as an integer type, not a float.
 type memberJSON struct {
 	ID           uint64 `json:"id"`
 	Role         string `json:"role"`
@@ -167,6 +169,9 @@ type memberJSON struct {
 	Leader       bool   `json:"leader"`
 	Ready        bool   `json:"ready"`
 	Reason       string `json:"reason"`
+	// DownForMs is how long the answering node has not reached the member
+	// (0 = reachable).
+	DownForMs uint64 `json:"down_for_ms"`
 }
 
 func (p *printer) members(res *client.MembersResult) error {
@@ -176,18 +181,55 @@ func (p *printer) members(res *client.MembersResult) error {
 			out = append(out, memberJSON{
 				ID: uint64(m.ID), Role: m.Role.String(), State: m.State, RaftAddr: m.RaftAddr,
 				APIAddr: m.APIAddr, AppliedIndex: m.AppliedIndex, Lag: m.Lag, Leader: m.Leader,
-				Ready: m.Ready, Reason: m.Reason,
+				Ready: m.Ready, Reason: m.Reason, DownForMs: uint64(m.DownFor / time.Millisecond),
 			})
 		}
 		return p.encode(out)
 	}
 	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT ADDR\tAPI ADDR\tAPPLIED\tLAG\tLEADER\tREASON")
+	fmt.Fprintln(tw, "ID\tROLE\tSTATE\tRAFT ADDR\tAPI ADDR\tAPPLIED\tLAG\tLEADER\tDOWN\tREASON")
 	for _, m := range res.Members {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%t\t%s\n", m.ID, m.Role, orDash(m.State),
-			orDash(m.RaftAddr), orDash(m.APIAddr), m.AppliedIndex, m.Lag, m.Leader, orDash(m.Reason))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%t\t%s\t%s\n", m.ID, m.Role, orDash(m.State),
+			orDash(m.RaftAddr), orDash(m.APIAddr), m.AppliedIndex, m.Lag, m.Leader, downFor(m.DownFor),
+			orDash(m.Reason))
 	}
 	return tw.Flush()
+}
+
+// downFor renders how long a member has been unreachable: empty when it is
+// reachable, whole seconds from 1s on ("12s", "2m5s").
+func downFor(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return ""
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Truncate(time.Second).String()
+}
+
+// promoted confirms `kvctl members promote`.
+func (p *printer) promoted(id client.MemberID) error {
+	if p.json {
+		return p.encode(struct {
+			ID   uint64 `json:"id"`
+			Role string `json:"role"`
+		}{uint64(id), client.RoleVoter.String()})
+	}
+	_, err := fmt.Fprintf(p.w, "promoted member %d to voter\n", id)
+	return err
+}
+
+// removed confirms `kvctl members remove`.
+func (p *printer) removed(id client.MemberID) error {
+	if p.json {
+		return p.encode(struct {
+			ID      uint64 `json:"id"`
+			Removed bool   `json:"removed"`
+		}{uint64(id), true})
+	}
+	_, err := fmt.Fprintf(p.w, "removed member %d\n", id)
+	return err
 }
 
 // statusJSON is `kvctl -o json status`.
@@ -205,6 +247,10 @@ type statusJSON struct {
 	Version      string `json:"version"`
 	Voters       uint64 `json:"voters"`
 	Observers    uint64 `json:"observers"`
+	Reason       string `json:"reason"`
+	// CatchUpTarget is, while catching up, the index the node is catching
+	// up to (0 = unknown).
+	CatchUpTarget uint64 `json:"catch_up_target"`
 }
 
 func (p *printer) status(st *client.Status) error {
@@ -212,11 +258,12 @@ func (p *printer) status(st *client.Status) error {
 		Endpoint: st.Endpoint, ID: uint64(st.ID), Role: st.Role.String(), State: st.State, Ready: st.Ready,
 		LeaderID: uint64(st.LeaderID), Term: st.Term, AppliedIndex: st.AppliedIndex, RaftAddr: st.RaftAddr,
 		APIAddr: st.APIAddr, Version: st.Version, Voters: st.Voters, Observers: st.Observers,
+		Reason: st.Reason, CatchUpTarget: st.CatchUpTarget,
 	}
 	if p.json {
 		return p.encode(s)
 	}
-	_, err := fmt.Fprintf(p.w, `endpoint: %s
+	if _, err := fmt.Fprintf(p.w, `endpoint: %s
 id: %d
 role: %s
 state: %s
@@ -229,7 +276,15 @@ api_addr: %s
 version: %s
 voters: %d
 observers: %d
+reason: %s
 `, s.Endpoint, s.ID, s.Role, orDash(s.State), s.Ready, s.LeaderID, s.Term, s.AppliedIndex,
-		orDash(s.RaftAddr), orDash(s.APIAddr), orDash(s.Version), s.Voters, s.Observers)
-	return err
+		orDash(s.RaftAddr), orDash(s.APIAddr), orDash(s.Version), s.Voters, s.Observers, orDash(s.Reason)); err != nil {
+		return err
+	}
+	if !s.Ready && s.CatchUpTarget > 0 {
+		if _, err := fmt.Fprintf(p.w, "catch_up: applied %d of %d\n", s.AppliedIndex, s.CatchUpTarget); err != nil {
+			return err
+		}
+	}
+	return nil
 }

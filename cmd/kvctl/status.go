@@ -13,8 +13,10 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "print the answering node's own view",
 		Description: `Prints the status of the first reachable endpoint: its ID, role, state,
-leader, term, applied index, addresses and version, as key: value lines or a
-JSON object. To ask one node, give only it: kvctl --endpoints host:port status.`,
+leader, term, applied index, addresses, version and the reason for its state,
+as key: value lines or a JSON object. While the node catches up, a catch_up
+line shows its progress: "applied X of Y". To ask one node, give only it:
+kvctl --endpoints host:port status.`,
 		Action: runStatus,
 	}
 }

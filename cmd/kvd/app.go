@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kvd-project/kvd/discovery"
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/server"
 )
@@ -33,6 +35,8 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "node-id", EnvVars: []string{"KVD_NODE_ID"}, Usage: "replica ID (default: from the data dir, or from --initial-members by raft address, random when joining, or 1)"},
 			&cli.StringFlag{Name: "initial-members", EnvVars: []string{"KVD_INITIAL_MEMBERS"}, Usage: "bootstrap these voters: 1=host:port,2=host:port,... (Raft addresses)"},
 			&cli.StringFlag{Name: "join", EnvVars: []string{"KVD_JOIN"}, Usage: "join a running cluster through any of these members' API addresses (host:port,...) as an observer; it promotes itself while voters < --voters"},
+			&cli.StringFlag{Name: "discover", EnvVars: []string{"KVD_DISCOVER"}, Usage: "find peers' API addresses by DNS: dns:NAME[:PORT] (A/AAAA) or dns+srv:NAME; re-resolved while waiting"},
+			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"KVD_BOOTSTRAP_EXPECT"}, Usage: "with --discover and no state anywhere: once this many nodes see each other they bootstrap together (the lowest IDs); the rest join"},
 			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVD_JOIN_SECRET"}, Usage: "cluster secret required to join, promote or remove members (same on every node)"},
 			&cli.BoolFlag{Name: "rejoin", EnvVars: []string{"KVD_REJOIN"}, Usage: "if this node was removed, wipe its state and join again under a new ID"},
 			&cli.BoolFlag{Name: "leave-on-exit", EnvVars: []string{"KVD_LEAVE_ON_EXIT"}, Usage: "on SIGTERM, hand over leadership and remove this node from the cluster"},
@@ -84,15 +88,15 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	if err := cfg.Node.Policy.Validate(); err != nil {
 		return cfg, err
 	}
-	if s := c.String("join"); s != "" {
-		var seeds []string
-		for _, a := range strings.Split(s, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				seeds = append(seeds, a)
-			}
-		}
-		cfg.Node.Seeds = func() []string { return seeds }
+	cfg.Node.BootstrapExpect = c.Int("bootstrap-expect")
+	if err := advertiseDefaults(&cfg); err != nil {
+		return cfg, err
 	}
+	seeds, err := seedSource(c.String("join"), c.String("discover"), cfg)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Node.Seeds = seeds
 	cfg.Node.RTT = c.Duration("rtt")
 	cfg.Node.SnapshotEntries = c.Uint64("snapshot-entries")
 	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
@@ -106,13 +110,86 @@ func configFrom(c *cli.Context) (server.Config, error) {
 		}
 		cfg.Node.InitialMembers = m
 	}
-	if cfg.Node.APIAddr == "" && !strings.HasSuffix(cfg.Listen, ":0") {
-		cfg.Node.APIAddr = cfg.Listen
-	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// advertiseDefaults: a node listening on all interfaces (0.0.0.0, ::, or
+// no host) advertises its hostname, a stable name in containers, where IPs
+// change across restarts.
+func advertiseDefaults(cfg *server.Config) error {
+	wildcard := func(addr string) (string, bool) {
+		host, port, err := net.SplitHostPort(addr)
+		return port, err == nil && (host == "" || host == "0.0.0.0" || host == "::")
+	}
+	hostname := func() (string, error) {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("cannot read the hostname to advertise (%v): set --advertise-addr and --advertise-raft-addr", err)
+		}
+		return h, nil
+	}
+	if cfg.Node.APIAddr == "" {
+		if port, ok := wildcard(cfg.Listen); ok {
+			h, err := hostname()
+			if err != nil {
+				return err
+			}
+			cfg.Node.APIAddr = net.JoinHostPort(h, port)
+		} else if !strings.HasSuffix(cfg.Listen, ":0") {
+			cfg.Node.APIAddr = cfg.Listen
+		}
+	}
+	if cfg.Node.RaftAddr == cfg.Node.RaftListen {
+		if port, ok := wildcard(cfg.Node.RaftListen); ok {
+			h, err := hostname()
+			if err != nil {
+				return err
+			}
+			cfg.Node.RaftAddr = net.JoinHostPort(h, port)
+		}
+	}
+	return nil
+}
+
+// seedSource combines --join (static) and --discover (DNS) into the seed
+// function the node calls on every join or formation round; this node's own
+// addresses are left out.
+func seedSource(join, discover string, cfg server.Config) (func() []string, error) {
+	var static []string
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			static = append(static, a)
+		}
+	}
+	var src discovery.Source
+	if discover != "" {
+		var err error
+		if src, err = discovery.Parse(discover, nil); err != nil {
+			return nil, fmt.Errorf("--discover: %w", err)
+		}
+	}
+	if len(static) == 0 && src == nil {
+		return nil, nil
+	}
+	_, port, _ := net.SplitHostPort(cfg.Listen)
+	advHost, _, _ := net.SplitHostPort(cfg.Node.APIAddr)
+	log := cfg.Logger
+	return func() []string {
+		peers := append([]string(nil), static...)
+		if src != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			found, err := src.Peers(ctx)
+			cancel()
+			if err != nil {
+				log.Warn("discovery", "source", src.String(), "err", err)
+			}
+			peers = append(peers, found...)
+		}
+		return discovery.Without(peers, port, advHost, cfg.Node.APIAddr)
+	}, nil
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/kvd-project/kvd/bench/load"
+	"github.com/kvd-project/kvd/client"
+)
+
+// Transports: how calls reach a node.
+const (
+	transportHTTP1 = "http1" // a keep-alive pool of HTTP/1.1 connections
+	transportH2C   = "h2c"   // one cleartext HTTP/2 connection per endpoint
+)
+
+// dialOptions say how the generator talks to its endpoints.
+type dialOptions struct {
+	Endpoints   []string
+	Protocol    string // client.Protocol
+	Transport   string // transportHTTP1, transportH2C, or "" for the protocol's default
+	Consistency string // of gets: linearizable or serializable
+	Spread      bool
+	Timeout     time.Duration
+}
+
+func (o dialOptions) validate() error {
+	if len(o.Endpoints) == 0 {
+		return errors.New("--endpoints is empty: give at least one kvd API address (host:port)")
+	}
+	switch client.Protocol(o.Protocol) {
+	case client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb:
+	default:
+		return fmt.Errorf("--protocol %q is not connect, grpc or grpcweb", o.Protocol)
+	}
+	switch o.Transport {
+	case "", transportH2C:
+	case transportHTTP1:
+		if client.Protocol(o.Protocol) == client.ProtocolGRPC {
+			return fmt.Errorf("--transport http1 cannot carry --protocol grpc (gRPC needs HTTP/2): use h2c")
+		}
+	default:
+		return fmt.Errorf("--transport %q is not http1 or h2c", o.Transport)
+	}
+	switch o.Consistency {
+	case "linearizable", "serializable":
+	default:
+		return fmt.Errorf("--consistency %q is not linearizable or serializable", o.Consistency)
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout (%v) must be > 0", o.Timeout)
+	}
+	return nil
+}
+
+// transport is the transport in use, defaults resolved.
+func (o dialOptions) transport() string {
+	if o.Transport != "" {
+		return o.Transport
+	}
+	if client.Protocol(o.Protocol) == client.ProtocolGRPC {
+		return transportH2C
+	}
+	return transportHTTP1
+}
+
+// newTargets builds the clients: one for all endpoints, or with Spread one
+// per endpoint (each with the others after it, for failover). closeAll
+// releases their connections.
+func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for _, f := range closers {
+			f()
+		}
+	}
+	n := 1
+	if o.Spread {
+		n = len(o.Endpoints)
+	}
+	for i := range n {
+		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
+		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout}
+		// The client's own transport is HTTP/1.1 for connect and grpcweb and
+		// h2c for grpc; the other combination needs our own.
+		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC {
+			t := h2cTransport()
+			cfg.HTTPClient = &http.Client{Transport: t}
+			closers = append(closers, t.CloseIdleConnections)
+		}
+		c, err := client.New(cfg)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, func() { c.Close() })
+		t := &kvTarget{c: c}
+		if o.Consistency == "serializable" {
+			t.read = []client.ReadOption{client.Serializable()}
+		}
+		targets = append(targets, t)
+	}
+	return targets, closeAll, nil
+}
+
+// h2cTransport speaks cleartext HTTP/2 with prior knowledge: all calls to
+// one endpoint share one connection.
+func h2cTransport() *http.Transport {
+	t := &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: client.DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		IdleConnTimeout: 90 * time.Second,
+		Protocols:       new(http.Protocols),
+	}
+	t.Protocols.SetUnencryptedHTTP2(true)
+	return t
+}
+
+// preflight makes one read through every target, so that a wrong address
+// fails at once with a clear message instead of as a run full of errors.
+func preflight(ctx context.Context, targets []load.Target, endpoints []string) error {
+	for _, t := range targets {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := t.Get(ctx, []byte("bench-preflight"))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cannot read from kvd at %v: %w", endpoints, err)
+		}
+	}
+	return nil
+}
+
+// kvTarget runs the workload through the Go client.
+type kvTarget struct {
+	c    *client.Client
+	read []client.ReadOption // built once: the loop must not allocate options
+}
+
+func (t *kvTarget) Put(ctx context.Context, key, value []byte) error {
+	_, err := t.c.Put(ctx, key, value)
+	return err
+}
+
+func (t *kvTarget) Get(ctx context.Context, key []byte) (bool, error) {
+	_, err := t.c.Get(ctx, key, t.read...)
+	if errors.Is(err, client.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

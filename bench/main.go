@@ -1,0 +1,214 @@
+// Command bench is kvd's closed-loop load generator: N workers, each with one
+// call in flight through the Go client, for a duration or a number of
+// operations, after an unmeasured warmup. It prints throughput, errors and
+// exact latency percentiles (every latency is kept), as text or one JSON
+// object, and can draw them over time into an HTML page.
+//
+//	go run ./bench --endpoints 127.0.0.1:7070 --clients 64 --duration 10s
+//	go run ./bench --clients 16 --read-ratio 1 --preload --json
+//	go run ./bench ceiling --clients 64      # the RPC layer's own ceiling
+//
+// The measuring loop lives in bench/load, shared with bench/etcd, the same
+// generator for etcd. See bench/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvd-project/kvd/bench/load"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp(os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "bench",
+		Usage:     "closed-loop load generator for kvd",
+		UsageText: "bench [flags]              load a kvd cluster\n   bench ceiling [flags]      measure the RPC ceiling with an in-process no-op server",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: append(loadFlags(),
+			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"}, Usage: "kvd API addresses, comma-separated"},
+			&cli.BoolFlag{Name: "spread", Usage: "one client per endpoint, workers spread over them round-robin (like etcd's balancer); default: one client on the first endpoint, failing over to the next"},
+			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "consistency of gets: linearizable or serializable"},
+			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
+			&cli.StringFlag{Name: "transport", Usage: "http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
+		),
+		Commands:        []*cli.Command{ceilingCommand(stdout, stderr)},
+		Action:          func(c *cli.Context) error { return runKV(c, stdout, stderr) },
+		HideHelpCommand: true,
+	}
+}
+
+// loadFlags are the workload flags of both the kvd run and the ceiling.
+func loadFlags() []cli.Flag {
+	d := load.DefaultWorkload()
+	return []cli.Flag{
+		&cli.IntFlag{Name: "clients", Aliases: []string{"c"}, Value: d.Clients, Usage: "concurrent workers, each with one call in flight"},
+		&cli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: d.Duration, Usage: "how long to measure (not with --ops)"},
+		&cli.Int64Flag{Name: "ops", Usage: "measure this many operations instead of a duration"},
+		&cli.DurationFlag{Name: "warmup", Value: d.Warmup, Usage: "unmeasured load before measuring"},
+		&cli.IntFlag{Name: "key-size", Value: d.KeySize, Usage: "key size in bytes"},
+		&cli.IntFlag{Name: "value-size", Value: d.ValueSize, Usage: "value size in bytes"},
+		&cli.IntFlag{Name: "keyspace", Value: d.Keyspace, Usage: "number of distinct keys"},
+		&cli.StringFlag{Name: "key-dist", Value: string(d.KeyDist), Usage: "uniform or sequential"},
+		&cli.Float64Flag{Name: "read-ratio", Value: d.ReadRatio, Usage: "fraction of operations that are gets (0..1)"},
+		&cli.BoolFlag{Name: "preload", Usage: "first write every key of the keyspace once (unmeasured), so that gets find them"},
+		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of keys, values and the read/write mix"},
+		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the summary"},
+		&cli.StringFlag{Name: "plot", Usage: "write throughput and latency over time to this .html file (inline SVG)"},
+	}
+}
+
+// workloadFrom reads and validates the workload flags.
+func workloadFrom(c *cli.Context) (load.Workload, error) {
+	w := load.DefaultWorkload()
+	w.Clients = c.Int("clients")
+	w.Duration = c.Duration("duration")
+	w.Ops = c.Int64("ops")
+	if c.IsSet("ops") && !c.IsSet("duration") {
+		w.Duration = 0
+	}
+	w.Warmup = c.Duration("warmup")
+	w.KeySize = c.Int("key-size")
+	w.ValueSize = c.Int("value-size")
+	w.Keyspace = c.Int("keyspace")
+	w.KeyDist = load.KeyDist(c.String("key-dist"))
+	w.ReadRatio = c.Float64("read-ratio")
+	w.Preload = c.Bool("preload")
+	w.Seed = c.Uint64("seed")
+	if err := w.Validate(); err != nil {
+		return w, err
+	}
+	if err := checkPlotPath(c.String("plot")); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+func checkPlotPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	switch strings.ToLower(filepath.Ext(p)) {
+	case ".html", ".htm":
+		return nil
+	}
+	return fmt.Errorf("--plot %q: only .html is supported (a page with inline SVG, no external assets)", p)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func runKV(c *cli.Context, stdout, stderr io.Writer) error {
+	if c.Args().Present() {
+		return fmt.Errorf("unexpected argument %q (commands: ceiling)", c.Args().First())
+	}
+	w, err := workloadFrom(c)
+	if err != nil {
+		return err
+	}
+	o := dialOptions{
+		Endpoints:   splitList(c.String("endpoints")),
+		Protocol:    c.String("protocol"),
+		Transport:   c.String("transport"),
+		Consistency: c.String("consistency"),
+		Spread:      c.Bool("spread"),
+		Timeout:     c.Duration("timeout"),
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	targets, closeAll, err := newTargets(o)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	if err := preflight(c.Context, targets, o.Endpoints); err != nil {
+		return err
+	}
+	res, err := load.Run(c.Context, w, targets, progressWriter(stderr))
+	if err != nil {
+		return err
+	}
+	res.Mode = "kvd"
+	res.Target = strings.Join(o.Endpoints, ",")
+	res.Protocol, res.Transport = o.Protocol, o.transport()
+	if w.ReadRatio > 0 {
+		res.Consistency = o.Consistency
+	}
+	return report(c, stdout, "kvd", []*load.Result{res})
+}
+
+// report prints each result (JSON Lines with --json) and writes the plot.
+func report(c *cli.Context, stdout io.Writer, title string, results []*load.Result) error {
+	for _, r := range results {
+		var err error
+		if c.Bool("json") {
+			err = load.WriteJSON(stdout, r)
+		} else {
+			err = load.WriteSummary(stdout, r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if p := c.String("plot"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		if err := load.WritePlot(f, title, results); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if c.Context.Err() != nil {
+		return errors.New("interrupted: the figures above cover only the time measured")
+	}
+	return nil
+}
+
+// progressWriter is w when it is a terminal, else nil: a progress line
+// rewritten with carriage returns only garbles logs and pipes.
+func progressWriter(w io.Writer) io.Writer {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return w
+}
