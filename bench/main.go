@@ -43,7 +43,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "bench",
 		Usage:     "closed-loop load generator for kvd",
-		UsageText: "bench [flags]              load a kvd cluster\n   bench ceiling [flags]      measure the RPC ceiling with an in-process no-op server",
+		UsageText: "bench [flags]              load a kvd cluster\n" +
+			"   bench ceiling [flags]      measure the RPC ceiling with an in-process no-op server\n" +
+			"   bench table FILE...        compare JSON results (kvd, ceiling, etcd) in one table",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: append(loadFlags(),
@@ -54,7 +56,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "transport", Usage: "http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 		),
-		Commands:        []*cli.Command{ceilingCommand(stdout, stderr)},
+		Commands:        []*cli.Command{ceilingCommand(stdout, stderr), tableCommand(stdout)},
 		Action:          func(c *cli.Context) error { return runKV(c, stdout, stderr) },
 		HideHelpCommand: true,
 	}
@@ -129,7 +131,7 @@ func splitList(s string) []string {
 
 func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if c.Args().Present() {
-		return fmt.Errorf("unexpected argument %q (commands: ceiling)", c.Args().First())
+		return fmt.Errorf("unexpected argument %q (commands: ceiling, table)", c.Args().First())
 	}
 	w, err := workloadFrom(c)
 	if err != nil {

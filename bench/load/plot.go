@@ -22,7 +22,7 @@ text{font:12px sans-serif}.axis{stroke:#888}.grid{stroke:#eee}</style></head>
 `, html.EscapeString(title))
 	for _, r := range results {
 		fmt.Fprintf(&b, "<p>%s: %.0f ops/s, p50 %s ms, p99 %s ms, max %s ms, %d errors</p>\n",
-			html.EscapeString(Label(r)), r.OpsPerSec, fmtMs(r.P50Ms), fmtMs(r.P99Ms), fmtMs(r.MaxMs), r.Errors)
+			html.EscapeString(Label(r)), r.OpsPerSec, FormatMs(r.P50Ms), FormatMs(r.P99Ms), FormatMs(r.MaxMs), r.Errors)
 	}
 	var tput, lat []line
 	for i, r := range results {

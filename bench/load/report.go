@@ -42,7 +42,7 @@ func WriteSummary(w io.Writer, res *Result) error {
 	}
 	b.WriteString(")\n")
 	fmt.Fprintf(&b, "  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s ms  (%s: every call kept)\n",
-		fmtMs(res.P50Ms), fmtMs(res.P90Ms), fmtMs(res.P99Ms), fmtMs(res.P999Ms), fmtMs(res.MaxMs), fmtMs(res.MeanMs), res.Percentiles)
+		FormatMs(res.P50Ms), FormatMs(res.P90Ms), FormatMs(res.P99Ms), FormatMs(res.P999Ms), FormatMs(res.MaxMs), FormatMs(res.MeanMs), res.Percentiles)
 	if res.FirstError != "" {
 		fmt.Fprintf(&b, "  first error: %s\n", res.FirstError)
 	}
@@ -50,8 +50,9 @@ func WriteSummary(w io.Writer, res *Result) error {
 	return err
 }
 
-// fmtMs prints milliseconds with 3 significant digits or more.
-func fmtMs(v float64) string {
+// FormatMs prints milliseconds with 3 significant digits or more (at
+// least 3 decimals below 1 ms).
+func FormatMs(v float64) string {
 	switch {
 	case v >= 100:
 		return fmt.Sprintf("%.0f", v)

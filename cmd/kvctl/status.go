@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/urfave/cli/v2"
 
@@ -16,7 +17,13 @@ func statusCommand() *cli.Command {
 leader, term, applied index, addresses, version and the reason for its state,
 as key: value lines or a JSON object. While the node catches up, a catch_up
 line shows its progress: "applied X of Y". To ask one node, give only it:
-kvctl --endpoints host:port status.`,
+kvctl --endpoints host:port status.
+
+With --ready it exits 4 unless the node has caught up and serves (a
+container healthcheck: kvctl --endpoints 127.0.0.1:7070 status --ready).`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "ready", Usage: "exit 4 unless the answering node is ready"},
+		},
 		Action: runStatus,
 	}
 }
@@ -30,6 +37,12 @@ func runStatus(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		return newPrinter(c).status(st)
+		if err := newPrinter(c).status(st); err != nil {
+			return err
+		}
+		if c.Bool("ready") && !st.Ready {
+			return &exitError{code: exitUnavailable, err: fmt.Errorf("node %d is not ready (%s)", st.ID, st.State)}
+		}
+		return nil
 	})
 }

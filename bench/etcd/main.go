@@ -1,0 +1,178 @@
+// Command etcd-bench drives an etcd cluster with kvd's load generator
+// (bench/load): the same closed loop, key and value generation, exact
+// percentiles and JSON, so that its figures compare one to one with
+// `go run ./bench`. Flags have the same names as bench's.
+//
+// It is a module of its own, so that the etcd client and its gRPC stack
+// stay out of kvd's go.mod:
+//
+//	cd bench/etcd && go build -o /tmp/etcd-bench . && /tmp/etcd-bench --endpoints 127.0.0.1:2379 --clients 64
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kvd-project/kvd/bench/load"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "etcd-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	d := load.DefaultWorkload()
+	fs := flag.NewFlagSet("etcd-bench", flag.ContinueOnError)
+	endpoints := fs.String("endpoints", "127.0.0.1:2379", "etcd client addresses, comma-separated")
+	spread := fs.Bool("spread", false, "one client per endpoint, workers spread over them round-robin; default: one client over all endpoints (etcd's balancer)")
+	consistency := fs.String("consistency", "linearizable", "consistency of gets: linearizable or serializable")
+	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each call")
+	clients := fs.Int("clients", d.Clients, "concurrent workers, each with one call in flight")
+	duration := fs.Duration("duration", d.Duration, "how long to measure (not with --ops)")
+	ops := fs.Int64("ops", 0, "measure this many operations instead of a duration")
+	warmup := fs.Duration("warmup", d.Warmup, "unmeasured load before measuring")
+	keySize := fs.Int("key-size", d.KeySize, "key size in bytes")
+	valueSize := fs.Int("value-size", d.ValueSize, "value size in bytes")
+	keyspace := fs.Int("keyspace", d.Keyspace, "number of distinct keys")
+	keyDist := fs.String("key-dist", string(d.KeyDist), "uniform or sequential")
+	readRatio := fs.Float64("read-ratio", 0, "fraction of operations that are gets (0..1)")
+	preload := fs.Bool("preload", false, "first write every key of the keyspace once (unmeasured)")
+	seed := fs.Uint64("seed", d.Seed, "seed of keys, values and the read/write mix")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
+	plot := fs.String("plot", "", "write throughput and latency over time to this .html file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	w := load.Workload{Clients: *clients, Duration: *duration, Ops: *ops, Warmup: *warmup, KeySize: *keySize,
+		ValueSize: *valueSize, Keyspace: *keyspace, KeyDist: load.KeyDist(*keyDist), ReadRatio: *readRatio,
+		Preload: *preload, Seed: *seed}
+	if set["ops"] && !set["duration"] {
+		w.Duration = 0
+	}
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	if ext := strings.ToLower(filepath.Ext(*plot)); *plot != "" && ext != ".html" && ext != ".htm" {
+		return fmt.Errorf("--plot %q: only .html is supported", *plot)
+	}
+	var getOpts []clientv3.OpOption
+	switch *consistency {
+	case "linearizable":
+	case "serializable":
+		getOpts = append(getOpts, clientv3.WithSerializable())
+	default:
+		return fmt.Errorf("--consistency %q is not linearizable or serializable", *consistency)
+	}
+	eps := strings.Split(*endpoints, ",")
+	groups := [][]string{eps}
+	if *spread {
+		groups = nil
+		for _, ep := range eps {
+			groups = append(groups, []string{ep})
+		}
+	}
+	var targets []load.Target
+	for _, g := range groups {
+		c, err := clientv3.New(clientv3.Config{Endpoints: g, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return fmt.Errorf("etcd client for %v: %w", g, err)
+		}
+		defer c.Close()
+		targets = append(targets, &etcdTarget{kv: c.KV, timeout: *timeout, getOpts: getOpts})
+	}
+	for _, t := range targets { // fail fast on a wrong address
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := t.Get(pctx, []byte("bench-preflight"))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cannot read from etcd at %v: %w", eps, err)
+		}
+	}
+	var progress *os.File
+	if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		progress = os.Stderr
+	}
+	var res *load.Result
+	var err error
+	if progress != nil {
+		res, err = load.Run(ctx, w, targets, progress)
+	} else {
+		res, err = load.Run(ctx, w, targets, nil)
+	}
+	if err != nil {
+		return err
+	}
+	res.Mode, res.Target, res.Protocol, res.Transport = "etcd", *endpoints, "grpc", "h2c"
+	if w.ReadRatio > 0 {
+		res.Consistency = *consistency
+	}
+	if *asJSON {
+		err = load.WriteJSON(os.Stdout, res)
+	} else {
+		err = load.WriteSummary(os.Stdout, res)
+	}
+	if err != nil {
+		return err
+	}
+	if *plot != "" {
+		f, err := os.Create(*plot)
+		if err != nil {
+			return err
+		}
+		if err := load.WritePlot(f, "etcd", []*load.Result{res}); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted: the figures above cover only the time measured")
+	}
+	return nil
+}
+
+// etcdTarget runs the workload through clientv3's KV, each call under its
+// own timeout as kvd's client does per attempt.
+type etcdTarget struct {
+	kv      clientv3.KV
+	timeout time.Duration
+	getOpts []clientv3.OpOption
+}
+
+func (t *etcdTarget) Put(ctx context.Context, key, value []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	_, err := t.kv.Put(ctx, string(key), string(value))
+	return err
+}
+
+func (t *etcdTarget) Get(ctx context.Context, key []byte) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	resp, err := t.kv.Get(ctx, string(key), t.getOpts...)
+	if err != nil {
+		return false, err
+	}
+	return len(resp.Kvs) > 0, nil
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kvd-project/kvd/bench/load"
+)
+
+// The table command turns the JSON results of a session (bench --json,
+// bench ceiling --json, etcd-bench --json) into one comparison table: kvd
+// rows with their fraction of the RPC ceiling, and etcd's figures for the
+// same workload side by side with the ratios. bench/run-cluster.sh prints it.
+
+func tableCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "table",
+		Usage:     "compare JSON results (kvd, ceiling, etcd) in one table",
+		ArgsUsage: "FILE... (JSON objects, one per line; - for stdin)",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "markdown", Usage: "print a Markdown table"},
+		},
+		Action: func(c *cli.Context) error {
+			if !c.Args().Present() {
+				return fmt.Errorf("give the files with the JSON results (- for stdin)")
+			}
+			var results []load.Result
+			for _, name := range c.Args().Slice() {
+				rs, err := readResults(name)
+				if err != nil {
+					return err
+				}
+				results = append(results, rs...)
+			}
+			return writeTable(stdout, results, c.Bool("markdown"))
+		},
+	}
+}
+
+func readResults(name string) ([]load.Result, error) {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var out []load.Result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var res load.Result
+		if err := json.Unmarshal([]byte(line), &res); err != nil {
+			return nil, fmt.Errorf("%s:%d: not a bench JSON result: %w", name, n, err)
+		}
+		out = append(out, res)
+	}
+	return out, sc.Err()
+}
+
+// workloadKey identifies a workload across systems.
+func workloadKey(r *load.Result) string {
+	return fmt.Sprintf("%s/%d/%s/%s/%v/%d/%d/%d", r.Op, r.Clients, r.KeyDist, r.Consistency, r.ReadRatio, r.KeySize, r.ValueSize, r.Keyspace)
+}
+
+func opLabel(r *load.Result) string {
+	s := r.Op
+	if r.Op == "mixed" {
+		s = fmt.Sprintf("mixed %.0f%% get", r.ReadRatio*100)
+	}
+	if r.KeyDist == load.Sequential {
+		s += " seq"
+	}
+	if r.ReadRatio > 0 && r.Consistency != "" {
+		s += " " + map[string]string{"linearizable": "lin", "serializable": "ser"}[r.Consistency]
+	}
+	return s
+}
+
+// ceilingFor picks the ceiling run of r's protocol and transport, the one
+// with r's client count if there is one.
+func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
+	var best *load.Result
+	for _, c := range ceilings {
+		if c.Protocol != r.Protocol || c.Transport != r.Transport {
+			continue
+		}
+		if best == nil || (c.Clients == r.Clients && best.Clients != r.Clients) {
+			best = c
+		}
+	}
+	return best
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// writeTable prints one row per kvd workload (in the order they ran), with
+// etcd's figures for the same workload when there are any, then the
+// ceilings and any errors.
+func writeTable(w io.Writer, results []load.Result, markdown bool) error {
+	var kvd, ceilings []*load.Result
+	etcd := map[string]*load.Result{}
+	for i := range results {
+		r := &results[i]
+		switch r.Mode {
+		case "kvd":
+			kvd = append(kvd, r)
+		case "ceiling":
+			ceilings = append(ceilings, r)
+		case "etcd":
+			etcd[workloadKey(r)] = r
+		}
+	}
+	header := []string{"clients", "op", "kvd ops/s", "p50 ms", "p99 ms", "% of RPC ceiling"}
+	if len(etcd) > 0 {
+		header = append(header, "etcd ops/s", "p50 ms", "p99 ms", "kvd/etcd ops/s", "kvd/etcd p50", "kvd/etcd p99")
+	}
+	rows := [][]string{header}
+	var notes []string
+	for _, r := range kvd {
+		row := []string{fmt.Sprint(r.Clients), opLabel(r), fmt.Sprintf("%.0f", r.OpsPerSec), load.FormatMs(r.P50Ms), load.FormatMs(r.P99Ms), "–"}
+		if c := ceilingFor(r, ceilings); c != nil && c.OpsPerSec > 0 {
+			row[5] = fmt.Sprintf("%.0f%% of %.0f", 100*r.OpsPerSec/c.OpsPerSec, c.OpsPerSec)
+		}
+		if len(etcd) > 0 {
+			if e := etcd[workloadKey(r)]; e != nil {
+				row = append(row, fmt.Sprintf("%.0f", e.OpsPerSec), load.FormatMs(e.P50Ms), load.FormatMs(e.P99Ms),
+					ratio(r.OpsPerSec, e.OpsPerSec), ratio(r.P50Ms, e.P50Ms), ratio(r.P99Ms, e.P99Ms))
+				if e.Errors > 0 {
+					notes = append(notes, fmt.Sprintf("etcd %s at %d clients: %d errors, first: %s", opLabel(e), e.Clients, e.Errors, e.FirstError))
+				}
+			} else {
+				row = append(row, "–", "–", "–", "–", "–", "–")
+			}
+		}
+		if r.Errors > 0 {
+			notes = append(notes, fmt.Sprintf("kvd %s at %d clients: %d errors, first: %s", opLabel(r), r.Clients, r.Errors, r.FirstError))
+		}
+		rows = append(rows, row)
+	}
+	for _, c := range ceilings {
+		notes = append(notes, fmt.Sprintf("RPC ceiling, %s over %s, %d clients, no-op %s: %.0f ops/s, p50 %s ms, p99 %s ms",
+			c.Protocol, c.Transport, c.Clients, c.Op, c.OpsPerSec, load.FormatMs(c.P50Ms), load.FormatMs(c.P99Ms)))
+	}
+	var b strings.Builder
+	printRows(&b, rows, markdown)
+	for _, n := range notes {
+		if markdown {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s\n", n)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func printRows(b *strings.Builder, rows [][]string, markdown bool) {
+	width := make([]int, len(rows[0]))
+	for _, row := range rows {
+		for i, cell := range row {
+			width[i] = max(width[i], len([]rune(cell)))
+		}
+	}
+	for n, row := range rows {
+		var line strings.Builder
+		for i, cell := range row {
+			pad := strings.Repeat(" ", width[i]-len([]rune(cell)))
+			switch {
+			case markdown:
+				fmt.Fprintf(&line, "| %s%s ", cell, pad)
+			case i > 1: // numbers: right-aligned
+				fmt.Fprintf(&line, "%s%s  ", pad, cell)
+			default:
+				fmt.Fprintf(&line, "%s%s  ", cell, pad)
+			}
+		}
+		if markdown {
+			line.WriteString("|")
+		}
+		b.WriteString(strings.TrimRight(line.String(), " "))
+		b.WriteString("\n")
+		if markdown && n == 0 {
+			for i := range row {
+				fmt.Fprintf(b, "|%s", strings.Repeat("-", width[i]+2))
+			}
+			b.WriteString("|\n")
+		}
+	}
+}

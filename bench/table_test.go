@@ -1,0 +1,103 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kvd-project/kvd/bench/load"
+)
+
+func res(mode, op string, clients int, ops, p50, p99 float64) load.Result {
+	r := load.Result{Mode: mode, Op: op, Clients: clients, OpsPerSec: ops, P50Ms: p50, P99Ms: p99,
+		KeySize: 16, ValueSize: 128, Keyspace: 100000, KeyDist: load.Uniform, Protocol: "connect", Transport: "http1"}
+	if op == "get" {
+		r.ReadRatio, r.Consistency = 1, "linearizable"
+	}
+	if mode == "etcd" {
+		r.Protocol, r.Transport = "grpc", "h2c"
+	}
+	return r
+}
+
+func TestWriteTable(t *testing.T) {
+	results := []load.Result{
+		res("ceiling", "put", 64, 10000, 5, 20),
+		res("kvd", "put", 1, 400, 2, 4),
+		res("kvd", "put", 64, 7500, 8, 30),
+		res("kvd", "get", 16, 9000, 1.5, 6),
+		res("etcd", "put", 64, 5000, 12, 30),
+		res("etcd", "put", 1, 500, 1.6, 5),
+		res("etcd", "get", 16, 3000, 5, 12),
+	}
+	c2 := res("ceiling", "put", 64, 8000, 6, 25)
+	c2.Transport = "h2c"
+	results = append(results, c2)
+	results[2].Errors, results[2].FirstError = 3, "boom"
+
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	for _, want := range []struct {
+		line   int
+		fields []string
+	}{
+		{0, []string{"clients", "op", "kvd ops/s", "% of RPC ceiling", "etcd ops/s", "kvd/etcd ops/s"}},
+		{1, []string{"1", "put", "400", "2.00", "4% of 10000", "500", "1.60", "0.80×", "1.25×", "0.80×"}},
+		{2, []string{"64", "put", "7500", "75% of 10000", "5000", "1.50×", "0.67×", "1.00×"}},
+		{3, []string{"16", "get lin", "9000", "90% of 10000", "3000", "3.00×", "0.30×", "0.50×"}},
+	} {
+		for _, f := range want.fields {
+			if !strings.Contains(lines[want.line], f) {
+				t.Errorf("line %d lacks %q:\n%s", want.line, f, out)
+			}
+		}
+	}
+	for _, want := range []string{
+		"kvd put at 64 clients: 3 errors, first: boom",
+		"RPC ceiling, connect over http1, 64 clients, no-op put: 10000 ops/s",
+		"RPC ceiling, connect over h2c, 64 clients, no-op put: 8000 ops/s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+
+	b.Reset()
+	if err := writeTable(&b, results[:4], true); err != nil {
+		t.Fatal(err)
+	}
+	md := strings.Split(b.String(), "\n")
+	if !strings.HasPrefix(md[0], "| clients") || !strings.HasPrefix(md[1], "|---") || strings.Contains(md[0], "etcd") {
+		t.Errorf("markdown without etcd results:\n%s", b.String())
+	}
+}
+
+func TestTableCommandReadsJSONLines(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "r.jsonl")
+	body := `{"mode":"kvd","op":"put","clients":64,"ops_per_sec":1234,"p50_ms":1,"p99_ms":2,"protocol":"connect","transport":"http1"}` +
+		"\n\n" + `{"mode":"ceiling","op":"put","clients":64,"ops_per_sec":2468,"protocol":"connect","transport":"http1"}` + "\n"
+	if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runApp(t, "table", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "50% of 2468") {
+		t.Errorf("table:\n%s", out)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("ops: 5\n"), 0o644)
+	if _, err := runApp(t, "table", bad); err == nil || !strings.Contains(err.Error(), "bad:1: not a bench JSON result") {
+		t.Errorf("bad input: %v", err)
+	}
+	if _, err := runApp(t, "table"); err == nil {
+		t.Error("no files accepted")
+	}
+}
