@@ -78,3 +78,20 @@ func TestWithout(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 }
+
+// Parse reads a flag from the outside: it must never panic, and it either
+// errors with ErrBadSpec or returns a source.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"dns:kvd", "dns:kvd:7070", "dns+srv:_api._tcp.kvd", "dns:", ":", "dns:a:b:c", "dns:[::1]:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		src, err := Parse(s, fakeResolver{})
+		if (err == nil) == (src == nil) {
+			t.Fatalf("%q: source %v, err %v", s, src, err)
+		}
+		if err != nil && !errors.Is(err, ErrBadSpec) {
+			t.Fatalf("%q: error %v is not ErrBadSpec", s, err)
+		}
+	})
+}

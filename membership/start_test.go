@@ -91,3 +91,26 @@ func TestJoinWithoutNodeIDGetsRandomID(t *testing.T) {
 		t.Fatalf("IDs %d and %d: want random non-zero", a.Identity.ReplicaID, b.Identity.ReplicaID)
 	}
 }
+
+// ParseMembers reads a flag from the outside: it must never panic, and what
+// it accepts must print back to something that parses to the same members.
+func FuzzParseMembers(f *testing.F) {
+	for _, s := range []string{"1=h:1,2=h:2", "", "x", "0=h:1", "1=h:1,1=h:2", "1=[::1]:7170", "18446744073709551615=a:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseMembers(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseMembers(FormatMembers(m))
+		if err != nil || FormatMembers(again) != FormatMembers(m) {
+			t.Fatalf("%q parsed to %v, which does not round-trip: %v", s, m, err)
+		}
+		for id := range m {
+			if id == 0 {
+				t.Fatalf("%q: accepted ID 0", s)
+			}
+		}
+	})
+}
