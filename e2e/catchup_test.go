@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -89,12 +91,51 @@ func countKeys(t *testing.T, p *proc, prefix string) int {
 	}
 }
 
-// joinTime starts a joiner and returns how long it took to be a ready voter.
-func joinTime(t *testing.T, boot *proc, name string) (*proc, time.Duration) {
+// gate is what a catching-up joiner was seen to answer.
+type gate struct {
+	readyz       string // a 503 body of /readyz
+	serializable string // the Unavailable error of a serializable get
+}
+
+// observeGate polls the joiner's /readyz and a serializable get until it is
+// ready, keeping the first "not ready" answers.
+func observeGate(j *proc, done <-chan struct{}) *gate {
+	g := &gate{}
+	for {
+		select {
+		case <-done:
+			return g
+		default:
+		}
+		if resp, err := http.Get("http://" + j.api + "/readyz"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "applied") && g.readyz == "" {
+				g.readyz = string(body)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := j.kv().Get(ctx, connect.NewRequest(&kvdv1.GetRequest{Key: []byte("key-000000"),
+			Consistency: kvdv1.Consistency_CONSISTENCY_SERIALIZABLE}))
+		cancel()
+		if connect.CodeOf(err) == connect.CodeUnavailable && strings.Contains(err.Error(), "catching up") && g.serializable == "" {
+			g.serializable = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// joinTime starts a joiner and returns how long it took to be a ready voter,
+// and what its catch-up gate answered meanwhile.
+func joinTime(t *testing.T, boot *proc, name string) (*proc, time.Duration, *gate) {
 	t.Helper()
 	j := newJoiner(t, name, []*proc{boot})
 	start := time.Now()
 	j.start()
+	done := make(chan struct{})
+	gc := make(chan *gate, 1)
+	go func() { gc <- observeGate(j, done) }()
+	defer close(done)
 	deadline := start.Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -103,14 +144,16 @@ func joinTime(t *testing.T, boot *proc, name string) (*proc, time.Duration) {
 		if err == nil {
 			for _, m := range ms.Members {
 				if m.ApiAddr == j.api && m.Role == kvdv1.Role_ROLE_VOTER && m.Ready {
-					return j, time.Since(start)
+					took := time.Since(start)
+					done <- struct{}{}
+					return j, took, <-gc
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s not a ready voter within 5 minutes", name)
-	return nil, 0
+	return nil, 0, nil
 }
 
 // A joiner catches up on ~100 MB (100k keys × 1 KiB) and promotes itself;
@@ -121,14 +164,19 @@ func joinTime(t *testing.T, boot *proc, name string) (*proc, time.Duration) {
 func TestJoinerCatchesUp100MB(t *testing.T) {
 	const keys, size = 100_000, 1024
 	empty := startBootstrap(t)
-	_, emptyTime := joinTime(t, empty, "kvd-join-empty")
+	_, emptyTime, _ := joinTime(t, empty, "kvd-join-empty")
 
 	boot := startBootstrap(t, "--snapshot-entries", "100", "--compaction-overhead", "10")
 	began := time.Now()
 	load(t, boot, keys, size, 100)
 	t.Logf("loaded %d keys × %d B in %s", keys, size, time.Since(began).Round(100*time.Millisecond))
-	j, fullTime := joinTime(t, boot, "kvd-join-100mb")
+	j, fullTime, g := joinTime(t, boot, "kvd-join-100mb")
 	t.Logf("join → voter: empty store %s, ~100 MB %s (promote-after 500ms)", emptyTime.Round(10*time.Millisecond), fullTime.Round(10*time.Millisecond))
+	// While it caught up, the joiner said how far behind it was.
+	t.Logf("catching up: /readyz %q; serializable get %q", strings.TrimSpace(g.readyz), g.serializable)
+	if g.readyz == "" || g.serializable == "" {
+		t.Errorf("the catch-up gate was not seen: /readyz %q, serializable get %q", g.readyz, g.serializable)
+	}
 	if n := countKeys(t, j, "key-"); n != keys {
 		t.Fatalf("joiner has %d keys, want %d", n, keys)
 	}

@@ -52,6 +52,8 @@ func (n *Node) Status() Status {
 		s.State = "ready"
 	case s.Role != membership.RoleUnknown:
 		s.State = "catching-up"
+	}
+	if !s.Ready {
 		s.CatchUpTarget = n.catchTarget.Load()
 	}
 	return s
