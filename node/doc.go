@@ -1,17 +1,19 @@
 // Package node runs one kvd replica: a Dragonboat NodeHost with the Pebble
-// state machine of package statemachine, started with the right role for what
-// is on disk.
+// state machine of package statemachine, started with the role that the
+// membership package decides from what is on disk, and the membership
+// controller (autopilot) that runs beside it.
 //
 // Usage:
 //
-//	n, err := node.Start(ctx, cfg)   // returns once the replica is started (not yet caught up)
+//	n, err := node.Start(ctx, cfg)   // joins or forms a cluster first when asked; ctx bounds that wait
 //	res, err := n.Propose(ctx, cmds) // committed and applied; res[i].Revision is the Raft index
 //	v, err := n.Read(ctx, statemachine.GetQuery{Key: k}, node.Linearizable)
-//	n.Stop()                          // idempotent; safe after a failed start
+//	<-n.Removed()                     // closed if this replica learns it was removed
+//	n.Stop()                          // idempotent
 //
-// Lifecycle rules: Start creates or checks the identity file in the data
-// directory before Dragonboat writes anything, so a restart with the same flags
-// finds the same replica. Every Dragonboat call runs under a context deadline.
-// The node owns its goroutines (the catch-up loop, metadata publication) and
-// Stop waits for them.
+// Lifecycle rules: Start writes the identity file before Dragonboat writes
+// anything, so a restart with the same flags finds the same replica. Every
+// Dragonboat call runs under a context deadline. The node owns its
+// goroutines (the catch-up loop, metadata publication, the membership
+// controller) and Stop waits for them. *Node implements membership.Host.
 package node
