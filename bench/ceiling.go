@@ -33,6 +33,7 @@ func ceilingCommand(stdout, stderr io.Writer) *cli.Command {
 		Flags: append(loadFlags(),
 			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
 			&cli.StringFlag{Name: "transport", Value: "http1,h2c", Usage: "comma-separated transports to measure, one run each: http1, h2c"},
+			&cli.IntFlag{Name: "compress-min-bytes", Value: -1, Usage: "the server gzips responses of at least this many bytes when the client accepts gzip; -1: Connect's default (every response), as kvd's server does today"},
 		),
 		Action: func(c *cli.Context) error { return runCeiling(c, stdout, stderr) },
 	}
@@ -55,7 +56,7 @@ func runCeiling(c *cli.Context, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	srv, err := startNoop(w.ValueSize)
+	srv, err := startNoop(w.ValueSize, c.Int("compress-min-bytes"))
 	if err != nil {
 		return err
 	}
@@ -101,23 +102,28 @@ type noopServer struct {
 // startNoop starts the no-op server with the HTTP settings of kvd's
 // server: HTTP/1.1 and h2c on one listener, the same timeouts. Put answers
 // a revision; Get answers the key with a value of valueSize bytes, so that
-// responses weigh what kvd's do.
-func startNoop(valueSize int) (*noopServer, error) {
+// responses weigh what kvd's do. compressMinBytes < 0 keeps Connect's
+// default.
+func startNoop(valueSize, compressMinBytes int) (*noopServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("ceiling: listen: %w", err)
 	}
 	value := make([]byte, valueSize)
+	var opts []connect.HandlerOption
+	if compressMinBytes >= 0 {
+		opts = append(opts, connect.WithCompressMinBytes(compressMinBytes))
+	}
 	mux := http.NewServeMux()
 	mux.Handle(kvdv1connect.KVPutProcedure, connect.NewUnaryHandler(kvdv1connect.KVPutProcedure,
 		func(context.Context, *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {
 			return connect.NewResponse(&kvdv1.PutResponse{Revision: 1}), nil
-		}))
+		}, opts...))
 	mux.Handle(kvdv1connect.KVGetProcedure, connect.NewUnaryHandler(kvdv1connect.KVGetProcedure,
 		func(_ context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
 			kv := &kvdv1.KeyValue{Key: req.Msg.Key, Value: value, CreateRevision: 1, ModRevision: 1, Version: 1}
 			return connect.NewResponse(&kvdv1.GetResponse{Kv: kv}), nil
-		}))
+		}, opts...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

@@ -41,8 +41,8 @@ func main() {
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
-		Name:      "bench",
-		Usage:     "closed-loop load generator for kvd",
+		Name:  "bench",
+		Usage: "closed-loop load generator for kvd",
 		UsageText: "bench [flags]              load a kvd cluster\n" +
 			"   bench ceiling [flags]      measure the RPC ceiling with an in-process no-op server\n" +
 			"   bench table FILE...        compare JSON results (kvd, ceiling, etcd) in one table",
@@ -79,6 +79,7 @@ func loadFlags() []cli.Flag {
 		&cli.Uint64Flag{Name: "seed", Value: d.Seed, Usage: "seed of keys, values and the read/write mix"},
 		&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of the summary"},
 		&cli.StringFlag{Name: "plot", Usage: "write throughput and latency over time to this .html file (inline SVG)"},
+		&cli.StringFlag{Name: "label", Usage: "tag the results with this label (bench table pairs runs with the same label)"},
 	}
 }
 
@@ -172,6 +173,7 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 // report prints each result (JSON Lines with --json) and writes the plot.
 func report(c *cli.Context, stdout io.Writer, title string, results []*load.Result) error {
 	for _, r := range results {
+		r.Label = c.String("label")
 		var err error
 		if c.Bool("json") {
 			err = load.WriteJSON(stdout, r)

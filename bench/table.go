@@ -2,10 +2,13 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -111,14 +114,45 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2f×", a/b)
 }
 
+// median groups results by mode and workload (in the order each first
+// appears) and keeps, of each group, the run with the median throughput
+// (the lower middle one of an even count), with how many runs it had.
+func median(results []load.Result) (runs []*load.Result, count map[*load.Result]int) {
+	groups := map[string][]*load.Result{}
+	var order []string
+	for i := range results {
+		r := &results[i]
+		k := runKey(r)
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	count = map[*load.Result]int{}
+	for _, k := range order {
+		g := groups[k]
+		slices.SortStableFunc(g, func(a, b *load.Result) int { return cmp.Compare(a.OpsPerSec, b.OpsPerSec) })
+		m := g[(len(g)-1)/2]
+		runs = append(runs, m)
+		count[m] = len(g)
+	}
+	return runs, count
+}
+
+func runKey(r *load.Result) string {
+	return r.Mode + "/" + r.Protocol + "/" + r.Transport + "/" + workloadKey(r)
+}
+
 // writeTable prints one row per kvd workload (in the order they ran), with
 // etcd's figures for the same workload when there are any, then the
-// ceilings and any errors.
+// ceilings and any errors. A workload run several times is shown by its
+// median kvd run, and compared with the etcd run and the ceiling of that
+// run's label (its round) when there are labels, else with their medians.
 func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 	var kvd, ceilings []*load.Result
 	etcd := map[string]*load.Result{}
-	for i := range results {
-		r := &results[i]
+	runs, count := median(results)
+	for _, r := range runs {
 		switch r.Mode {
 		case "kvd":
 			kvd = append(kvd, r)
@@ -128,6 +162,26 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 			etcd[workloadKey(r)] = r
 		}
 	}
+	// sameLabel finds the run like r (mode, protocol, transport, workload)
+	// with label, or nil.
+	byLabel := map[string]*load.Result{}
+	for i := range results {
+		r := &results[i]
+		if r.Label != "" {
+			byLabel[runKey(r)+"@"+r.Label] = r
+		}
+	}
+	paired := false
+	pair := func(median *load.Result, label string) *load.Result {
+		if median == nil || label == "" {
+			return median
+		}
+		if r := byLabel[runKey(median)+"@"+label]; r != nil {
+			paired = true
+			return r
+		}
+		return median
+	}
 	header := []string{"clients", "op", "kvd ops/s", "p50 ms", "p99 ms", "% of RPC ceiling"}
 	if len(etcd) > 0 {
 		header = append(header, "etcd ops/s", "p50 ms", "p99 ms", "kvd/etcd ops/s", "kvd/etcd p50", "kvd/etcd p99")
@@ -136,11 +190,11 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 	var notes []string
 	for _, r := range kvd {
 		row := []string{fmt.Sprint(r.Clients), opLabel(r), fmt.Sprintf("%.0f", r.OpsPerSec), load.FormatMs(r.P50Ms), load.FormatMs(r.P99Ms), "–"}
-		if c := ceilingFor(r, ceilings); c != nil && c.OpsPerSec > 0 {
+		if c := pair(ceilingFor(r, ceilings), r.Label); c != nil && c.OpsPerSec > 0 {
 			row[5] = fmt.Sprintf("%.0f%% of %.0f", 100*r.OpsPerSec/c.OpsPerSec, c.OpsPerSec)
 		}
 		if len(etcd) > 0 {
-			if e := etcd[workloadKey(r)]; e != nil {
+			if e := pair(etcd[workloadKey(r)], r.Label); e != nil {
 				row = append(row, fmt.Sprintf("%.0f", e.OpsPerSec), load.FormatMs(e.P50Ms), load.FormatMs(e.P99Ms),
 					ratio(r.OpsPerSec, e.OpsPerSec), ratio(r.P50Ms, e.P50Ms), ratio(r.P99Ms, e.P99Ms))
 				if e.Errors > 0 {
@@ -156,8 +210,21 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 		rows = append(rows, row)
 	}
 	for _, c := range ceilings {
-		notes = append(notes, fmt.Sprintf("RPC ceiling, %s over %s, %d clients, no-op %s: %.0f ops/s, p50 %s ms, p99 %s ms",
-			c.Protocol, c.Transport, c.Clients, c.Op, c.OpsPerSec, load.FormatMs(c.P50Ms), load.FormatMs(c.P99Ms)))
+		note := fmt.Sprintf("RPC ceiling, %s over %s, %d clients, no-op %s: %.0f ops/s, p50 %s ms, p99 %s ms",
+			c.Protocol, c.Transport, c.Clients, c.Op, c.OpsPerSec, load.FormatMs(c.P50Ms), load.FormatMs(c.P99Ms))
+		if count[c] > 1 {
+			note += fmt.Sprintf(" (median of %d runs)", count[c])
+		}
+		notes = append(notes, note)
+	}
+	if n := slices.Max(append(slices.Collect(maps.Values(count)), 0)); n > 1 {
+		note := fmt.Sprintf("kvd: the median run (by ops/s) of each workload, of up to %d", n)
+		if paired {
+			note += "; the etcd figures and the ceiling are those of the same round"
+		} else {
+			note += "; etcd and the ceilings: their own medians"
+		}
+		notes = append(notes, note)
 	}
 	var b strings.Builder
 	printRows(&b, rows, markdown)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,5 +100,53 @@ func TestTableCommandReadsJSONLines(t *testing.T) {
 	}
 	if _, err := runApp(t, "table"); err == nil {
 		t.Error("no files accepted")
+	}
+}
+
+func TestWriteTableShowsTheMedianRun(t *testing.T) {
+	var results []load.Result
+	for _, ops := range []float64{100, 300, 200} {
+		results = append(results, res("kvd", "put", 64, ops, ops/100, ops/10), res("etcd", "put", 64, ops/2, 1, 1))
+	}
+	results = append(results, res("ceiling", "put", 64, 1000, 1, 1), res("ceiling", "put", 64, 400, 1, 1))
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	for _, f := range []string{"200", "2.00", "20.0", "50% of 400", "100", "2.00×"} {
+		if !strings.Contains(lines[1], f) {
+			t.Errorf("median row lacks %q:\n%s", f, out)
+		}
+	}
+	if strings.Count(out, "RPC ceiling, connect over http1") != 1 || !strings.Contains(out, "kvd: the median run (by ops/s) of each workload, of up to 3; etcd and the ceilings: their own medians") {
+		t.Errorf("notes:\n%s", out)
+	}
+}
+
+func TestWriteTablePairsRunsOfTheSameRound(t *testing.T) {
+	var results []load.Result
+	for i, ops := range []float64{100, 300, 200} {
+		label := fmt.Sprintf("round=%d", i+1)
+		k, e, c := res("kvd", "put", 64, ops, 1, 1), res("etcd", "put", 64, 1000-ops, 1, 1), res("ceiling", "put", 64, 10*ops, 1, 1)
+		k.Label, e.Label, c.Label = label, label, label
+		results = append(results, c, k, e)
+	}
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	// kvd's median is round 3 (200): etcd's round 3 is 800, the ceiling 2000.
+	row := strings.Split(out, "\n")[1]
+	for _, f := range []string{"200", "10% of 2000", "800", "0.25×"} {
+		if !strings.Contains(row, f) {
+			t.Errorf("row lacks %q:\n%s", f, out)
+		}
+	}
+	if !strings.Contains(out, "the etcd figures and the ceiling are those of the same round") ||
+		!strings.Contains(out, "(median of 3 runs)") {
+		t.Errorf("notes:\n%s", out)
 	}
 }

@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", d.Seed, "seed of keys, values and the read/write mix")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
 	plot := fs.String("plot", "", "write throughput and latency over time to this .html file")
+	label := fs.String("label", "", "tag the results with this label (bench table pairs runs with the same label)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res.Mode, res.Target, res.Protocol, res.Transport = "etcd", *endpoints, "grpc", "h2c"
+	res.Mode, res.Target, res.Protocol, res.Transport, res.Label = "etcd", *endpoints, "grpc", "h2c", *label
 	if w.ReadRatio > 0 {
 		res.Consistency = *consistency
 	}

@@ -229,3 +229,21 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+type nopTarget struct{}
+
+func (nopTarget) Put(context.Context, []byte, []byte) error { return nil }
+func (nopTarget) Get(context.Context, []byte) (bool, error) { return true, nil }
+
+// BenchmarkRunLoop measures the generator's own cost per operation with a
+// target that does nothing: the loop must stay far below an RPC's cost and
+// allocate only its sample chunks.
+func BenchmarkRunLoop(b *testing.B) {
+	w := DefaultWorkload()
+	w.Clients, w.Warmup, w.Duration, w.Ops, w.ReadRatio = 4, 0, 0, int64(b.N), 0.5
+	b.ReportAllocs()
+	b.ResetTimer()
+	if _, err := Run(context.Background(), w, []Target{nopTarget{}}, nil); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -11,8 +11,11 @@ import (
 type Result struct {
 	// Mode names what was measured ("kvd", "ceiling", "etcd"); Op is "put",
 	// "get" or "mixed". Set by Run's caller except Op.
-	Mode        string  `json:"mode"`
-	Op          string  `json:"op"`
+	Mode string `json:"mode"`
+	Op   string `json:"op"`
+	// Label is the caller's tag for the run (bench --label), e.g. the
+	// round of a repeated comparison.
+	Label       string  `json:"label,omitempty"`
 	Target      string  `json:"target,omitempty"`
 	Protocol    string  `json:"protocol,omitempty"`
 	Transport   string  `json:"transport,omitempty"`
@@ -185,7 +188,9 @@ func summarize(res *Result, recs []*recorder, elapsed time.Duration) {
 }
 
 // series cuts sorted packed samples into seconds. The last second may be
-// partial: its rate is over its real length.
+// partial: its rate is over its real length, and it is left out when it
+// lasted less than minTail (the calls still in flight when a timed run
+// ended), whose few calls over a few milliseconds would plot as a spike.
 func series(sorted []uint64, errsBySec []int64, elapsed time.Duration) []Second {
 	secs := int((elapsed + time.Second - 1) / time.Second)
 	if len(sorted) > 0 {
@@ -215,5 +220,10 @@ func series(sorted []uint64, errsBySec []int64, elapsed time.Duration) []Second 
 		}
 		out[s] = sec
 	}
+	if n := len(out); n > 1 && elapsed-time.Duration(n-1)*time.Second < minTail {
+		out = out[:n-1]
+	}
 	return out
 }
+
+const minTail = 250 * time.Millisecond

@@ -116,6 +116,17 @@ func TestSummarizePartialLastSecondRate(t *testing.T) {
 	}
 }
 
+func TestSummarizeDropsAShortTail(t *testing.T) {
+	r := &recorder{}
+	r.ok(0, time.Millisecond)
+	r.ok(1, time.Millisecond) // completed 10 ms into second 1
+	var res Result
+	summarize(&res, []*recorder{r}, 1010*time.Millisecond)
+	if len(res.Series) != 1 || res.Ops != 2 {
+		t.Errorf("series %+v, ops %d: want the 10 ms tail out of the series, in the totals", res.Series, res.Ops)
+	}
+}
+
 func TestSummarizeNothing(t *testing.T) {
 	var res Result
 	summarize(&res, []*recorder{{}}, 0)

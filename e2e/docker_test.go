@@ -1,0 +1,395 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+// The container harness: one docker compose project per scenario, built
+// from docker/compose.yaml and the image kvd:dev (built once per test run
+// by docker/build.sh). The host talks to the containers only through their
+// published API ports on 127.0.0.1.
+
+var (
+	composeFile = mustAbs("../docker/compose.yaml")
+	buildScript = mustAbs("../docker/build.sh")
+	artifacts   = mustAbs("artifacts")
+)
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+var image struct {
+	once sync.Once
+	err  error
+}
+
+// requireDocker skips the test when Docker or compose is missing, unless
+// CI=true, where that is a failure. It builds kvd:dev once per test run.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("container fault suite skipped in -short mode")
+	}
+	var missing []string
+	if out, err := exec.Command("docker", "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		missing = append(missing, fmt.Sprintf("a Docker engine (`docker version`: %v: %s)", err, strings.TrimSpace(string(out))))
+	} else if out, err := exec.Command("docker", "compose", "version").CombinedOutput(); err != nil {
+		missing = append(missing, fmt.Sprintf("the docker compose v2 plugin (`docker compose version`: %v: %s; scripts/install-compose builds it)",
+			err, strings.TrimSpace(string(out))))
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the container fault suite cannot run: missing %s", strings.Join(missing, "; "))
+		}
+		t.Skipf("container fault suite skipped: missing %s (set CI=true to make this a failure)", strings.Join(missing, "; "))
+	}
+	image.once.Do(func() {
+		start := time.Now()
+		cmd := exec.Command("bash", buildScript)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			image.err = fmt.Errorf("docker/build.sh: %v\n%s", err, out)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "e2e: kvd:dev built in %s\n", time.Since(start).Round(time.Second))
+	})
+	if image.err != nil {
+		t.Fatal(image.err)
+	}
+}
+
+// cluster is one compose project.
+type cluster struct {
+	t       *testing.T
+	project string
+	env     []string
+	http    *http.Client
+
+	mu    sync.Mutex
+	nodes map[string]string // container name → 127.0.0.1:port of its API
+}
+
+// startCluster brings up a fresh project of n replicas and waits until
+// they form 3 voters (and n-3 observers), all ready. env adds compose
+// variables (KVD_DEAD_AFTER, ...).
+func startCluster(t *testing.T, scenario string, n int, env ...string) *cluster {
+	t.Helper()
+	requireDocker(t)
+	c := &cluster{
+		t:       t,
+		project: "kvd-e2e-" + strings.ToLower(scenario),
+		env:     env,
+		http:    newHTTPClient(),
+		nodes:   map[string]string{},
+	}
+	c.compose(30*time.Second, "down", "-v", "--remove-orphans") // leftovers of an aborted run
+	t.Cleanup(c.teardown)
+	c.compose(2*time.Minute, "up", "-d", "--scale", fmt.Sprintf("kvd=%d", n))
+	c.waitMembers(3, n-3, 90*time.Second)
+	return c
+}
+
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     30 * time.Second,
+	}}
+}
+
+func (c *cluster) teardown() {
+	if c.t.Failed() {
+		c.dumpViews()
+		c.dumpLogs()
+	}
+	if out, err := c.run(2*time.Minute, "docker", c.composeArgs("down", "-v", "--remove-orphans", "-t", "5")...); err != nil {
+		c.t.Logf("compose down: %v\n%s", err, out)
+	}
+}
+
+// dumpViews logs every running node's Status and Members view.
+func (c *cluster) dumpViews() {
+	c.refresh()
+	for _, n := range c.names() {
+		ep := c.endpoint(n)
+		st, err := c.status(ep)
+		if err != nil {
+			c.t.Logf("%s (%s): status: %v", n, ep, err)
+			continue
+		}
+		c.t.Logf("%s (%s): %s leader=%d term=%d reason=%q", n, ep, describeStatus(st), st.LeaderId, st.Term, st.Reason)
+		if ms, err := c.members(ep); err == nil {
+			c.t.Logf("%s sees:%s", n, describe(ms))
+		} else {
+			c.t.Logf("%s: members: %v", n, err)
+		}
+	}
+}
+
+// dumpLogs saves every container's log under artifacts/ and prints its
+// tail into the test log.
+func (c *cluster) dumpLogs() {
+	out, _ := c.run(time.Minute, "docker", c.composeArgs("logs", "--no-color", "--timestamps")...)
+	path := filepath.Join(artifacts, c.project+".log")
+	if err := os.MkdirAll(artifacts, 0o755); err == nil && os.WriteFile(path, []byte(out), 0o644) == nil {
+		c.t.Logf("full container logs: %s", path)
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) > 300 {
+		lines = lines[len(lines)-300:]
+	}
+	c.t.Logf("---- docker compose logs (last %d lines) ----\n%s", len(lines), strings.Join(lines, "\n"))
+}
+
+func (c *cluster) composeArgs(args ...string) []string {
+	return append([]string{"compose", "-p", c.project, "-f", composeFile}, args...)
+}
+
+// run runs a command with a bound and returns its combined output.
+func (c *cluster) run(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%s %s: still running after %s", name, strings.Join(args, " "), timeout)
+	}
+	return string(out), err
+}
+
+// compose runs docker compose on the project and fails the test on error.
+func (c *cluster) compose(timeout time.Duration, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(timeout, "docker", c.composeArgs(args...)...)
+	if err != nil {
+		c.t.Fatalf("docker compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// docker runs a docker command and fails the test on error.
+func (c *cluster) docker(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(time.Minute, "docker", args...)
+	if err != nil {
+		c.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// name is the container of replica index i (1-based, as compose numbers them).
+func (c *cluster) name(i int) string { return fmt.Sprintf("%s-kvd-%d", c.project, i) }
+
+func (c *cluster) network() string { return c.project + "_default" }
+
+var portRE = regexp.MustCompile(`0\.0\.0\.0:(\d+)->7070/tcp`)
+
+// refresh re-reads the running containers and their published API ports
+// (a restarted container may get another host port).
+func (c *cluster) refresh() error {
+	out, err := c.run(30*time.Second, "docker", "ps", "--filter", "label=com.docker.compose.project="+c.project,
+		"--format", "{{.Names}}\t{{.Ports}}")
+	if err != nil {
+		return fmt.Errorf("docker ps: %v: %s", err, out)
+	}
+	nodes := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, ports, ok := strings.Cut(line, "\t")
+		if !ok {
+			continue
+		}
+		if m := portRE.FindStringSubmatch(ports); m != nil {
+			nodes[name] = "127.0.0.1:" + m[1]
+		}
+	}
+	c.mu.Lock()
+	c.nodes = nodes
+	c.mu.Unlock()
+	return nil
+}
+
+// endpoints returns the API addresses of the running containers, in
+// container order.
+func (c *cluster) endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.nodes))
+	for n := range c.nodes {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return containerIndex(names[i]) < containerIndex(names[j]) })
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = c.nodes[n]
+	}
+	return out
+}
+
+func containerIndex(name string) int {
+	i, _ := strconv.Atoi(name[strings.LastIndexByte(name, '-')+1:])
+	return i
+}
+
+// names returns the running containers, in container order.
+func (c *cluster) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for n := range c.nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return containerIndex(out[i]) < containerIndex(out[j]) })
+	return out
+}
+
+func (c *cluster) endpoint(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[name]
+}
+
+func (c *cluster) clusterClient(ep string) kvdv1connect.ClusterClient {
+	return kvdv1connect.NewClusterClient(c.http, "http://"+ep)
+}
+
+func (c *cluster) status(ep string) (*kvdv1.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := c.clusterClient(ep).Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+func (c *cluster) members(ep string) (*kvdv1.MembersResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := c.clusterClient(ep).Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// ids maps each running container to its replica ID, as it reports it.
+func (c *cluster) ids() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, n := range c.names() {
+		if st, err := c.status(c.endpoint(n)); err == nil {
+			out[n] = st.Id
+		}
+	}
+	return out
+}
+
+// leader returns the container that leads, as its own Status says,
+// waiting up to 30 s for one.
+func (c *cluster) leader() string {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := c.refresh(); err == nil {
+			for _, n := range c.names() {
+				st, err := c.status(c.endpoint(n))
+				if err == nil && st.LeaderId != 0 && st.LeaderId == st.Id {
+					return n
+				}
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.t.Fatal("no container reports itself leader within 30s")
+	return ""
+}
+
+// waitMembers waits until a running node reports exactly voters voters
+// and observers observers, every one of them ready, and every running
+// container answering. It returns that view.
+func (c *cluster) waitMembers(voters, observers int, timeout time.Duration) *kvdv1.MembersResponse {
+	c.t.Helper()
+	ms, err := c.pollMembers(timeout, func(ms *kvdv1.MembersResponse) bool {
+		v, o := countRoles(ms, true)
+		return v == voters && o == observers && len(ms.Members) == voters+observers
+	})
+	if err != nil {
+		c.t.Fatalf("want %d voters + %d observers, all ready: %v", voters, observers, err)
+	}
+	return ms
+}
+
+// pollMembers polls Members on every running node until ok holds for one
+// answer (and every running container answers Status), or timeout.
+func (c *cluster) pollMembers(timeout time.Duration, ok func(*kvdv1.MembersResponse) bool) (*kvdv1.MembersResponse, error) {
+	deadline := time.Now().Add(timeout)
+	var last *kvdv1.MembersResponse
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if lastErr = c.refresh(); lastErr == nil {
+			lastErr = errors.New("no running container")
+			all := true
+			for _, n := range c.names() {
+				if _, err := c.status(c.endpoint(n)); err != nil {
+					all, lastErr = false, fmt.Errorf("%s: %w", n, err)
+				}
+			}
+			for _, n := range c.names() {
+				ms, err := c.members(c.endpoint(n))
+				if err != nil {
+					lastErr = fmt.Errorf("%s: %w", n, err)
+					continue
+				}
+				last = ms
+				if all && ok(ms) {
+					return ms, nil
+				}
+				break
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if last != nil {
+		return last, fmt.Errorf("not within %s; last view:%s (last error: %v)", timeout, describe(last), lastErr)
+	}
+	return nil, fmt.Errorf("no member view within %s: %v", timeout, lastErr)
+}
+
+// countRoles counts voters and observers (only ready ones if ready).
+func countRoles(ms *kvdv1.MembersResponse, ready bool) (voters, observers int) {
+	for _, m := range ms.Members {
+		if ready && !m.Ready {
+			continue
+		}
+		if m.Role == kvdv1.Role_ROLE_VOTER {
+			voters++
+		} else {
+			observers++
+		}
+	}
+	return voters, observers
+}
