@@ -4,7 +4,7 @@
 # prints one comparison table. Everything listens on 127.0.0.1; everything
 # started here is killed on exit.
 #
-#   bash bench/run-cluster.sh                 # about 2 minutes with etcd
+#   bash bench/run-cluster.sh                 # about 4 minutes with etcd
 #   DURATION=20s ETCD=0 bash bench/run-cluster.sh
 #   REPEAT=3 bash bench/run-cluster.sh        # on a shared machine: medians
 #

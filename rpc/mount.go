@@ -33,6 +33,9 @@ type Options struct {
 func Mount(mux *http.ServeMux, n Node, opts Options) {
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(opts.Limits.maxMessageBytes()),
+		// Don't gzip small responses: setting up gzip for a 5-byte Put
+		// response was the leader's largest CPU item (bench/README.md).
+		connect.WithCompressMinBytes(1024),
 		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newSecretChecker(opts.JoinSecret)),
 	}
 	mux.Handle(kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...))
