@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -89,8 +90,9 @@ type cluster struct {
 	env     []string
 	http    *http.Client
 
-	mu    sync.Mutex
-	nodes map[string]string // container name → 127.0.0.1:port of its API
+	mu      sync.Mutex
+	nodes   map[string]string // container name → 127.0.0.1:port of its API
+	volumes map[string]bool   // every volume a container of the project used
 }
 
 // startCluster brings up a fresh project of n replicas and waits until
@@ -101,16 +103,39 @@ func startCluster(t *testing.T, scenario string, n int, env ...string) *cluster 
 	requireDocker(t)
 	c := &cluster{
 		t:       t,
-		project: "kvd-e2e-" + strings.ToLower(scenario),
+		project: fmt.Sprintf("kvd-e2e-%s-%d", strings.ToLower(scenario), os.Getpid()),
 		env:     env,
 		http:    newHTTPClient(),
 		nodes:   map[string]string{},
+		volumes: map[string]bool{},
 	}
-	c.compose(30*time.Second, "down", "-v", "--remove-orphans") // leftovers of an aborted run
+	c.removeStale()
 	t.Cleanup(c.teardown)
 	c.compose(2*time.Minute, "up", "-d", "--scale", fmt.Sprintf("kvd=%d", n))
 	c.waitMembers(3, n-3, 90*time.Second)
 	return c
+}
+
+// removeStale tears down projects of this scenario left by test processes
+// that no longer run (killed before their cleanup). Projects are named per
+// process, so that two runs sharing an engine do not tear down each other.
+func (c *cluster) removeStale() {
+	prefix := c.project[:strings.LastIndexByte(c.project, '-')+1]
+	out, err := c.run(30*time.Second, "docker", "ps", "-a", "--filter", "label=com.docker.compose.project",
+		"--format", `{{.Label "com.docker.compose.project"}}`)
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, p := range strings.Fields(out) {
+		pid, err := strconv.Atoi(strings.TrimPrefix(p, prefix))
+		if !strings.HasPrefix(p, prefix) || err != nil || seen[p] || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		seen[p] = true
+		c.t.Logf("removing project %s left by a test process that is gone", p)
+		c.run(2*time.Minute, "docker", "compose", "-p", p, "-f", composeFile, "down", "-v", "--remove-orphans", "-t", "1")
+	}
 }
 
 func newHTTPClient() *http.Client {
@@ -129,6 +154,13 @@ func (c *cluster) teardown() {
 	if out, err := c.run(2*time.Minute, "docker", c.composeArgs("down", "-v", "--remove-orphans", "-t", "5")...); err != nil {
 		c.t.Logf("compose down: %v\n%s", err, out)
 	}
+	// down -v misses the volumes of containers that compose removed when
+	// scaling down.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for v := range c.volumes {
+		c.run(30*time.Second, "docker", "volume", "rm", v)
+	}
 }
 
 // dumpViews logs every running node's Status and Members view.
@@ -142,6 +174,14 @@ func (c *cluster) dumpViews() {
 			continue
 		}
 		c.t.Logf("%s (%s): %s leader=%d term=%d reason=%q", n, ep, describeStatus(st), st.LeaderId, st.Term, st.Reason)
+		{ // TEMP diagnostic
+			pid, _ := c.run(10*time.Second, "docker", "inspect", "-f", "{{.State.Pid}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n)
+			f := strings.Fields(pid)
+			if len(f) > 0 {
+				out, _ := c.run(10*time.Second, "nsenter", "-t", f[0], "-n", "ss", "-tno")
+				c.t.Logf("TEMP %s %v tcp:\n%s", n, f, out)
+			}
+		}
 		if ms, err := c.members(ep); err == nil {
 			c.t.Logf("%s sees:%s", n, describe(ms))
 		} else {
@@ -212,23 +252,32 @@ var portRE = regexp.MustCompile(`0\.0\.0\.0:(\d+)->7070/tcp`)
 // refresh re-reads the running containers and their published API ports
 // (a restarted container may get another host port).
 func (c *cluster) refresh() error {
-	out, err := c.run(30*time.Second, "docker", "ps", "--filter", "label=com.docker.compose.project="+c.project,
-		"--format", "{{.Names}}\t{{.Ports}}")
+	out, err := c.run(30*time.Second, "docker", "ps", "--no-trunc", "--filter", "label=com.docker.compose.project="+c.project,
+		"--format", "{{.Names}}\t{{.Ports}}\t{{.Mounts}}")
 	if err != nil {
 		return fmt.Errorf("docker ps: %v: %s", err, out)
 	}
 	nodes := map[string]string{}
+	var volumes []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		name, ports, ok := strings.Cut(line, "\t")
-		if !ok {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
 			continue
 		}
-		if m := portRE.FindStringSubmatch(ports); m != nil {
-			nodes[name] = "127.0.0.1:" + m[1]
+		if m := portRE.FindStringSubmatch(f[1]); m != nil {
+			nodes[f[0]] = "127.0.0.1:" + m[1]
+		}
+		for _, v := range strings.Split(f[2], ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				volumes = append(volumes, v)
+			}
 		}
 	}
 	c.mu.Lock()
 	c.nodes = nodes
+	for _, v := range volumes {
+		c.volumes[v] = true
+	}
 	c.mu.Unlock()
 	return nil
 }

@@ -266,10 +266,23 @@ func TestFault_ScaleOutIn(t *testing.T) {
 		// A voter that left is replaced by the autopilot; an observer that
 		// left stays a member (kvd does not remove dead observers, see
 		// membership/DESIGN.md), so remove it as an operator would.
+		// Wait until the three remaining voters are ready and the leader's
+		// probes show every departed observer as not ready (its status is
+		// probed about once a second, so it may still look ready at first).
 		ms, err = c.pollMembers(60*time.Second, func(ms *kvdv1.MembersResponse) bool {
-			ready, _ := countRoles(ms, true)
-			voters, _ := countRoles(ms, false)
-			return ready == 3 && voters == 3
+			readyVoters, voters := 0, 0
+			for _, m := range ms.Members {
+				switch {
+				case m.Role == kvdv1.Role_ROLE_VOTER:
+					voters++
+					if m.Ready {
+						readyVoters++
+					}
+				case m.Ready:
+					return false
+				}
+			}
+			return readyVoters == 3 && voters == 3
 		})
 		if err != nil {
 			t.Fatalf("want 3 ready voters: %v", err)
