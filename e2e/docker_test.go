@@ -174,14 +174,6 @@ func (c *cluster) dumpViews() {
 			continue
 		}
 		c.t.Logf("%s (%s): %s leader=%d term=%d reason=%q", n, ep, describeStatus(st), st.LeaderId, st.Term, st.Reason)
-		{ // TEMP diagnostic
-			pid, _ := c.run(10*time.Second, "docker", "inspect", "-f", "{{.State.Pid}} {{.Config.Hostname}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", n)
-			f := strings.Fields(pid)
-			if len(f) > 0 {
-				out, _ := c.run(10*time.Second, "nsenter", "-t", f[0], "-n", "ss", "-tno")
-				c.t.Logf("TEMP %s %v tcp:\n%s", n, f, out)
-			}
-		}
 		if ms, err := c.members(ep); err == nil {
 			c.t.Logf("%s sees:%s", n, describe(ms))
 		} else {
