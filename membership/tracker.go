@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -68,6 +69,12 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			st, err := t.dialer.Status(cctx, api)
+			if err == nil && st.ID != id {
+				// The address now answers as another replica (a container
+				// that took a dead member's IP, through a pooled
+				// connection): the member itself is not reachable.
+				err = fmt.Errorf("%s answers as replica %d, not %d", api, st.ID, id)
+			}
 			results <- result{id, st, err}
 		}(id, api)
 	}
