@@ -14,8 +14,9 @@ import (
 
 // Transports: how calls reach a node.
 const (
-	transportHTTP1 = "http1" // a keep-alive pool of HTTP/1.1 connections
-	transportH2C   = "h2c"   // one cleartext HTTP/2 connection per endpoint
+	transportHTTP1  = "http1"  // a keep-alive pool of HTTP/1.1 connections
+	transportH2C    = "h2c"    // one cleartext HTTP/2 connection per endpoint
+	transportStream = "stream" // one bidirectional stream per endpoint, over h2c
 )
 
 // dialOptions say how the generator talks to its endpoints.
@@ -25,6 +26,7 @@ type dialOptions struct {
 	Transport   string // transportHTTP1, transportH2C, or "" for the protocol's default
 	Consistency string // of gets: linearizable or serializable
 	Spread      bool
+	Stream      bool // calls go over client.Config.Stream
 	Timeout     time.Duration
 }
 
@@ -46,6 +48,9 @@ func (o dialOptions) validate() error {
 	default:
 		return fmt.Errorf("--transport %q is not http1 or h2c", o.Transport)
 	}
+	if o.Stream && (o.Transport == transportHTTP1 || client.Protocol(o.Protocol) == client.ProtocolGRPCWeb) {
+		return fmt.Errorf("--stream needs HTTP/2 and a protocol that streams both ways: use --protocol connect or grpc without --transport http1")
+	}
 	switch o.Consistency {
 	case "linearizable", "serializable":
 	default:
@@ -59,6 +64,9 @@ func (o dialOptions) validate() error {
 
 // transport is the transport in use, defaults resolved.
 func (o dialOptions) transport() string {
+	if o.Stream {
+		return transportStream
+	}
 	if o.Transport != "" {
 		return o.Transport
 	}
@@ -84,10 +92,10 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 	}
 	for i := range n {
 		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
-		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout}
+		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Stream: o.Stream}
 		// The client's own transport is HTTP/1.1 for connect and grpcweb and
 		// h2c for grpc; the other combination needs our own.
-		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC {
+		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC && !o.Stream {
 			t := h2cTransport()
 			cfg.HTTPClient = &http.Client{Transport: t}
 			closers = append(closers, t.CloseIdleConnections)

@@ -10,6 +10,7 @@
 #
 # Environment: DURATION (each measured run, default 5s), WARMUP (1s),
 # CLIENTS_PUT ("1 16 64"), CLIENTS_GET (16), CLIENTS_CEILING (64),
+# CLIENTS_STREAM (64: kvd puts over client.Config.Stream; "" skips them),
 # KEYSPACE (100000), KEY_SIZE (16), VALUE_SIZE (128), ETCD (auto|0|1),
 # REPEAT (1: rounds of the ceiling, puts and gets, kvd and etcd taking turns
 # to go first; the table shows each workload's median kvd run beside the
@@ -24,6 +25,7 @@ WARMUP=${WARMUP:-1s}
 CLIENTS_PUT=${CLIENTS_PUT:-"1 16 64"}
 CLIENTS_GET=${CLIENTS_GET:-16}
 CLIENTS_CEILING=${CLIENTS_CEILING:-64}
+CLIENTS_STREAM=${CLIENTS_STREAM:-64}
 KEYSPACE=${KEYSPACE:-100000}
 KEY_SIZE=${KEY_SIZE:-16}
 VALUE_SIZE=${VALUE_SIZE:-128}
@@ -211,6 +213,10 @@ for round in $(seq 1 "$REPEAT"); do
   "$bench" ceiling --clients "$CLIENTS_CEILING" --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
   for c in $CLIENTS_PUT; do
     each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
+  done
+  for c in $CLIENTS_STREAM; do
+    log "round $round, kvd: puts over the stream, $c clients, $DURATION"
+    "$bench" --endpoints "${eps[kvd]}" --spread --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
   done
   if [ "$round" = 1 ]; then
     rss_note loaded

@@ -89,13 +89,27 @@ func opLabel(r *load.Result) string {
 	if r.ReadRatio > 0 && r.Consistency != "" {
 		s += " " + map[string]string{"linearizable": "lin", "serializable": "ser"}[r.Consistency]
 	}
+	if r.Transport == transportStream {
+		s += " (stream)"
+	}
 	return s
 }
 
 // ceilingFor picks the ceiling run of r's protocol and transport, the one
 // with r's client count if there is one.
+//
+// Stream runs are set against the best unary ceiling of their protocol:
+// the stream's point is to pass that wall.
 func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
 	var best *load.Result
+	if r.Transport == transportStream {
+		for _, c := range ceilings {
+			if c.Protocol == r.Protocol && (best == nil || c.OpsPerSec > best.OpsPerSec) {
+				best = c
+			}
+		}
+		return best
+	}
 	for _, c := range ceilings {
 		if c.Protocol != r.Protocol || c.Transport != r.Transport {
 			continue

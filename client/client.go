@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,30 @@ type endpoint struct {
 	url     string // normalized base URL
 	kv      kvdv1connect.KVClient
 	cluster kvdv1connect.ClusterClient
+
+	mu     sync.Mutex
+	stream *stream // with Config.Stream: the live stream, opened on first use
+}
+
+// liveStream returns the endpoint's stream, opening a new one if there is
+// none or the last one broke.
+func (ep *endpoint) liveStream() *stream {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.stream == nil || ep.stream.isBroken() {
+		ep.stream = openStream(ep.kv)
+	}
+	return ep.stream
+}
+
+// closeStream ends the endpoint's stream, if any.
+func (ep *endpoint) closeStream() {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.stream != nil {
+		ep.stream.close()
+		ep.stream = nil
+	}
 }
 
 // New validates cfg, fills in defaults and returns a Client. It does not
@@ -47,7 +72,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		c.httpClient = cfg.HTTPClient
 	} else {
-		c.transport = newTransport(cfg.Protocol, cfg.DialTimeout)
+		c.transport = newTransport(cfg.Protocol, cfg.Stream, cfg.DialTimeout)
 		c.httpClient = &http.Client{Transport: c.transport}
 	}
 	for _, name := range cfg.Endpoints {
@@ -62,6 +87,9 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
+	}
+	for _, ep := range c.eps {
+		ep.closeStream()
 	}
 	if c.transport != nil {
 		c.transport.CloseIdleConnections()
@@ -152,8 +180,9 @@ func protocolOptions(p Protocol) []connect.ClientOption {
 // (h2c) for http:// endpoints, TLS with ALPN for https://; Go's net/http
 // does both since 1.24, so golang.org/x/net/http2 is not needed. HTTP/2
 // pings detect a dead node that holds the single multiplexed connection.
+// Config.Stream needs HTTP/2 too, whatever the protocol.
 // No proxy is used: a database client should not follow HTTP_PROXY.
-func newTransport(p Protocol, dialTimeout time.Duration) *http.Transport {
+func newTransport(p Protocol, stream bool, dialTimeout time.Duration) *http.Transport {
 	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		DialContext:           dialer.DialContext,
@@ -163,7 +192,7 @@ func newTransport(p Protocol, dialTimeout time.Duration) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		Protocols:             new(http.Protocols),
 	}
-	if p == ProtocolGRPC {
+	if p == ProtocolGRPC || stream {
 		t.Protocols.SetHTTP2(true)
 		t.Protocols.SetUnencryptedHTTP2(true)
 		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}

@@ -72,6 +72,15 @@ type Config struct {
 	// call, so use https:// endpoints on an untrusted network. The client
 	// never logs it or puts it in an error message.
 	JoinSecret string
+	// Stream sends Put, Get, Delete and Txn over one bidirectional stream
+	// per endpoint (kvd.v1.KV/Stream, HTTP/2; cleartext h2c for http://)
+	// instead of one HTTP request each. Calls made at the same time travel
+	// in shared messages and the server coalesces their writes into shared
+	// Raft entries, so a process with many concurrent callers gets far more
+	// throughput from the same CPU. Every call still gets its own result or
+	// error, with the same retry rules. Not with ProtocolGRPCWeb; an
+	// HTTPClient given must speak HTTP/2.
+	Stream bool
 }
 
 // DefaultConfig returns a Config for one local node with every default
@@ -127,6 +136,10 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("client: Config.Protocol %q is not one of %q, %q, %q",
 			c.Protocol, ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
+	}
+	if c.Stream && c.Protocol == ProtocolGRPCWeb {
+		return fmt.Errorf("client: Config.Stream needs a protocol that can stream both ways: use %q or %q, not %q",
+			ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
 	}
 	if !validHeaderValue(c.JoinSecret) {
 		// The value is not shown: it is a secret.

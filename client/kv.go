@@ -84,6 +84,13 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 	req := &kvdv1.PutRequest{Key: key, Value: value, IfModRevision: o.ifModRevision}
 	return do(ctx, c, call{op: opPut, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (PutResult, error) {
+			if c.cfg.Stream {
+				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Put{Put: req}}, key)
+				if err != nil {
+					return PutResult{}, err
+				}
+				return PutResult{Revision: r.GetPut().GetRevision()}, nil
+			}
 			resp, err := ep.kv.Put(ctx, connect.NewRequest(req))
 			if err != nil {
 				return PutResult{}, err
@@ -101,6 +108,14 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*KeyV
 	req := &kvdv1.GetRequest{Key: key, Consistency: consistency(o.serializable)}
 	return do(ctx, c, call{op: opGet, key: key},
 		func(ctx context.Context, ep *endpoint) (*KeyValue, error) {
+			if c.cfg.Stream {
+				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Get{Get: req}}, key)
+				if err != nil {
+					return nil, err
+				}
+				kv := fromProto(r.GetGet().GetKv())
+				return &kv, nil
+			}
 			resp, err := ep.kv.Get(ctx, connect.NewRequest(req))
 			if err != nil {
 				return nil, err
@@ -119,6 +134,13 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (D
 	req := &kvdv1.DeleteRequest{Key: key, IfModRevision: o.ifModRevision}
 	return do(ctx, c, call{op: opDelete, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (DeleteResult, error) {
+			if c.cfg.Stream {
+				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Delete{Delete: req}}, key)
+				if err != nil {
+					return DeleteResult{}, err
+				}
+				return DeleteResult{Revision: r.GetDelete().GetRevision(), Deleted: r.GetDelete().GetDeleted() > 0}, nil
+			}
 			resp, err := ep.kv.Delete(ctx, connect.NewRequest(req))
 			if err != nil {
 				return DeleteResult{}, err
@@ -271,6 +293,14 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 	}
 	return do(ctx, c, call{op: opTxn, write: true},
 		func(ctx context.Context, ep *endpoint) (TxnResult, error) {
+			if c.cfg.Stream {
+				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Txn{Txn: req}}, nil)
+				if err != nil {
+					return TxnResult{}, err
+				}
+				t := r.GetTxn()
+				return TxnResult{Succeeded: t.GetSucceeded(), Revision: t.GetRevision(), CurrentModRevisions: t.GetCurrentModRevisions()}, nil
+			}
 			resp, err := ep.kv.Txn(ctx, connect.NewRequest(req))
 			if err != nil {
 				return TxnResult{}, err

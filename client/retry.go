@@ -45,7 +45,7 @@ func classify(err, callerErr error) failure {
 	if err == nil {
 		return failNone
 	}
-	if !connect.IsWireError(err) && isDialError(err) {
+	if errors.Is(err, errNotSent) || (!connect.IsWireError(err) && isDialError(err)) {
 		return failNotSent
 	}
 	code := connect.CodeOf(err)

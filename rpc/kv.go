@@ -15,8 +15,14 @@ import (
 
 // Store is what the KV handlers need from a node.
 type Store interface {
-	Propose(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, error)
+	// Write replicates one command, possibly sharing a Raft entry with
+	// concurrent writes of other keys.
+	Write(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error)
+	// WriteAll is Write for independent commands, each with its own outcome.
+	WriteAll(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, []error)
 	Read(ctx context.Context, q interface{}, mode node.ReadMode) (interface{}, error)
+	// ReadAll runs queries behind one consistency check.
+	ReadAll(ctx context.Context, qs []interface{}, mode node.ReadMode) ([]interface{}, error)
 }
 
 type kvServer struct {
@@ -39,13 +45,13 @@ func readMode(c kvdv1.Consistency) (node.ReadMode, error) {
 	return 0, invalid("unknown consistency %d: use LINEARIZABLE or SERIALIZABLE", c)
 }
 
-// propose runs one command and returns its result.
-func (s *kvServer) propose(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error) {
-	res, err := s.store.Propose(ctx, []statemachine.Command{cmd})
+// write runs one command and returns its result.
+func (s *kvServer) write(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error) {
+	r, err := s.store.Write(ctx, cmd)
 	if err != nil {
 		return statemachine.Result{}, toConnect(err)
 	}
-	return res[0], nil
+	return r, nil
 }
 
 // compareFailed is the FailedPrecondition of a failed CAS. Its detail, a
@@ -70,45 +76,75 @@ func compareFailed(key []byte, want, got uint64) error {
 	return ce
 }
 
-func (s *kvServer) Put(ctx context.Context, req *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {
-	m := req.Msg
+func (s *kvServer) putCommand(m *kvdv1.PutRequest) (statemachine.Command, error) {
 	if err := s.limits.checkKey("put", m.Key); err != nil {
-		return nil, err
+		return statemachine.Command{}, err
 	}
 	if err := s.limits.checkValue("put", m.Value); err != nil {
-		return nil, err
+		return statemachine.Command{}, err
 	}
 	cmd := statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpPut, Key: m.Key, Value: m.Value}}}
 	if m.IfModRevision != nil {
 		cmd.Compares = []statemachine.Compare{{Key: m.Key, ModRevision: *m.IfModRevision}}
 	}
-	r, err := s.propose(ctx, cmd)
-	if err != nil {
-		return nil, err
-	}
+	return cmd, nil
+}
+
+func putResponse(m *kvdv1.PutRequest, r statemachine.Result) (*kvdv1.PutResponse, error) {
 	if !r.Succeeded {
 		return nil, compareFailed(m.Key, *m.IfModRevision, first(r.Current))
 	}
-	return connect.NewResponse(&kvdv1.PutResponse{Revision: r.Revision}), nil
+	return &kvdv1.PutResponse{Revision: r.Revision}, nil
 }
 
-func (s *kvServer) Delete(ctx context.Context, req *connect.Request[kvdv1.DeleteRequest]) (*connect.Response[kvdv1.DeleteResponse], error) {
-	m := req.Msg
-	if err := s.limits.checkKey("delete", m.Key); err != nil {
+func (s *kvServer) Put(ctx context.Context, req *connect.Request[kvdv1.PutRequest]) (*connect.Response[kvdv1.PutResponse], error) {
+	cmd, err := s.putCommand(req.Msg)
+	if err != nil {
 		return nil, err
+	}
+	r, err := s.write(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	out, err := putResponse(req.Msg, r)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (s *kvServer) deleteCommand(m *kvdv1.DeleteRequest) (statemachine.Command, error) {
+	if err := s.limits.checkKey("delete", m.Key); err != nil {
+		return statemachine.Command{}, err
 	}
 	cmd := statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpDelete, Key: m.Key}}}
 	if m.IfModRevision != nil {
 		cmd.Compares = []statemachine.Compare{{Key: m.Key, ModRevision: *m.IfModRevision}}
 	}
-	r, err := s.propose(ctx, cmd)
-	if err != nil {
-		return nil, err
-	}
+	return cmd, nil
+}
+
+func deleteResponse(m *kvdv1.DeleteRequest, r statemachine.Result) (*kvdv1.DeleteResponse, error) {
 	if !r.Succeeded {
 		return nil, compareFailed(m.Key, *m.IfModRevision, first(r.Current))
 	}
-	return connect.NewResponse(&kvdv1.DeleteResponse{Revision: r.Revision, Deleted: r.Deleted}), nil
+	return &kvdv1.DeleteResponse{Revision: r.Revision, Deleted: r.Deleted}, nil
+}
+
+func (s *kvServer) Delete(ctx context.Context, req *connect.Request[kvdv1.DeleteRequest]) (*connect.Response[kvdv1.DeleteResponse], error) {
+	cmd, err := s.deleteCommand(req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.write(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	out, err := deleteResponse(req.Msg, r)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(out), nil
 }
 
 func first(xs []uint64) uint64 {
@@ -118,24 +154,39 @@ func first(xs []uint64) uint64 {
 	return xs[0]
 }
 
-func (s *kvServer) Get(ctx context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
-	m := req.Msg
+func (s *kvServer) getQuery(m *kvdv1.GetRequest) (statemachine.GetQuery, node.ReadMode, error) {
 	if err := s.limits.checkKey("get", m.Key); err != nil {
-		return nil, err
+		return statemachine.GetQuery{}, 0, err
 	}
 	mode, err := readMode(m.Consistency)
 	if err != nil {
-		return nil, err
+		return statemachine.GetQuery{}, 0, err
 	}
-	v, err := s.store.Read(ctx, statemachine.GetQuery{Key: m.Key}, mode)
-	if err != nil {
-		return nil, toConnect(err)
-	}
+	return statemachine.GetQuery{Key: m.Key}, mode, nil
+}
+
+func getResponse(m *kvdv1.GetRequest, v interface{}) (*kvdv1.GetResponse, error) {
 	res := v.(statemachine.GetResult)
 	if res.KV == nil {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("key %q not found", m.Key))
 	}
-	return connect.NewResponse(&kvdv1.GetResponse{Kv: toProto(*res.KV), Revision: res.Revision}), nil
+	return &kvdv1.GetResponse{Kv: toProto(*res.KV), Revision: res.Revision}, nil
+}
+
+func (s *kvServer) Get(ctx context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
+	q, mode, err := s.getQuery(req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.store.Read(ctx, q, mode)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out, err := getResponse(req.Msg, v)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(out), nil
 }
 
 func toProto(kv statemachine.KeyValue) *kvdv1.KeyValue {
@@ -195,13 +246,13 @@ func (s *kvServer) Range(ctx context.Context, req *connect.Request[kvdv1.RangeRe
 	return connect.NewResponse(out), nil
 }
 
-func (s *kvServer) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnRequest]) (*connect.Response[kvdv1.TxnResponse], error) {
-	m := req.Msg
+func (s *kvServer) txnCommand(m *kvdv1.TxnRequest) (statemachine.Command, error) {
+	var none statemachine.Command
 	if n := len(m.Compares) + len(m.Ops); n > s.limits.MaxTxnOps {
-		return nil, invalid("txn: %d compares and ops; the maximum is %d", n, s.limits.MaxTxnOps)
+		return none, invalid("txn: %d compares and ops; the maximum is %d", n, s.limits.MaxTxnOps)
 	}
 	if len(m.Ops) == 0 {
-		return nil, invalid("txn: no ops; add at least one put or delete")
+		return none, invalid("txn: no ops; add at least one put or delete")
 	}
 	cmd := statemachine.Command{
 		Compares: make([]statemachine.Compare, len(m.Compares)),
@@ -209,7 +260,7 @@ func (s *kvServer) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnReques
 	}
 	for i, c := range m.Compares {
 		if err := s.limits.checkKey(fmt.Sprintf("txn compare %d", i), c.Key); err != nil {
-			return nil, err
+			return none, err
 		}
 		cmd.Compares[i] = statemachine.Compare{Key: c.Key, ModRevision: c.ModRevision}
 	}
@@ -218,32 +269,42 @@ func (s *kvServer) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnReques
 		switch o := op.Op.(type) {
 		case *kvdv1.TxnOp_Put:
 			if err := s.limits.checkKey(what, o.Put.Key); err != nil {
-				return nil, err
+				return none, err
 			}
 			if err := s.limits.checkValue(what, o.Put.Value); err != nil {
-				return nil, err
+				return none, err
 			}
 			if o.Put.IfModRevision != nil {
-				return nil, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
+				return none, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
 			}
 			cmd.Ops[i] = statemachine.Op{Type: statemachine.OpPut, Key: o.Put.Key, Value: o.Put.Value}
 		case *kvdv1.TxnOp_Delete:
 			if err := s.limits.checkKey(what, o.Delete.Key); err != nil {
-				return nil, err
+				return none, err
 			}
 			if o.Delete.IfModRevision != nil {
-				return nil, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
+				return none, invalid("%s: if_mod_revision is not allowed inside a txn; add a compare instead", what)
 			}
 			cmd.Ops[i] = statemachine.Op{Type: statemachine.OpDelete, Key: o.Delete.Key}
 		default:
-			return nil, invalid("%s: set put or delete", what)
+			return none, invalid("%s: set put or delete", what)
 		}
 	}
-	r, err := s.propose(ctx, cmd)
+	return cmd, nil
+}
+
+func txnResponse(r statemachine.Result) *kvdv1.TxnResponse {
+	return &kvdv1.TxnResponse{Succeeded: r.Succeeded, Revision: r.Revision, CurrentModRevisions: r.Current}
+}
+
+func (s *kvServer) Txn(ctx context.Context, req *connect.Request[kvdv1.TxnRequest]) (*connect.Response[kvdv1.TxnResponse], error) {
+	cmd, err := s.txnCommand(req.Msg)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&kvdv1.TxnResponse{
-		Succeeded: r.Succeeded, Revision: r.Revision, CurrentModRevisions: r.Current,
-	}), nil
+	r, err := s.write(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(txnResponse(r)), nil
 }

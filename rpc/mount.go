@@ -38,12 +38,27 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 		connect.WithCompressMinBytes(1024),
 		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newSecretChecker(opts.JoinSecret)),
 	}
-	mux.Handle(kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...))
+	kvPath, kv := kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...)
+	mux.Handle(kvPath, withoutStreamDeadlines(kv))
 	mux.Handle(kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+}
+
+// withoutStreamDeadlines lifts the server's read and write timeouts from
+// KV/Stream requests: a stream lives as long as its client, and the
+// per-request timeouts that protect unary calls would cut it after a minute.
+func withoutStreamDeadlines(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == kvdv1connect.KVStreamProcedure {
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // healthChecker serves when the node has caught up; the process-level

@@ -880,6 +880,422 @@ func (x *TxnResponse) GetCurrentModRevisions() []uint64 {
 	return nil
 }
 
+type StreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1024 calls per message.
+	Calls         []*StreamCall `protobuf:"bytes,1,rep,name=calls,proto3" json:"calls,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequest) Reset() {
+	*x = StreamRequest{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequest) ProtoMessage() {}
+
+func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
+func (*StreamRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StreamRequest) GetCalls() []*StreamCall {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+type StreamCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the client and echoed in the result; ids of calls in flight
+	// on one stream must differ.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Request:
+	//
+	//	*StreamCall_Put
+	//	*StreamCall_Get
+	//	*StreamCall_Delete
+	//	*StreamCall_Txn
+	Request       isStreamCall_Request `protobuf_oneof:"request"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCall) Reset() {
+	*x = StreamCall{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCall) ProtoMessage() {}
+
+func (x *StreamCall) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCall.ProtoReflect.Descriptor instead.
+func (*StreamCall) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StreamCall) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamCall) GetRequest() isStreamCall_Request {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *StreamCall) GetPut() *PutRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamCall_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *StreamCall) GetGet() *GetRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamCall_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *StreamCall) GetDelete() *DeleteRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamCall_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *StreamCall) GetTxn() *TxnRequest {
+	if x != nil {
+		if x, ok := x.Request.(*StreamCall_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+type isStreamCall_Request interface {
+	isStreamCall_Request()
+}
+
+type StreamCall_Put struct {
+	Put *PutRequest `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type StreamCall_Get struct {
+	Get *GetRequest `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type StreamCall_Delete struct {
+	Delete *DeleteRequest `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
+}
+
+type StreamCall_Txn struct {
+	Txn *TxnRequest `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
+func (*StreamCall_Put) isStreamCall_Request() {}
+
+func (*StreamCall_Get) isStreamCall_Request() {}
+
+func (*StreamCall_Delete) isStreamCall_Request() {}
+
+func (*StreamCall_Txn) isStreamCall_Request() {}
+
+type StreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*StreamResult        `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResponse) Reset() {
+	*x = StreamResponse{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResponse) ProtoMessage() {}
+
+func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
+func (*StreamResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StreamResponse) GetResults() []*StreamResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type StreamResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Response:
+	//
+	//	*StreamResult_Put
+	//	*StreamResult_Get
+	//	*StreamResult_Delete
+	//	*StreamResult_Txn
+	//	*StreamResult_Error
+	Response      isStreamResult_Response `protobuf_oneof:"response"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResult) Reset() {
+	*x = StreamResult{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResult) ProtoMessage() {}
+
+func (x *StreamResult) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResult.ProtoReflect.Descriptor instead.
+func (*StreamResult) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StreamResult) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *StreamResult) GetResponse() isStreamResult_Response {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *StreamResult) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResult_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *StreamResult) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *StreamResult) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResult_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *StreamResult) GetTxn() *TxnResponse {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResult_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *StreamResult) GetError() *StreamError {
+	if x != nil {
+		if x, ok := x.Response.(*StreamResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isStreamResult_Response interface {
+	isStreamResult_Response()
+}
+
+type StreamResult_Put struct {
+	Put *PutResponse `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type StreamResult_Get struct {
+	Get *GetResponse `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+type StreamResult_Delete struct {
+	Delete *DeleteResponse `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
+}
+
+type StreamResult_Txn struct {
+	Txn *TxnResponse `protobuf:"bytes,5,opt,name=txn,proto3,oneof"`
+}
+
+type StreamResult_Error struct {
+	Error *StreamError `protobuf:"bytes,6,opt,name=error,proto3,oneof"`
+}
+
+func (*StreamResult_Put) isStreamResult_Response() {}
+
+func (*StreamResult_Get) isStreamResult_Response() {}
+
+func (*StreamResult_Delete) isStreamResult_Response() {}
+
+func (*StreamResult_Txn) isStreamResult_Response() {}
+
+func (*StreamResult_Error) isStreamResult_Response() {}
+
+// The error of one call, as the unary call would have returned it.
+type StreamError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Connect code (connect.Code: 3 invalid_argument, 5 not_found,
+	// 9 failed_precondition, 14 unavailable, ...).
+	Code    uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For a failed compare (code 9): the key's current mod revision, 0 when
+	// the key is absent.
+	CurrentModRevision *uint64 `protobuf:"varint,3,opt,name=current_mod_revision,json=currentModRevision,proto3,oneof" json:"current_mod_revision,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *StreamError) Reset() {
+	*x = StreamError{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamError) ProtoMessage() {}
+
+func (x *StreamError) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamError.ProtoReflect.Descriptor instead.
+func (*StreamError) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StreamError) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *StreamError) GetCurrentModRevision() uint64 {
+	if x != nil && x.CurrentModRevision != nil {
+		return *x.CurrentModRevision
+	}
+	return 0
+}
+
 var File_kvd_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kvd_v1_kv_proto_rawDesc = "" +
@@ -941,17 +1357,44 @@ const file_kvd_v1_kv_proto_rawDesc = "" +
 	"\vTxnResponse\x12\x1c\n" +
 	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x122\n" +
-	"\x15current_mod_revisions\x18\x03 \x03(\x04R\x13currentModRevisions*f\n" +
+	"\x15current_mod_revisions\x18\x03 \x03(\x04R\x13currentModRevisions\"9\n" +
+	"\rStreamRequest\x12(\n" +
+	"\x05calls\x18\x01 \x03(\v2\x12.kvd.v1.StreamCallR\x05calls\"\xd0\x01\n" +
+	"\n" +
+	"StreamCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12&\n" +
+	"\x03put\x18\x02 \x01(\v2\x12.kvd.v1.PutRequestH\x00R\x03put\x12&\n" +
+	"\x03get\x18\x03 \x01(\v2\x12.kvd.v1.GetRequestH\x00R\x03get\x12/\n" +
+	"\x06delete\x18\x04 \x01(\v2\x15.kvd.v1.DeleteRequestH\x00R\x06delete\x12&\n" +
+	"\x03txn\x18\x05 \x01(\v2\x12.kvd.v1.TxnRequestH\x00R\x03txnB\t\n" +
+	"\arequest\"@\n" +
+	"\x0eStreamResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.kvd.v1.StreamResultR\aresults\"\x84\x02\n" +
+	"\fStreamResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12'\n" +
+	"\x03put\x18\x02 \x01(\v2\x13.kvd.v1.PutResponseH\x00R\x03put\x12'\n" +
+	"\x03get\x18\x03 \x01(\v2\x13.kvd.v1.GetResponseH\x00R\x03get\x120\n" +
+	"\x06delete\x18\x04 \x01(\v2\x16.kvd.v1.DeleteResponseH\x00R\x06delete\x12'\n" +
+	"\x03txn\x18\x05 \x01(\v2\x13.kvd.v1.TxnResponseH\x00R\x03txn\x12+\n" +
+	"\x05error\x18\x06 \x01(\v2\x13.kvd.v1.StreamErrorH\x00R\x05errorB\n" +
+	"\n" +
+	"\bresponse\"\x8b\x01\n" +
+	"\vStreamError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x125\n" +
+	"\x14current_mod_revision\x18\x03 \x01(\x04H\x00R\x12currentModRevision\x88\x01\x01B\x17\n" +
+	"\x15_current_mod_revision*f\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1c\n" +
-	"\x18CONSISTENCY_SERIALIZABLE\x10\x022\x8d\x02\n" +
+	"\x18CONSISTENCY_SERIALIZABLE\x10\x022\xca\x02\n" +
 	"\x02KV\x12.\n" +
 	"\x03Put\x12\x12.kvd.v1.PutRequest\x1a\x13.kvd.v1.PutResponse\x123\n" +
 	"\x03Get\x12\x12.kvd.v1.GetRequest\x1a\x13.kvd.v1.GetResponse\"\x03\x90\x02\x01\x127\n" +
 	"\x06Delete\x12\x15.kvd.v1.DeleteRequest\x1a\x16.kvd.v1.DeleteResponse\x129\n" +
 	"\x05Range\x12\x14.kvd.v1.RangeRequest\x1a\x15.kvd.v1.RangeResponse\"\x03\x90\x02\x01\x12.\n" +
-	"\x03Txn\x12\x12.kvd.v1.TxnRequest\x1a\x13.kvd.v1.TxnResponseB1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
+	"\x03Txn\x12\x12.kvd.v1.TxnRequest\x1a\x13.kvd.v1.TxnResponse\x12;\n" +
+	"\x06Stream\x12\x15.kvd.v1.StreamRequest\x1a\x16.kvd.v1.StreamResponse(\x010\x01B1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
 
 var (
 	file_kvd_v1_kv_proto_rawDescOnce sync.Once
@@ -966,7 +1409,7 @@ func file_kvd_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvd_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kvd_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),       // 0: kvd.v1.Consistency
 	(*KeyValue)(nil),       // 1: kvd.v1.KeyValue
@@ -982,6 +1425,11 @@ var file_kvd_v1_kv_proto_goTypes = []any{
 	(*TxnOp)(nil),          // 11: kvd.v1.TxnOp
 	(*TxnRequest)(nil),     // 12: kvd.v1.TxnRequest
 	(*TxnResponse)(nil),    // 13: kvd.v1.TxnResponse
+	(*StreamRequest)(nil),  // 14: kvd.v1.StreamRequest
+	(*StreamCall)(nil),     // 15: kvd.v1.StreamCall
+	(*StreamResponse)(nil), // 16: kvd.v1.StreamResponse
+	(*StreamResult)(nil),   // 17: kvd.v1.StreamResult
+	(*StreamError)(nil),    // 18: kvd.v1.StreamError
 }
 var file_kvd_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: kvd.v1.GetRequest.consistency:type_name -> kvd.v1.Consistency
@@ -992,21 +1440,34 @@ var file_kvd_v1_kv_proto_depIdxs = []int32{
 	6,  // 5: kvd.v1.TxnOp.delete:type_name -> kvd.v1.DeleteRequest
 	10, // 6: kvd.v1.TxnRequest.compares:type_name -> kvd.v1.Compare
 	11, // 7: kvd.v1.TxnRequest.ops:type_name -> kvd.v1.TxnOp
-	2,  // 8: kvd.v1.KV.Put:input_type -> kvd.v1.PutRequest
-	4,  // 9: kvd.v1.KV.Get:input_type -> kvd.v1.GetRequest
-	6,  // 10: kvd.v1.KV.Delete:input_type -> kvd.v1.DeleteRequest
-	8,  // 11: kvd.v1.KV.Range:input_type -> kvd.v1.RangeRequest
-	12, // 12: kvd.v1.KV.Txn:input_type -> kvd.v1.TxnRequest
-	3,  // 13: kvd.v1.KV.Put:output_type -> kvd.v1.PutResponse
-	5,  // 14: kvd.v1.KV.Get:output_type -> kvd.v1.GetResponse
-	7,  // 15: kvd.v1.KV.Delete:output_type -> kvd.v1.DeleteResponse
-	9,  // 16: kvd.v1.KV.Range:output_type -> kvd.v1.RangeResponse
-	13, // 17: kvd.v1.KV.Txn:output_type -> kvd.v1.TxnResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 8: kvd.v1.StreamRequest.calls:type_name -> kvd.v1.StreamCall
+	2,  // 9: kvd.v1.StreamCall.put:type_name -> kvd.v1.PutRequest
+	4,  // 10: kvd.v1.StreamCall.get:type_name -> kvd.v1.GetRequest
+	6,  // 11: kvd.v1.StreamCall.delete:type_name -> kvd.v1.DeleteRequest
+	12, // 12: kvd.v1.StreamCall.txn:type_name -> kvd.v1.TxnRequest
+	17, // 13: kvd.v1.StreamResponse.results:type_name -> kvd.v1.StreamResult
+	3,  // 14: kvd.v1.StreamResult.put:type_name -> kvd.v1.PutResponse
+	5,  // 15: kvd.v1.StreamResult.get:type_name -> kvd.v1.GetResponse
+	7,  // 16: kvd.v1.StreamResult.delete:type_name -> kvd.v1.DeleteResponse
+	13, // 17: kvd.v1.StreamResult.txn:type_name -> kvd.v1.TxnResponse
+	18, // 18: kvd.v1.StreamResult.error:type_name -> kvd.v1.StreamError
+	2,  // 19: kvd.v1.KV.Put:input_type -> kvd.v1.PutRequest
+	4,  // 20: kvd.v1.KV.Get:input_type -> kvd.v1.GetRequest
+	6,  // 21: kvd.v1.KV.Delete:input_type -> kvd.v1.DeleteRequest
+	8,  // 22: kvd.v1.KV.Range:input_type -> kvd.v1.RangeRequest
+	12, // 23: kvd.v1.KV.Txn:input_type -> kvd.v1.TxnRequest
+	14, // 24: kvd.v1.KV.Stream:input_type -> kvd.v1.StreamRequest
+	3,  // 25: kvd.v1.KV.Put:output_type -> kvd.v1.PutResponse
+	5,  // 26: kvd.v1.KV.Get:output_type -> kvd.v1.GetResponse
+	7,  // 27: kvd.v1.KV.Delete:output_type -> kvd.v1.DeleteResponse
+	9,  // 28: kvd.v1.KV.Range:output_type -> kvd.v1.RangeResponse
+	13, // 29: kvd.v1.KV.Txn:output_type -> kvd.v1.TxnResponse
+	16, // 30: kvd.v1.KV.Stream:output_type -> kvd.v1.StreamResponse
+	25, // [25:31] is the sub-list for method output_type
+	19, // [19:25] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_kvd_v1_kv_proto_init() }
@@ -1020,13 +1481,27 @@ func file_kvd_v1_kv_proto_init() {
 		(*TxnOp_Put)(nil),
 		(*TxnOp_Delete)(nil),
 	}
+	file_kvd_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
+		(*StreamCall_Put)(nil),
+		(*StreamCall_Get)(nil),
+		(*StreamCall_Delete)(nil),
+		(*StreamCall_Txn)(nil),
+	}
+	file_kvd_v1_kv_proto_msgTypes[16].OneofWrappers = []any{
+		(*StreamResult_Put)(nil),
+		(*StreamResult_Get)(nil),
+		(*StreamResult_Delete)(nil),
+		(*StreamResult_Txn)(nil),
+		(*StreamResult_Error)(nil),
+	}
+	file_kvd_v1_kv_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvd_v1_kv_proto_rawDesc), len(file_kvd_v1_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,8 @@ const (
 	KVRangeProcedure = "/kvd.v1.KV/Range"
 	// KVTxnProcedure is the fully-qualified name of the KV's Txn RPC.
 	KVTxnProcedure = "/kvd.v1.KV/Txn"
+	// KVStreamProcedure is the fully-qualified name of the KV's Stream RPC.
+	KVStreamProcedure = "/kvd.v1.KV/Stream"
 )
 
 // KVClient is a client for the kvd.v1.KV service.
@@ -60,6 +62,17 @@ type KVClient interface {
 	// Txn applies ops atomically if every compare holds; otherwise nothing is
 	// written and succeeded is false.
 	Txn(context.Context, *connect.Request[v1.TxnRequest]) (*connect.Response[v1.TxnResponse], error)
+	// Stream carries many calls from one process over one bidirectional
+	// stream (HTTP/2 only). Each StreamRequest holds calls tagged with ids the
+	// client chooses; each StreamResponse holds the results of some of them,
+	// in any order. Writes in flight at the same time, from this stream and
+	// others, are coalesced into shared Raft entries; every call still gets
+	// its own result or error, and a write is answered only once it is
+	// committed and applied. Two writes of one key never share an entry, so a
+	// key's mod revision identifies one write. An error in one call does not
+	// end the stream; the stream ends with an error only when the node cannot
+	// serve it (it is stopping) or a message is malformed.
+	Stream(context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse]
 }
 
 // NewKVClient constructs a client for the kvd.v1.KV service. By default, it uses the Connect
@@ -105,6 +118,12 @@ func NewKVClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.
 			connect.WithSchema(kVMethods.ByName("Txn")),
 			connect.WithClientOptions(opts...),
 		),
+		stream: connect.NewClient[v1.StreamRequest, v1.StreamResponse](
+			httpClient,
+			baseURL+KVStreamProcedure,
+			connect.WithSchema(kVMethods.ByName("Stream")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -115,6 +134,7 @@ type kVClient struct {
 	delete *connect.Client[v1.DeleteRequest, v1.DeleteResponse]
 	_range *connect.Client[v1.RangeRequest, v1.RangeResponse]
 	txn    *connect.Client[v1.TxnRequest, v1.TxnResponse]
+	stream *connect.Client[v1.StreamRequest, v1.StreamResponse]
 }
 
 // Put calls kvd.v1.KV.Put.
@@ -142,6 +162,11 @@ func (c *kVClient) Txn(ctx context.Context, req *connect.Request[v1.TxnRequest])
 	return c.txn.CallUnary(ctx, req)
 }
 
+// Stream calls kvd.v1.KV.Stream.
+func (c *kVClient) Stream(ctx context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse] {
+	return c.stream.CallBidiStream(ctx)
+}
+
 // KVHandler is an implementation of the kvd.v1.KV service.
 type KVHandler interface {
 	// Put sets a key. With if_mod_revision set it is a compare-and-swap: the
@@ -157,6 +182,17 @@ type KVHandler interface {
 	// Txn applies ops atomically if every compare holds; otherwise nothing is
 	// written and succeeded is false.
 	Txn(context.Context, *connect.Request[v1.TxnRequest]) (*connect.Response[v1.TxnResponse], error)
+	// Stream carries many calls from one process over one bidirectional
+	// stream (HTTP/2 only). Each StreamRequest holds calls tagged with ids the
+	// client chooses; each StreamResponse holds the results of some of them,
+	// in any order. Writes in flight at the same time, from this stream and
+	// others, are coalesced into shared Raft entries; every call still gets
+	// its own result or error, and a write is answered only once it is
+	// committed and applied. Two writes of one key never share an entry, so a
+	// key's mod revision identifies one write. An error in one call does not
+	// end the stream; the stream ends with an error only when the node cannot
+	// serve it (it is stopping) or a message is malformed.
+	Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error
 }
 
 // NewKVHandler builds an HTTP handler from the service implementation. It returns the path on which
@@ -198,6 +234,12 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 		connect.WithSchema(kVMethods.ByName("Txn")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kVStreamHandler := connect.NewBidiStreamHandler(
+		KVStreamProcedure,
+		svc.Stream,
+		connect.WithSchema(kVMethods.ByName("Stream")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/kvd.v1.KV/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KVPutProcedure:
@@ -210,6 +252,8 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 			kVRangeHandler.ServeHTTP(w, r)
 		case KVTxnProcedure:
 			kVTxnHandler.ServeHTTP(w, r)
+		case KVStreamProcedure:
+			kVStreamHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -237,4 +281,8 @@ func (UnimplementedKVHandler) Range(context.Context, *connect.Request[v1.RangeRe
 
 func (UnimplementedKVHandler) Txn(context.Context, *connect.Request[v1.TxnRequest]) (*connect.Response[v1.TxnResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.KV.Txn is not implemented"))
+}
+
+func (UnimplementedKVHandler) Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.KV.Stream is not implemented"))
 }
