@@ -25,6 +25,7 @@ type Controller struct {
 	log     *slog.Logger
 	tracker *tracker
 	wake    chan struct{}
+	next    time.Duration // delay before the next step; Run's goroutine only
 
 	mu            sync.Mutex
 	notReady      time.Time // since when the node has not been ready
@@ -86,19 +87,26 @@ func (c *Controller) Members() ([]MemberInfo, uint64, bool) { return c.tracker.m
 func (c *Controller) Removed() []ReplicaID { return c.tracker.removed() }
 
 // Run loops until ctx ends.
+// It steps every stepInterval, on events, and sooner when a step asks to
+// (an observer whose dwell time ends before the next tick).
 func (c *Controller) Run(ctx context.Context) {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
+	t := time.NewTimer(stepInterval)
+	defer t.Stop()
 	for {
+		c.next = stepInterval
 		c.step(ctx)
+		t.Reset(c.next)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-t.C:
 		case <-c.wake:
 		}
 	}
 }
+
+// stepInterval is how often the controller looks at the cluster unprompted.
+const stepInterval = 500 * time.Millisecond
 
 func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
@@ -236,6 +244,10 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 	}
 	c.mu.Unlock()
 	d := DecidePromotion(c.policy, v, c.host.ID(), caughtUpFor)
+	if left := c.policy.PromoteAfter - caughtUpFor; d.Action == Wait && !c.caughtUpSince.IsZero() && left > 0 {
+		// Look again as the dwell time ends, not up to a tick later.
+		c.next = min(c.next, max(left, 10*time.Millisecond))
+	}
 	c.setReason(d.Reason)
 	c.logDecision("promotion decision", d)
 	if d.Action != Promote {
