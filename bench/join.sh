@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# Measures, side by side on loopback, how long a new member takes to become a
+# voter in a one-node cluster that holds ~100 MB (KEYS × VALUE_SIZE), and in
+# an empty one for reference: kvd (`kvd --join`, the node promotes itself)
+# and, when the etcd binary is installed, etcd (`etcdctl member add
+# --learner`, start the learner, `etcdctl member promote` retried every 50 ms
+# until etcd accepts it). Prints one table. Everything listens on 127.0.0.1;
+# everything started here is killed on exit.
+#
+#   bash bench/join.sh                        # about a minute with etcd
+#   REPEAT=3 bash bench/join.sh               # 3 joins per cluster, medians: 1.5 min
+#   KEYS=20000 ETCD=0 bash bench/join.sh
+#
+# What is timed:
+# - kvd: from starting `kvd --join BOOT --promote-after PROMOTE_AFTER` to the
+#   moment BOOT lists the new node as a voter and ready (`kvctl members -o
+#   json`, polled every 50 ms; the criterion of e2e's joinTime). "caught up"
+#   is the first poll that shows it ready (it has applied the leader's
+#   commit index as of a ReadIndex and serves reads; still an observer).
+# - etcd: from just before `etcdctl member add NAME --learner` to the first
+#   `etcdctl member promote ID` that succeeds (etcd refuses while the
+#   learner's Raft match index is below 90% of the leader's). "caught up" is
+#   the first time the learner's own status API (maintenance status over
+#   the HTTP gateway, polled every 50 ms) answers with an applied index at
+#   least the leader's commit index right after the add: it then holds every
+#   key and serves clients (etcd opens its client port only once the new
+#   member has published itself through Raft).
+# - "snapshot": when the joiner's own log says it has loaded the streamed
+#   snapshot (kvd: "recovered from snapshot", etcd: "applied snapshot").
+# The clusters that hold data compact their logs early, so that the joiner
+# gets the whole store as a snapshot, not as log entries: kvd runs with
+# --snapshot-entries 100 --compaction-overhead 10 (as e2e's
+# TestJoinerCatchesUp100MB), etcd with --snapshot-count SNAPSHOT_COUNT
+# (10000; etcd keeps 5000 entries behind its last snapshot, so a new member
+# needs a snapshot as soon as the log is longer than that); the empty
+# clusters run with the defaults. Both systems get the
+# same Raft timing: kvd --rtt RTT_MS (a heartbeat every 2 ticks, elections
+# after 20-40), etcd --heartbeat-interval 2×RTT_MS --election-timeout
+# 20×RTT_MS (with the default 50 ms: kvd's and etcd's defaults).
+#
+# Data: KEYS keys written once each, in order, by LOAD_CLIENTS clients (bench and
+# bench/etcd's etcd-bench, the same load loop): "k" + index zero-padded to
+# KEY_SIZE bytes, one random VALUE_SIZE-byte value (the same bytes for every
+# key, as bench writes them: compressible across keys).
+#
+# Environment: KEYS (100000), VALUE_SIZE (1024), KEY_SIZE (16), REPEAT (1:
+# joins per cluster; before the next one the joiner is removed, stopped and
+# wiped, and the system that went first goes second), PROMOTE_AFTER (500ms,
+# kvd's dwell before it promotes itself; kvd's default is 2s), RTT_MS (50),
+# SNAPSHOT_COUNT (10000), LOAD_CLIENTS (64), EMPTY=0 skips the empty-store
+# joins, ETCD (auto|0|1), TIMEOUT (300: seconds any wait may take before the
+# script gives up), KEEP=1 keeps the temp dir (logs, data dirs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-100000}
+VALUE_SIZE=${VALUE_SIZE:-1024}
+KEY_SIZE=${KEY_SIZE:-16}
+REPEAT=${REPEAT:-1}
+PROMOTE_AFTER=${PROMOTE_AFTER:-500ms}
+RTT_MS=${RTT_MS:-50}
+SNAPSHOT_COUNT=${SNAPSHOT_COUNT:-10000}
+LOAD_CLIENTS=${LOAD_CLIENTS:-64}
+EMPTY=${EMPTY:-1}
+ETCD=${ETCD:-auto}
+TIMEOUT=${TIMEOUT:-300}
+export ETCDCTL_API=3
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kvd-join.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '== %s\n' "$*" >&2; }
+die() { printf 'join.sh: %s\n' "$*" >&2; exit 1; }
+
+# port_free: nothing accepts connections on 127.0.0.1:$1.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_ports N: prints a base port such that base..base+N-1 are free. They
+# are picked below the kernel's ephemeral range: there, outgoing connections
+# (the load's clients, the polls) take their local ports, so a port nothing
+# listens on may still be taken when a server binds it.
+read -r port_hi _ </proc/sys/net/ipv4/ip_local_port_range
+port_lo=10000
+if ((port_hi - port_lo < 1000)); then port_lo=1024; fi
+pick_ports() {
+  local n=$1 base i ok
+  for _ in $(seq 1 50); do
+    base=$((port_lo + RANDOM % (port_hi - port_lo - n)))
+    ok=1
+    for i in $(seq 0 $((n - 1))); do
+      if ! port_free $((base + i)); then ok=0; break; fi
+    done
+    if [ $ok = 1 ]; then echo "$base"; return 0; fi
+  done
+  echo "no $n free ports found" >&2
+  return 1
+}
+
+# since T0: seconds from T0 (an $EPOCHREALTIME) to now, 3 decimals.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+
+# wait_ready URL...: every URL answers 2xx, within TIMEOUT.
+wait_ready() {
+  local u deadline=$((SECONDS + TIMEOUT))
+  for u in "$@"; do
+    until curl -sf -o /dev/null --max-time 1 "$u"; do
+      if ((SECONDS >= deadline)); then echo "not ready after $TIMEOUT s: $u" >&2; return 1; fi
+      sleep 0.1
+    done
+  done
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# retry WHAT CMD...: runs CMD every 0.5 s until it succeeds, for TIMEOUT at
+# most (etcd refuses to remove a voter that connected less than 5 s ago:
+# "unhealthy cluster").
+retry() {
+  local what=$1 deadline=$((SECONDS + TIMEOUT)) out
+  shift
+  until out=$("$@" 2>&1); do
+    ((SECONDS < deadline)) || die "$what failed for $TIMEOUT s: $out"
+    sleep 0.5
+  done
+}
+
+# log_since T0 FILE STRING: seconds from T0 to the time stamp of FILE's first
+# line that holds STRING (kvd's time=... and etcd's "ts":"..." are both UTC
+# with milliseconds), or - when no line does.
+log_since() {
+  local line ts
+  line=$(grep -m 1 -F -- "$3" "$2") || { echo -; return 0; }
+  ts=$(grep -oE '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z' <<<"$line" | head -n 1)
+  awk -v a="$1" -v b="$(date -d "$ts" +%s.%N)" 'BEGIN { printf "%.3f", b - a }'
+}
+
+log "building kvd, kvctl and bench into $work/bin"
+mkdir -p "$work/bin"
+go build -o "$work/bin/" ./cmd/kvd ./cmd/kvctl ./bench
+kvd=$work/bin/kvd
+kvctl=$work/bin/kvctl
+
+have_etcd=0
+if [ "$ETCD" != 0 ] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+  log "building etcd-bench (bench/etcd, its own module)"
+  if (cd bench/etcd && go build -o "$work/bin/etcd-bench" .); then
+    have_etcd=1
+  elif [ "$ETCD" = 1 ]; then
+    exit 1
+  fi
+elif [ "$ETCD" = 1 ]; then
+  die "ETCD=1 but no etcd/etcdctl binary (apt-get install etcd-server etcd-client)"
+fi
+
+stores=(full)
+if [ "$EMPTY" = 1 ]; then stores=(empty full); fi
+systems=(kvd)
+if [ $have_etcd = 1 ]; then systems+=(etcd); fi
+
+# --- the clusters that are joined --------------------------------------------
+# One single-node cluster per system and store; each keeps its first member
+# for the whole run.
+declare -A boot
+ready=()
+base=$(pick_ports 8)
+for store in "${stores[@]}"; do
+  kvd_compact=() etcd_compact=()
+  if [ "$store" = full ]; then
+    kvd_compact=(--snapshot-entries 100 --compaction-overhead 10)
+    etcd_compact=(--snapshot-count "$SNAPSHOT_COUNT")
+  fi
+  api=127.0.0.1:$base raft=127.0.0.1:$((base + 1))
+  base=$((base + 2))
+  boot[kvd-$store]=$api
+  "$kvd" --data-dir "$work/kvd-$store/boot" --listen "$api" --raft-addr "$raft" \
+    --rtt "${RTT_MS}ms" --promote-after "$PROMOTE_AFTER" \
+    "${kvd_compact[@]}" --log-level warn \
+    >"$work/kvd-$store-boot.log" 2>&1 &
+  pids+=($!)
+  ready+=("http://$api/readyz")
+  log "kvd ($store): 1 node, API $api"
+  if [ $have_etcd = 1 ]; then
+    client=http://127.0.0.1:$base peer=http://127.0.0.1:$((base + 1))
+    base=$((base + 2))
+    boot[etcd-$store]=${client#http://}
+    etcd --name boot --data-dir "$work/etcd-$store/boot" \
+      --listen-client-urls "$client" --advertise-client-urls "$client" \
+      --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+      --initial-cluster "boot=$peer" --initial-cluster-state new --initial-cluster-token "kvd-join-$store" \
+      "${etcd_compact[@]}" \
+      --heartbeat-interval $((2 * RTT_MS)) --election-timeout $((20 * RTT_MS)) \
+      --logger zap --log-level warn >"$work/etcd-$store-boot.log" 2>&1 &
+    pids+=($!)
+    ready+=("$client/health")
+    log "etcd $(etcd --version | awk '/etcd Version/ {print $3}') ($store): 1 member, client $client"
+  fi
+done
+wait_ready "${ready[@]}" || { tail -n 20 "$work"/*.log >&2; exit 1; }
+
+# --- the data -------------------------------------------------------------------
+load_args=(--clients "$LOAD_CLIENTS" --ops "$KEYS" --warmup 0s --key-dist sequential
+           --keyspace "$KEYS" --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --json)
+mb=$(awk -v k="$KEYS" -v s=$((KEY_SIZE + VALUE_SIZE)) 'BEGIN { printf "%.0f", k * s / 1e6 }')
+for sys in "${systems[@]}"; do
+  log "$sys: writing $KEYS keys × $VALUE_SIZE B ($mb MB of keys and values), $LOAD_CLIENTS clients"
+  b=$work/bin/bench
+  if [ "$sys" = etcd ]; then b=$work/bin/etcd-bench; fi
+  "$b" --endpoints "${boot[$sys-full]}" "${load_args[@]}" >"$work/load-$sys.json"
+  jq -r --arg s "$sys" '"\($s): \(.ops) puts in \(.duration_s * 10 | round / 10) s, \(.ops_per_sec | round) puts/s, \(.errors) errors"' \
+    "$work/load-$sys.json" >>"$work/notes.txt"
+  jq -e --argjson k "$KEYS" '.ops == $k and .errors == 0' "$work/load-$sys.json" >/dev/null ||
+    die "$sys: the load did not write every key once: $(cat "$work/load-$sys.json")"
+done
+sleep 2 # let the load's compactions settle
+
+# dir_mb DIR: its size on disk in MB.
+dir_mb() { du -sk "$1" | awk '{ printf "%.0f", $1 / 1024 }'; }
+
+# --- kvd ---------------------------------------------------------------------------
+# kvd_join STORE ROUND: starts a node that joins the STORE cluster and times
+# it; appends one line to results.txt.
+kvd_join() {
+  local store=$1 round=$2 b=${boot[kvd-$1]} name="kvd-$1-r$2" port api raft t0 jpid st caught="" voter="" id
+  port=$(pick_ports 2)
+  api=127.0.0.1:$port raft=127.0.0.1:$((port + 1))
+  t0=$EPOCHREALTIME
+  "$kvd" --data-dir "$work/$name" --listen "$api" --raft-addr "$raft" --join "$b" \
+    --rtt "${RTT_MS}ms" --promote-after "$PROMOTE_AFTER" --log-level info >"$work/$name.log" 2>&1 &
+  jpid=$!
+  pids+=("$jpid")
+  local deadline=$((SECONDS + TIMEOUT))
+  while :; do
+    st=$("$kvctl" --endpoints "$b" --timeout 2s -o json members 2>/dev/null |
+      jq -r --arg a "$api" '.[] | select(.api_addr == $a) | "\(.role) \(.ready)"' 2>/dev/null) || st=""
+    case $st in
+      "voter true") voter=$(since "$t0"); caught=${caught:-$voter}; break ;;
+      *" true") caught=${caught:-$(since "$t0")} ;;
+    esac
+    kill -0 "$jpid" 2>/dev/null || { tail -n 20 "$work/$name.log" >&2; die "$name exited"; }
+    ((SECONDS < deadline)) || die "$name: not a ready voter after $TIMEOUT s (last seen: ${st:-not listed})"
+    sleep 0.05
+  done
+  echo "kvd $store $round $caught $voter $(log_since "$t0" "$work/$name.log" "recovered from snapshot") $(dir_mb "$work/$name")" \
+    >>"$work/results.txt"
+  log "$name: caught up ${caught} s, voter ${voter} s"
+  if [ "$round" -lt "$REPEAT" ]; then # make room for the next joiner
+    id=$("$kvctl" --endpoints "$b" -o json members | jq -r --arg a "$api" '.[] | select(.api_addr == $a) | .id')
+    retry "$name: members remove $id" "$kvctl" --endpoints "$b" --timeout 10s members remove "$id"
+    stop_pid "$jpid"
+    rm -rf "${work:?}/$name"
+  fi
+}
+
+# --- etcd ---------------------------------------------------------------------------
+# etcd_status URL: the member's maintenance status (JSON, numbers as strings).
+etcd_status() { curl -sf --max-time 1 -XPOST "$1/v3/maintenance/status" -d '{}'; }
+
+# etcd_join STORE ROUND: adds a learner to the STORE cluster, starts it,
+# promotes it as soon as etcd accepts; appends one line to results.txt.
+etcd_join() {
+  local store=$1 round=$2 b=${boot[etcd-$1]} name="etcd-$1-r$2" port peer client t0 out id ic lead jpid wpid applied
+  local voter="" caught tries=0
+  port=$(pick_ports 2)
+  peer=http://127.0.0.1:$port client=http://127.0.0.1:$((port + 1))
+  t0=$EPOCHREALTIME
+  out=$(etcdctl --endpoints "$b" --command-timeout 10s member add "$name" --learner --peer-urls="$peer" 2>&1) ||
+    die "$name: member add failed: $out"
+  id=$(awk '$1 == "Member" && $3 == "added" {print $2}' <<<"$out")
+  ic=$(sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' <<<"$out")
+  if [ -z "$id" ] || [ -z "$ic" ]; then die "$name: cannot read member add's answer: $out"; fi
+  lead=$(etcd_status "http://$b" | jq -r '.raftIndex | tonumber') || die "$name: no status from $b"
+  etcd --name "$name" --data-dir "$work/$name" \
+    --listen-client-urls "$client" --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+    --initial-cluster "$ic" --initial-cluster-state existing \
+    --heartbeat-interval $((2 * RTT_MS)) --election-timeout $((20 * RTT_MS)) \
+    --logger zap --log-level info >"$work/$name.log" 2>&1 &
+  jpid=$!
+  pids+=("$jpid")
+  # The learner holds every key once it has applied the leader's commit
+  # index of right after the add: watched beside the promote loop.
+  (
+    deadline=$((SECONDS + TIMEOUT))
+    while :; do
+      applied=$(etcd_status "$client" | jq -r '.raftAppliedIndex // 0' 2>/dev/null) || applied=0
+      if [ "${applied:-0}" -ge "$lead" ]; then break; fi
+      ((SECONDS < deadline)) || { echo "$name: learner not caught up after $TIMEOUT s" >&2; exit 1; }
+      sleep 0.05
+    done
+    since "$t0" >"$work/$name.caught"
+  ) &
+  wpid=$!
+  pids+=("$wpid")
+  local deadline=$((SECONDS + TIMEOUT))
+  while :; do
+    tries=$((tries + 1))
+    if etcdctl --endpoints "$b" --command-timeout 2s member promote "$id" >/dev/null 2>>"$work/$name.promote.err"; then
+      voter=$(since "$t0")
+      break
+    fi
+    kill -0 "$jpid" 2>/dev/null || { tail -n 20 "$work/$name.log" >&2; die "$name exited"; }
+    ((SECONDS < deadline)) || die "$name: promote refused for $TIMEOUT s: $(tail -n 1 "$work/$name.promote.err")"
+    sleep 0.05
+  done
+  wait "$wpid" || die "$name: the learner did not catch up"
+  caught=$(cat "$work/$name.caught")
+  echo "etcd $store $round $caught $voter $(log_since "$t0" "$work/$name.log" '"msg":"applied snapshot"') $(dir_mb "$work/$name")" \
+    >>"$work/results.txt"
+  echo "$name: promote refused $((tries - 1)) time(s): $(grep -o 'desc = [^"]*' "$work/$name.promote.err" | sort | uniq -c | sort -rn | head -n 2 | sed 's/^ *//' | paste -sd';' || true)" \
+    >>"$work/notes.txt"
+  if grep -qF '"msg":"failed to publish local member to cluster through raft"' "$work/$name.log"; then
+    echo "$name: its first proposal to publish itself through Raft timed out ($(log_since "$t0" "$work/$name.log" '"msg":"failed to publish local member') s after the add); etcd serves clients only once that is done" \
+      >>"$work/notes.txt"
+  fi
+  log "$name: caught up ${caught} s, voter ${voter} s"
+  if [ "$round" -lt "$REPEAT" ]; then # make room for the next joiner
+    retry "$name: member remove $id" etcdctl --endpoints "$b" --command-timeout 10s member remove "$id"
+    stop_pid "$jpid"
+    rm -rf "${work:?}/$name"
+  fi
+}
+
+# --- the joins ----------------------------------------------------------------------
+: >"$work/results.txt"
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+for round in $(seq 1 "$REPEAT"); do
+  order=("${systems[@]}")
+  if [ $((round % 2)) = 0 ]; then mapfile -t order < <(printf '%s\n' "${systems[@]}" | tac); fi
+  for store in "${stores[@]}"; do
+    for sys in "${order[@]}"; do
+      log "round $round, $sys: join the $store cluster"
+      "${sys}_join" "$store" "$round"
+    done
+  done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- report ---------------------------------------------------------------------------
+sizes=""
+for sys in "${systems[@]}"; do
+  sizes+="${sizes:+; }$sys $(dir_mb "$work/$sys-full/boot") MB"
+done
+echo
+echo "$(nproc) cores, $(go version | cut -d' ' -f3), $(uname -sr), etcd $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"
+echo "data: $KEYS keys × ($KEY_SIZE + $VALUE_SIZE) B = $mb MB; first member's data dir on disk: $sizes"
+echo "kvd --promote-after $PROMOTE_AFTER --rtt ${RTT_MS}ms; data clusters: kvd --snapshot-entries 100 --compaction-overhead 10, etcd --snapshot-count $SNAPSHOT_COUNT"
+echo "load average (1, 5, 15 min) before the joins: $load0; after: $load1"
+echo
+# results.txt: system store round caught-up voter snapshot-loaded joiner-MB
+awk -v mb="$mb" -v keys="$KEYS" -v repeat="$REPEAT" '
+  function med(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+  }
+  function secs(x) { return x == "-" ? "-" : sprintf("%.3f s", x) }
+  function data(store) { return store == "empty" ? "empty" : mb " MB, " keys " keys" }
+  function row(sy, sto, rd, sn, cu, vo, dd,   r) {
+    r = ""
+    if (sy == "kvd" && (("etcd", sto, rd) in voter)) r = sprintf("%.2fx", vo / voter["etcd", sto, rd])
+    printf "%-6s %-19s %-7s %10s %10s %10s %7s %15s\n", sy, data(sto), rd, secs(sn), secs(cu), secs(vo), dd, r
+  }
+  { line[NR] = $0; voter[$1, $2, $3] = $5
+    k = $1 SUBSEP $2; n[k]++; cs[k, n[k]] = $4; vs[k, n[k]] = $5
+    if ($6 != "-") { ns[k]++; ss[k, ns[k]] = $6 } }
+  END {
+    printf "%-6s %-19s %-7s %10s %10s %10s %7s %15s\n", "system", "data", "round", "snapshot", "caught up", "voter", "joiner", "kvd/etcd voter"
+    for (i = 1; i <= NR; i++) { split(line[i], f, " "); row(f[1], f[2], f[3], f[6], f[4], f[5], f[7] " MB") }
+    if (repeat < 2) exit
+    print ""
+    for (k in n) {
+      for (i = 1; i <= n[k]; i++) { a[i] = cs[k, i]; b[i] = vs[k, i] }
+      mc[k] = med(a, n[k]); mv[k] = med(b, n[k]); voter[k, "median"] = mv[k]
+      msn[k] = "-"
+      if (ns[k]) { for (i = 1; i <= ns[k]; i++) c[i] = ss[k, i]; msn[k] = med(c, ns[k]) }
+    }
+    split("empty full", stores, " "); split("kvd etcd", systems, " ")
+    for (s = 1; s <= 2; s++) for (y = 1; y <= 2; y++) {
+      k = systems[y] SUBSEP stores[s]
+      if (k in n) row(systems[y], stores[s], "median", msn[k], mc[k], mv[k], "", "")
+    }
+  }' "$work/results.txt"
+echo
+echo "All times from the start (kvd: kvd --join; etcd: etcdctl member add) to:"
+echo "  snapshot: the joiner's log says it has loaded the streamed snapshot (kvd: \"recovered from"
+echo "    snapshot\"; etcd: \"applied snapshot\"); - : none was sent (the log was enough)."
+echo "  caught up: the joiner serves clients with everything up to the add: kvd: the first poll that showed"
+echo "    it ready (it has applied the leader's commit index as of a ReadIndex); etcd: its own status API"
+echo "    answers with an applied index at least the leader's commit index of right after the add."
+echo "  voter: kvd: the first poll that showed it a ready voter (it promotes itself once it has been caught"
+echo "    up for $PROMOTE_AFTER); etcd: the first member promote etcd accepted (tried every 50 ms; etcd accepts"
+echo "    once the learner's Raft match index is at least 90% of the leader's)."
+echo "  joiner: its data dir on disk right after (etcd's includes its preallocated 64 MB WAL segments)."
+echo
+sed 's/^/  /' "$work/notes.txt"
