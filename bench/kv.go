@@ -17,6 +17,9 @@ const (
 	transportHTTP1  = "http1"  // a keep-alive pool of HTTP/1.1 connections
 	transportH2C    = "h2c"    // one cleartext HTTP/2 connection per endpoint
 	transportStream = "stream" // one bidirectional stream per endpoint, over h2c
+
+	// leaderSuffix marks the transport of runs with --prefer-leader.
+	leaderSuffix = "+leader"
 )
 
 // dialOptions say how the generator talks to its endpoints.
@@ -27,6 +30,7 @@ type dialOptions struct {
 	Consistency string // of gets: linearizable or serializable
 	Spread      bool
 	Stream      bool // calls go over client.Config.Stream
+	Leader      bool // client.Config.PreferLeader
 	Timeout     time.Duration
 }
 
@@ -92,7 +96,7 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 	}
 	for i := range n {
 		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
-		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Stream: o.Stream}
+		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Stream: o.Stream, PreferLeader: o.Leader}
 		// The client's own transport is HTTP/1.1 for connect and grpcweb and
 		// h2c for grpc; the other combination needs our own.
 		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC && !o.Stream {

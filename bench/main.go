@@ -55,6 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
 			&cli.StringFlag{Name: "transport", Usage: "http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
+			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
 			&cli.BoolFlag{Name: "stream", Usage: "send every call over one bidirectional stream per client (kvd.v1.KV/Stream, HTTP/2), where concurrent calls share messages and Raft entries"},
 		),
 		Commands:        []*cli.Command{ceilingCommand(stdout, stderr), tableCommand(stdout)},
@@ -146,6 +147,7 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 		Consistency: c.String("consistency"),
 		Spread:      c.Bool("spread"),
 		Stream:      c.Bool("stream"),
+		Leader:      c.Bool("prefer-leader"),
 		Timeout:     c.Duration("timeout"),
 	}
 	if err := o.validate(); err != nil {
@@ -166,6 +168,9 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	res.Mode = "kvd"
 	res.Target = strings.Join(o.Endpoints, ",")
 	res.Protocol, res.Transport = o.Protocol, o.transport()
+	if o.Leader {
+		res.Transport += leaderSuffix
+	}
 	if w.ReadRatio > 0 {
 		res.Consistency = o.Consistency
 	}

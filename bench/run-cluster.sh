@@ -52,7 +52,9 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_ports() {
   local n=$1 try base i ok
   for try in $(seq 1 50); do
-    base=$((20000 + RANDOM % 30000))
+    # Below Linux's ephemeral range (32768+), where outgoing connections
+    # could take a port between the check and the bind.
+    base=$((10000 + RANDOM % 22000))
     ok=1
     for i in $(seq 0 $((n - 1))); do
       if ! port_free $((base + i)); then ok=0; break; fi
@@ -215,8 +217,9 @@ for round in $(seq 1 "$REPEAT"); do
     each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
   done
   for c in $CLIENTS_STREAM; do
-    log "round $round, kvd: puts over the stream, $c clients, $DURATION"
+    log "round $round, kvd: puts over the stream, $c clients, $DURATION: one client per node, then one client to the leader"
     "$bench" --endpoints "${eps[kvd]}" --spread --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
+    "$bench" --endpoints "${eps[kvd]}" --prefer-leader --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
   done
   if [ "$round" = 1 ]; then
     rss_note loaded

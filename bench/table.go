@@ -89,8 +89,14 @@ func opLabel(r *load.Result) string {
 	if r.ReadRatio > 0 && r.Consistency != "" {
 		s += " " + map[string]string{"linearizable": "lin", "serializable": "ser"}[r.Consistency]
 	}
-	if r.Transport == transportStream {
+	transport, leader := strings.CutSuffix(r.Transport, leaderSuffix)
+	switch {
+	case transport == transportStream && leader:
+		s += " (stream, to leader)"
+	case transport == transportStream:
 		s += " (stream)"
+	case leader:
+		s += " (to leader)"
 	}
 	return s
 }
@@ -102,7 +108,8 @@ func opLabel(r *load.Result) string {
 // the stream's point is to pass that wall.
 func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
 	var best *load.Result
-	if r.Transport == transportStream {
+	transport, _ := strings.CutSuffix(r.Transport, leaderSuffix)
+	if transport == transportStream {
 		for _, c := range ceilings {
 			if c.Protocol == r.Protocol && (best == nil || c.OpsPerSec > best.OpsPerSec) {
 				best = c

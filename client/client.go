@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
 
@@ -24,6 +25,9 @@ type Client struct {
 	opts      []connect.ClientOption
 	cur       atomic.Uint32 // index into eps of the endpoint calls go to
 	closed    atomic.Bool
+	// leaderKnown: with PreferLeader, cur was pointed at the leader (or
+	// the attempt to find it is done) since the last failover.
+	leaderKnown atomic.Bool
 }
 
 // endpoint is one kvd node's API address with its generated clients.
@@ -147,7 +151,40 @@ func (c *Client) current() (uint32, *endpoint) {
 // moved away from it: N concurrent calls failing on one dead node move the
 // client one step, not N.
 func (c *Client) advance(from uint32) {
-	c.cur.CompareAndSwap(from, uint32((int(from)+1)%len(c.eps)))
+	if c.cur.CompareAndSwap(from, uint32((int(from)+1)%len(c.eps))) {
+		c.leaderKnown.Store(false)
+	}
+}
+
+// findLeader, with PreferLeader, points the client at the endpoint that is
+// the leader: it asks every endpoint for its Status at once (a local answer
+// on each node) and picks the one whose ID is the leader ID. One caller
+// looks at a time; the others go on with the current endpoint. Failures are
+// ignored: calls fail over as usual.
+func (c *Client) findLeader(ctx context.Context) {
+	if !c.cfg.PreferLeader || len(c.eps) == 1 || c.leaderKnown.Swap(true) {
+		return
+	}
+	idx, _ := c.current()
+	ctx, cancel := context.WithTimeout(ctx, min(c.cfg.RequestTimeout, 500*time.Millisecond))
+	defer cancel()
+	found := make(chan int, len(c.eps))
+	for i, ep := range c.eps {
+		go func() {
+			st, err := ep.cluster.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+			if err == nil && st.Msg.GetId() != 0 && st.Msg.GetId() == st.Msg.GetLeaderId() {
+				found <- i
+				return
+			}
+			found <- -1
+		}()
+	}
+	for range c.eps {
+		if i := <-found; i >= 0 {
+			c.cur.CompareAndSwap(idx, uint32(i))
+			return
+		}
+	}
 }
 
 // joinSecretHeader carries the cluster's join secret (rpc.SecretHeader on

@@ -81,6 +81,11 @@ type Config struct {
 	// error, with the same retry rules. Not with ProtocolGRPCWeb; an
 	// HTTPClient given must speak HTTP/2.
 	Stream bool
+	// PreferLeader: before its first call, and again after each failover,
+	// the client asks for the leader and, if the leader's API address is
+	// one of Endpoints, sends its calls there. Writes then skip a
+	// follower's forwarding hop. Reads gain nothing from it.
+	PreferLeader bool
 }
 
 // DefaultConfig returns a Config for one local node with every default

@@ -164,6 +164,9 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 	if c.closed.Load() {
 		return fail(ErrClosed, failClosed, false, 0)
 	}
+	if !cl.pinned {
+		c.findLeader(ctx)
+	}
 	pinIdx, pinEp := c.current()
 	for n := 1; n <= c.cfg.MaxAttempts; n++ {
 		if err := ctx.Err(); err != nil {

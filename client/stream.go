@@ -12,8 +12,15 @@ import (
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
-// maxStreamCalls is the most calls in one StreamRequest (the server's limit).
-const maxStreamCalls = 1024
+const (
+	// maxStreamCalls is the most calls in one StreamRequest (the server's limit).
+	maxStreamCalls = 1024
+	// maxStreamMessages is the most StreamRequests in flight on a stream.
+	// While that many await their answer, new calls queue and leave
+	// together in the next message: under load messages grow instead of
+	// multiplying, and a lone call still leaves at once.
+	maxStreamMessages = 2
+)
 
 // errNotSent marks a stream call that provably never reached the server: it
 // was still queued, or the stream never connected. Such calls are retried
@@ -49,6 +56,7 @@ type stream struct {
 
 	mu      sync.Mutex
 	nextID  uint64
+	inLimbo int // messages sent and not yet answered
 	queue   []*pendingCall
 	waiting map[uint64]*pendingCall
 	broken  error // set once; the stream is not used after
@@ -148,6 +156,10 @@ func (s *stream) sendLoop(ctx context.Context) {
 				s.mu.Unlock()
 				return
 			}
+			if s.inLimbo >= maxStreamMessages {
+				s.mu.Unlock()
+				break // receiveLoop wakes us when an answer arrives
+			}
 			batch = batch[:0]
 			n := 0
 			for _, p := range s.queue {
@@ -168,6 +180,7 @@ func (s *stream) sendLoop(ctx context.Context) {
 				s.mu.Unlock()
 				break
 			}
+			s.inLimbo++
 			s.sending.Lock()
 			s.mu.Unlock()
 			err := s.bidi.Send(&kvdv1.StreamRequest{Calls: batch})
@@ -191,6 +204,7 @@ func (s *stream) receiveLoop() {
 			return
 		}
 		s.mu.Lock()
+		s.inLimbo-- // the server answers each message with one message
 		for _, r := range resp.Results {
 			if p, ok := s.waiting[r.Id]; ok {
 				delete(s.waiting, r.Id)
@@ -198,7 +212,14 @@ func (s *stream) receiveLoop() {
 				close(p.done)
 			}
 		}
+		more := len(s.queue) > 0
 		s.mu.Unlock()
+		if more {
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 

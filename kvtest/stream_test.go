@@ -220,6 +220,31 @@ func TestStreamFailsOver(t *testing.T) {
 	}
 }
 
+// With PreferLeader the client finds the leader among its endpoints before
+// the first call, wherever the leader is listed.
+func TestPreferLeader(t *testing.T) {
+	c := kvtest.NewCluster(t, 3)
+	leader := c.Endpoint(c.Leader())
+	var eps []string
+	for _, ep := range c.Endpoints() {
+		if ep != leader {
+			eps = append(eps, ep)
+		}
+	}
+	eps = append(eps, leader)
+	cl, err := client.New(client.Config{Endpoints: eps, PreferLeader: true, Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Put(context.Background(), []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.CurrentEndpoint(); got != leader {
+		t.Fatalf("current endpoint %s, want the leader %s", got, leader)
+	}
+}
+
 // kvtestH2 is a raw KV client over cleartext HTTP/2 to the first node.
 func kvtestH2(t *testing.T, c *kvtest.Cluster) kvdv1connect.KVClient {
 	tr := &http.Transport{Protocols: new(http.Protocols)}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,9 @@ type Config struct {
 	// LeaveOnExit: Stop transfers leadership if needed and removes this
 	// node from the cluster before stopping.
 	LeaveOnExit bool
-	Logger      *slog.Logger
+	// Pprof serves Go's profiles under /debug/pprof/ on the API address.
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // DefaultConfig is the embedded default single node.
@@ -155,6 +158,13 @@ func (s *Server) Start(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	var h http.Handler = mux
 	s.handler.Store(&h)
 	s.log.Info("serving", "api", ln.Addr().String(), "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)

@@ -50,6 +50,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"KVD_LOG_FORMAT"}, Usage: "text or json"},
+			&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"KVD_ENABLE_PPROF"}, Usage: "serve Go's runtime profiles under /debug/pprof/ on the API address (CPU, heap, goroutines; for diagnosing performance)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"KVD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
 		},
 		Action: func(c *cli.Context) error {
@@ -81,6 +82,7 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Node.ReplicaID = membership.ReplicaID(c.Uint64("node-id"))
 	cfg.JoinSecret = c.String("join-secret")
 	cfg.LeaveOnExit = c.Bool("leave-on-exit")
+	cfg.Pprof = c.Bool("enable-pprof")
 	cfg.Node.Rejoin = c.Bool("rejoin")
 	cfg.Node.Policy.Voters = c.Int("voters")
 	cfg.Node.Policy.PromoteAfter = c.Duration("promote-after")
