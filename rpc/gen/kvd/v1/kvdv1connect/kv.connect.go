@@ -64,8 +64,9 @@ type KVClient interface {
 	Txn(context.Context, *connect.Request[v1.TxnRequest]) (*connect.Response[v1.TxnResponse], error)
 	// Stream carries many calls from one process over one bidirectional
 	// stream (HTTP/2 only). Each StreamRequest holds calls tagged with ids the
-	// client chooses; each StreamResponse holds the results of some of them,
-	// in any order. Writes in flight at the same time, from this stream and
+	// client chooses and is answered by exactly one StreamResponse with the
+	// results of all its calls; responses to different requests may come in
+	// any order. Writes in flight at the same time, from this stream and
 	// others, are coalesced into shared Raft entries; every call still gets
 	// its own result or error, and a write is answered only once it is
 	// committed and applied. Two writes of one key never share an entry, so a
@@ -184,8 +185,9 @@ type KVHandler interface {
 	Txn(context.Context, *connect.Request[v1.TxnRequest]) (*connect.Response[v1.TxnResponse], error)
 	// Stream carries many calls from one process over one bidirectional
 	// stream (HTTP/2 only). Each StreamRequest holds calls tagged with ids the
-	// client chooses; each StreamResponse holds the results of some of them,
-	// in any order. Writes in flight at the same time, from this stream and
+	// client chooses and is answered by exactly one StreamResponse with the
+	// results of all its calls; responses to different requests may come in
+	// any order. Writes in flight at the same time, from this stream and
 	// others, are coalesced into shared Raft entries; every call still gets
 	// its own result or error, and a write is answered only once it is
 	// committed and applied. Two writes of one key never share an entry, so a
