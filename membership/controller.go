@@ -243,6 +243,15 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 		caughtUpFor = now.Sub(c.caughtUpSince)
 	}
 	c.mu.Unlock()
+	// This node is the authority on its own catch-up (it proved it with a
+	// ReadIndex): the leader's view of it comes from a probe up to a step
+	// old and would hold the promotion back by that much.
+	for i := range v.Members {
+		if m := &v.Members[i]; m.ID == c.host.ID() && local.Ready {
+			m.Ready = true
+			m.Applied = max(m.Applied, local.Applied)
+		}
+	}
 	d := DecidePromotion(c.policy, v, c.host.ID(), caughtUpFor)
 	if left := c.policy.PromoteAfter - caughtUpFor; d.Action == Wait && !c.caughtUpSince.IsZero() && left > 0 {
 		// Look again as the dwell time ends, not up to a tick later.

@@ -54,7 +54,10 @@ type Config struct {
 	// replicas catch up from the log rather than a full stream.
 	SnapshotEntries    uint64
 	CompactionOverhead uint64
-	// ReadyTimeout bounds each catch-up ReadIndex attempt.
+	// ReadyTimeout bounds each catch-up ReadIndex attempt. Short: a
+	// ReadIndex sent before the replica knows its leader is dropped without
+	// an answer, so the attempt only ends at its timeout; and a node that
+	// cannot apply up to the read index within it is not caught up yet.
 	ReadyTimeout time.Duration
 
 	Logger   *slog.Logger
@@ -73,7 +76,7 @@ func DefaultConfig() Config {
 		HeartbeatTicks:     2,
 		SnapshotEntries:    10000,
 		CompactionOverhead: 5000,
-		ReadyTimeout:       3 * time.Second,
+		ReadyTimeout:       500 * time.Millisecond,
 	}
 }
 
