@@ -76,7 +76,7 @@ func DefaultConfig() Config {
 		HeartbeatTicks:     2,
 		SnapshotEntries:    10000,
 		CompactionOverhead: 5000,
-		ReadyTimeout:       500 * time.Millisecond,
+		ReadyTimeout:       250 * time.Millisecond,
 	}
 }
 

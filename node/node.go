@@ -462,6 +462,16 @@ func (n *Node) appliedIndex() uint64 {
 func (n *Node) catchUp(ctx context.Context) {
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		// A ReadIndex sent before the replica knows a leader is dropped
+		// unanswered; wait for the first heartbeat instead.
+		for tries := 0; tries < 100; tries++ {
+			if _, _, ok, err := n.nh.GetLeaderID(ShardID); ok || err != nil {
+				break
+			}
+			if !sleep(ctx, 10*time.Millisecond) {
+				return
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, n.cfg.ReadyTimeout)
 		_, err := n.nh.SyncRead(rctx, ShardID, statemachine.AppliedQuery{})
 		cancel()
