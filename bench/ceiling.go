@@ -32,7 +32,7 @@ func ceilingCommand(stdout, stderr io.Writer) *cli.Command {
 			"on one port) in this process. With --json it prints one JSON object per transport.",
 		Flags: append(loadFlags(),
 			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
-			&cli.StringFlag{Name: "transport", Value: "http1,h2c", Usage: "comma-separated transports to measure, one run each: http1, h2c"},
+			&cli.StringFlag{Name: "transport", Value: "http1,h2c", Usage: "comma-separated transports to measure, one run each: http1, h2c, stream (KV/Stream, as bench --stream)"},
 			&cli.IntFlag{Name: "compress-min-bytes", Value: -1, Usage: "the server gzips responses of at least this many bytes when the client accepts gzip; -1: Connect's default (every response), as kvd's server does today"},
 		),
 		Action: func(c *cli.Context) error { return runCeiling(c, stdout, stderr) },
@@ -52,6 +52,9 @@ func runCeiling(c *cli.Context, stdout, stderr io.Writer) error {
 	for i, tr := range transports {
 		opts[i] = dialOptions{Endpoints: []string{"127.0.0.1:1"}, Protocol: c.String("protocol"),
 			Transport: tr, Consistency: "serializable", Timeout: 5 * time.Second}
+		if tr == transportStream {
+			opts[i].Transport, opts[i].Stream = "", true
+		}
 		if err := opts[i].validate(); err != nil {
 			return err
 		}
@@ -123,6 +126,32 @@ func startNoop(valueSize, compressMinBytes int) (*noopServer, error) {
 		func(_ context.Context, req *connect.Request[kvdv1.GetRequest]) (*connect.Response[kvdv1.GetResponse], error) {
 			kv := &kvdv1.KeyValue{Key: req.Msg.Key, Value: value, CreateRevision: 1, ModRevision: 1, Version: 1}
 			return connect.NewResponse(&kvdv1.GetResponse{Kv: kv}), nil
+		}, opts...))
+	mux.Handle(kvdv1connect.KVStreamProcedure, connect.NewBidiStreamHandler(kvdv1connect.KVStreamProcedure,
+		func(_ context.Context, st *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]) error {
+			for {
+				req, err := st.Receive()
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						return nil
+					}
+					return err
+				}
+				resp := &kvdv1.StreamResponse{Results: make([]*kvdv1.StreamResult, len(req.Calls))}
+				for i, call := range req.Calls {
+					r := &kvdv1.StreamResult{Id: call.Id}
+					if g := call.GetGet(); g != nil {
+						kv := &kvdv1.KeyValue{Key: g.Key, Value: value, CreateRevision: 1, ModRevision: 1, Version: 1}
+						r.Response = &kvdv1.StreamResult_Get{Get: &kvdv1.GetResponse{Kv: kv}}
+					} else {
+						r.Response = &kvdv1.StreamResult_Put{Put: &kvdv1.PutResponse{Revision: 1}}
+					}
+					resp.Results[i] = r
+				}
+				if err := st.Send(resp); err != nil {
+					return err
+				}
+			}
 		}, opts...))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)

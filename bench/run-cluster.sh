@@ -211,8 +211,8 @@ rss_note idle
 for round in $(seq 1 "$REPEAT"); do
   order="${systems[*]}"
   if [ $((round % 2)) = 0 ]; then order=$(printf '%s\n' "${systems[@]}" | tac | paste -sd' '); fi
-  log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1 and h2c"
-  "$bench" ceiling --clients "$CLIENTS_CEILING" --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
+  log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
+  "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
   for c in $CLIENTS_PUT; do
     each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
   done

@@ -105,13 +105,14 @@ func opLabel(r *load.Result) string {
 // with r's client count if there is one.
 //
 // Stream runs are set against the best unary ceiling of their protocol:
-// the stream's point is to pass that wall.
+// the stream's point is to pass that wall (the no-op stream's own ceiling
+// is listed below the table).
 func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
 	var best *load.Result
 	transport, _ := strings.CutSuffix(r.Transport, leaderSuffix)
 	if transport == transportStream {
 		for _, c := range ceilings {
-			if c.Protocol == r.Protocol && (best == nil || c.OpsPerSec > best.OpsPerSec) {
+			if c.Protocol == r.Protocol && c.Transport != transportStream && (best == nil || c.OpsPerSec > best.OpsPerSec) {
 				best = c
 			}
 		}

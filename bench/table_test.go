@@ -150,3 +150,28 @@ func TestWriteTablePairsRunsOfTheSameRound(t *testing.T) {
 		t.Errorf("notes:\n%s", out)
 	}
 }
+
+// Stream rows say so, pair with etcd's unary run of the same workload and
+// are set against the best unary ceiling; the no-op stream's own ceiling
+// is listed under the table.
+func TestWriteTableStreamRows(t *testing.T) {
+	stream := res("kvd", "put", 64, 15000, 4, 9)
+	stream.Transport = transportStream + leaderSuffix
+	sc := res("ceiling", "put", 64, 150000, 0.3, 1)
+	sc.Transport = transportStream
+	results := []load.Result{res("ceiling", "put", 64, 20000, 2, 7), sc, stream, res("etcd", "put", 64, 7500, 8, 20)}
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	row := strings.Split(out, "\n")[1]
+	for _, f := range []string{"put (stream, to leader)", "15000", "75% of 20000", "7500", "2.00×"} {
+		if !strings.Contains(row, f) {
+			t.Errorf("stream row lacks %q:\n%s", f, out)
+		}
+	}
+	if !strings.Contains(out, "connect over stream, 64 clients, no-op put: 150000 ops/s") {
+		t.Errorf("the stream ceiling is not listed:\n%s", out)
+	}
+}
