@@ -93,4 +93,19 @@
 // keep-alive pool; ProtocolGRPC uses HTTP/2, cleartext (h2c) for http://
 // endpoints. Raw gives the generated Connect clients of any endpoint, for
 // calls to one particular node.
+//
+// # Many concurrent calls: the stream
+//
+// A process with many goroutines calling kvd at once should set Stream:
+//
+//	c, err := client.New(client.Config{Endpoints: eps, Stream: true, PreferLeader: true})
+//
+// Put, Get, Delete and Txn then travel over one bidirectional stream per
+// endpoint (HTTP/2). Calls made while earlier ones are in flight leave
+// together in one message, and the server puts their writes into shared
+// Raft entries, so the same cores carry about twice the puts of unary calls
+// (bench/README.md). Each call keeps its own result, error and retry rules;
+// if the stream breaks, calls already sent fail (a write's outcome is then
+// unknown) and the next call opens a new stream. PreferLeader sends calls to
+// the leader, sparing writes the follower's forwarding hop.
 package client
