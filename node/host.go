@@ -25,7 +25,11 @@ func (n *Node) Local() membership.Local {
 		if si.ShardID != ShardID || si.Pending {
 			continue
 		}
-		l.Role = membership.RoleVoter
+		// A joiner replaying its log is in neither set yet: its role is
+		// unknown until its membership says, not "voter".
+		if _, ok := si.Replicas[uint64(n.id.ReplicaID)]; ok {
+			l.Role = membership.RoleVoter
+		}
 		if si.IsNonVoting {
 			l.Role = membership.RoleObserver
 		}
