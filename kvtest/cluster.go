@@ -238,6 +238,17 @@ func (c *Cluster) checkReady() error {
 		if !st.Ready || st.LeaderID == 0 {
 			return fmt.Errorf("node %d: %s, leader %d", i+1, st.State, st.LeaderID)
 		}
+		// A node publishes its API address right after it has caught up;
+		// tests expect every node's Members view to be complete.
+		rows, _, ok := s.Node().Members()
+		if !ok {
+			return fmt.Errorf("node %d has no view of the members yet", i+1)
+		}
+		for _, r := range rows {
+			if r.APIAddr == "" {
+				return fmt.Errorf("node %d does not know member %d's API address yet", i+1, r.ID)
+			}
+		}
 		if leader != 0 && st.LeaderID != leader {
 			return fmt.Errorf("node %d sees leader %d, another node sees %d", i+1, st.LeaderID, leader)
 		}

@@ -181,6 +181,9 @@ func (n *Node) publishMeta(ctx context.Context) {
 			}
 			if err = n.PutMeta(ctx, n.id.ReplicaID, want); err == nil {
 				n.log.Info("published member metadata", "api_addr", want.APIAddr)
+				if n.ctrl != nil {
+					n.ctrl.Notify() // refresh the members view with it
+				}
 				return
 			}
 		}
