@@ -62,6 +62,17 @@ func TestAgainstCluster(t *testing.T) {
 	if r.Ops != 300 || r.Errors != 0 || r.NotFound != 0 || r.Op != "mixed" || r.Consistency != "serializable" || r.Transport != "h2c" {
 		t.Fatalf("mixed run: %+v (first error: %s)", r, r.FirstError)
 	}
+
+	// The same over the stream, linearizable, to the leader.
+	out, err = runApp(t, "--endpoints", c.Endpoint(0), "--clients", "8", "--ops", "400", "--warmup", "0s",
+		"--keyspace", "50", "--read-ratio", "0.5", "--stream", "--prefer-leader", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = decodeResults(t, out)[0]
+	if r.Ops != 400 || r.Errors != 0 || r.NotFound != 0 || r.Transport != "stream+leader" {
+		t.Fatalf("stream run: %+v (first error: %s)", r, r.FirstError)
+	}
 }
 
 func TestCeiling(t *testing.T) {
@@ -87,5 +98,13 @@ func TestCeiling(t *testing.T) {
 	}
 	if r := decodeResults(t, out)[0]; r.Ops != 50 || r.NotFound != 0 || r.Op != "get" {
 		t.Errorf("ceiling gets: %+v", r)
+	}
+	out, err = runApp(t, "ceiling", "--clients", "8", "--ops", "200", "--warmup", "0s", "--read-ratio", "0.5",
+		"--transport", "stream", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeResults(t, out)[0]; r.Ops != 200 || r.Errors != 0 || r.NotFound != 0 || r.Transport != "stream" {
+		t.Errorf("ceiling over the stream: %+v (first error: %s)", r, r.FirstError)
 	}
 }
