@@ -66,43 +66,10 @@ ETCD=${ETCD:-auto}
 TIMEOUT=${TIMEOUT:-300}
 export ETCDCTL_API=3
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/kvd-join.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '== %s\n' "$*" >&2; }
+work_prefix="kvd-join"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 die() { printf 'join.sh: %s\n' "$*" >&2; exit 1; }
-
-# port_free: nothing accepts connections on 127.0.0.1:$1.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# pick_ports N: prints a base port such that base..base+N-1 are free. They
-# are picked below the kernel's ephemeral range: there, outgoing connections
-# (the load's clients, the polls) take their local ports, so a port nothing
-# listens on may still be taken when a server binds it.
-read -r port_hi _ </proc/sys/net/ipv4/ip_local_port_range
-port_lo=10000
-if ((port_hi - port_lo < 1000)); then port_lo=1024; fi
-pick_ports() {
-  local n=$1 base i ok
-  for _ in $(seq 1 50); do
-    base=$((port_lo + RANDOM % (port_hi - port_lo - n)))
-    ok=1
-    for i in $(seq 0 $((n - 1))); do
-      if ! port_free $((base + i)); then ok=0; break; fi
-    done
-    if [ $ok = 1 ]; then echo "$base"; return 0; fi
-  done
-  echo "no $n free ports found" >&2
-  return 1
-}
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now, 3 decimals.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }

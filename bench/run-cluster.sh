@@ -32,38 +32,9 @@ VALUE_SIZE=${VALUE_SIZE:-128}
 ETCD=${ETCD:-auto}
 REPEAT=${REPEAT:-1}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/kvd-bench.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '== %s\n' "$*" >&2; }
-
-# port_free: nothing accepts connections on 127.0.0.1:$1.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# pick_ports N: prints a base port such that base..base+N-1 are free.
-pick_ports() {
-  local n=$1 try base i ok
-  for try in $(seq 1 50); do
-    # Below Linux's ephemeral range (32768+), where outgoing connections
-    # could take a port between the check and the bind.
-    base=$((10000 + RANDOM % 22000))
-    ok=1
-    for i in $(seq 0 $((n - 1))); do
-      if ! port_free $((base + i)); then ok=0; break; fi
-    done
-    if [ $ok = 1 ]; then echo "$base"; return 0; fi
-  done
-  echo "no $n free ports found" >&2
-  return 1
-}
+work_prefix="kvd-bench"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # On a shared machine other work competes for the cores. cpu_now sets
 # cpu_busy (the machine's busy CPU seconds, /proc/stat), cpu_kids (CPU
