@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -455,4 +456,61 @@ func newTestClient(t *testing.T, cfg Config) *Client {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Stream serves KV/Stream by running each call through the unary methods,
+// so the fake's failures and delays apply per call. fail("StreamMessage")
+// breaks the stream right after a message arrives, unanswered.
+func (n *fakeNode) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]) error {
+	n.count("Stream")
+	for {
+		req, err := st.Receive()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := n.enter(ctx, "StreamMessage"); err != nil {
+			return err
+		}
+		resp := &kvdv1.StreamResponse{}
+		for _, c := range req.Calls {
+			r := &kvdv1.StreamResult{Id: c.Id}
+			var err error
+			switch x := c.Request.(type) {
+			case *kvdv1.StreamCall_Put:
+				var out *connect.Response[kvdv1.PutResponse]
+				if out, err = n.Put(ctx, connect.NewRequest(x.Put)); err == nil {
+					r.Response = &kvdv1.StreamResult_Put{Put: out.Msg}
+				}
+			case *kvdv1.StreamCall_Get:
+				var out *connect.Response[kvdv1.GetResponse]
+				if out, err = n.Get(ctx, connect.NewRequest(x.Get)); err == nil {
+					r.Response = &kvdv1.StreamResult_Get{Get: out.Msg}
+				}
+			case *kvdv1.StreamCall_Delete:
+				var out *connect.Response[kvdv1.DeleteResponse]
+				if out, err = n.Delete(ctx, connect.NewRequest(x.Delete)); err == nil {
+					r.Response = &kvdv1.StreamResult_Delete{Delete: out.Msg}
+				}
+			case *kvdv1.StreamCall_Txn:
+				var out *connect.Response[kvdv1.TxnResponse]
+				if out, err = n.Txn(ctx, connect.NewRequest(x.Txn)); err == nil {
+					r.Response = &kvdv1.StreamResult_Txn{Txn: out.Msg}
+				}
+			}
+			if err != nil {
+				e := &kvdv1.StreamError{Code: uint32(connect.CodeOf(err)), Message: err.Error()}
+				if cur, ok := CurrentModRevision(err); ok {
+					e.CurrentModRevision = &cur
+				}
+				r.Response = &kvdv1.StreamResult_Error{Error: e}
+			}
+			resp.Results = append(resp.Results, r)
+		}
+		if err := st.Send(resp); err != nil {
+			return err
+		}
+	}
 }

@@ -86,6 +86,11 @@ func (s *stream) isBroken() bool {
 // close ends the stream; calls still waiting fail.
 func (s *stream) close() {
 	s.fail(fmt.Errorf("%w: the client was closed", ErrClosed))
+	// Ending the request side lets the server end the stream, which ends
+	// receiveLoop's Receive (cancel alone may leave it waiting).
+	s.sending.Lock()
+	_ = s.bidi.CloseRequest()
+	s.sending.Unlock()
 	s.cancel()
 }
 
@@ -235,10 +240,14 @@ func (s *stream) fail(err error) {
 	s.broken = err
 	s.cancel()
 	neverConnected := isDialError(err)
+	// The stream's end is not any one call's answer: even an Unavailable
+	// from the server says nothing of the calls it had received, so sent
+	// calls fail like a broken connection (writes: outcome unknown).
+	broke := connect.NewError(connect.CodeOf(err), fmt.Errorf("stream broke: %w", err))
 	for id, p := range s.waiting {
 		delete(s.waiting, id)
 		if p.sent && !neverConnected {
-			p.err = err
+			p.err = broke
 		} else {
 			p.err = connect.NewError(connect.CodeUnavailable, fmt.Errorf("stream: %w: %v", errNotSent, err))
 		}
