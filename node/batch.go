@@ -33,6 +33,8 @@ type write struct {
 // holding it could compare-and-swap over a write it never saw.
 type batcher struct {
 	propose func(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, error)
+	// observe, if set, is told the size of each batch proposed.
+	observe func(n int)
 
 	mu       sync.Mutex
 	queue    []*write
@@ -69,6 +71,9 @@ func (b *batcher) run() {
 		cmds = cmds[:0]
 		for _, w := range batch {
 			cmds = append(cmds, w.cmd)
+		}
+		if b.observe != nil {
+			b.observe(len(cmds))
 		}
 		res, err := b.propose(context.Background(), cmds)
 		for i, w := range batch {

@@ -14,6 +14,7 @@ type metrics struct {
 	collectors []prometheus.Collector
 	proposals  *prometheus.CounterVec
 	propose    prometheus.Histogram
+	batch      prometheus.Histogram
 	read       *prometheus.HistogramVec
 }
 
@@ -28,12 +29,16 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		propose: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kvd_node_propose_duration_seconds", Help: "Time from proposal to applied result.", Buckets: latencyBuckets,
 		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "kvd_node_write_batch_commands", Help: "Writes coalesced into one Raft entry by the batcher.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
 		read: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kvd_node_read_duration_seconds", Help: "Read latency by consistency.", Buckets: latencyBuckets,
 		}, []string{"consistency"}),
 	}
 	m.collectors = []prometheus.Collector{
-		m.proposals, m.propose, m.read,
+		m.proposals, m.propose, m.batch, m.read,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kvd_node_role", Help: "1 voter, 2 observer, 0 unknown.",
 		}, func() float64 { return float64(n.Status().Role) }),

@@ -149,6 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.session = nh.GetNoOPSession(ShardID)
 	n.batch.propose = n.Propose
 	n.metrics = newMetrics(n, cfg.Registry)
+	n.batch.observe = func(k int) { n.metrics.batch.Observe(float64(k)) }
 	n.log.Info("replica started", "origin", n.id.Origin, "restart", plan.Restart, "join", plan.Join,
 		"non_voting", plan.NonVoting, "raft_addr", cfg.RaftAddr, "members", membership.FormatMembers(plan.Members))
 
