@@ -261,3 +261,71 @@ func maxU(a, b uint64) uint64 {
 	}
 	return b
 }
+
+// The node a stream goes to stops while calls are in flight on it: no call
+// hangs, every error is an unknown outcome or a retried-and-failed
+// Unavailable, and every acknowledged write is there afterwards.
+func TestStreamNodeStopsMidFlight(t *testing.T) {
+	c := kvtest.NewCluster(t, 3)
+	target := (c.Leader() + 1) % 3 // a follower: its writes are forwarded
+	eps := []string{c.Endpoint(target)}
+	for i := 0; i < 3; i++ {
+		if i != target {
+			eps = append(eps, c.Endpoint(i))
+		}
+	}
+	cl, err := client.New(client.Config{Endpoints: eps, Stream: true, RequestTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	var (
+		mu    sync.Mutex
+		acked = map[string]string{}
+		wg    sync.WaitGroup
+	)
+	stop := time.Now().Add(2 * time.Second)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(stop); i++ {
+				key, val := fmt.Sprintf("w%d-%d", w, i), fmt.Sprint(i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := cl.Put(ctx, []byte(key), []byte(val))
+				cancel()
+				switch {
+				case err == nil:
+					mu.Lock()
+					acked[key] = val
+					mu.Unlock()
+				case client.OutcomeUnknown(err), errors.Is(err, client.ErrUnavailable):
+				default:
+					t.Errorf("put %s: %v", key, err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	c.Stop(target)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls still hanging 30 s after the node stopped")
+	}
+	if len(acked) == 0 {
+		t.Fatal("no write was acknowledged")
+	}
+	other := (target + 1) % 3
+	for key, val := range acked {
+		got, err := c.Get(other, key, false)
+		if err != nil || got != val {
+			t.Fatalf("acknowledged %s=%s, read %q, %v", key, val, got, err)
+		}
+	}
+	t.Logf("%d writes acknowledged across the stop", len(acked))
+}
