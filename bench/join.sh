@@ -65,6 +65,7 @@ EMPTY=${EMPTY:-1}
 ETCD=${ETCD:-auto}
 TIMEOUT=${TIMEOUT:-300}
 export ETCDCTL_API=3
+READY_TIMEOUT=$TIMEOUT
 
 work_prefix="kvd-join"
 # shellcheck source=bench/lib.sh
@@ -74,16 +75,6 @@ die() { printf 'join.sh: %s\n' "$*" >&2; exit 1; }
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now, 3 decimals.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 
-# wait_ready URL...: every URL answers 2xx, within TIMEOUT.
-wait_ready() {
-  local u deadline=$((SECONDS + TIMEOUT))
-  for u in "$@"; do
-    until curl -sf -o /dev/null --max-time 1 "$u"; do
-      if ((SECONDS >= deadline)); then echo "not ready after $TIMEOUT s: $u" >&2; return 1; fi
-      sleep 0.1
-    done
-  done
-}
 
 stop_pid() {
   kill "$1" 2>/dev/null || true
@@ -118,17 +109,7 @@ go build -o "$work/bin/" ./cmd/kvd ./cmd/kvctl ./bench
 kvd=$work/bin/kvd
 kvctl=$work/bin/kvctl
 
-have_etcd=0
-if [ "$ETCD" != 0 ] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
-  log "building etcd-bench (bench/etcd, its own module)"
-  if (cd bench/etcd && go build -o "$work/bin/etcd-bench" .); then
-    have_etcd=1
-  elif [ "$ETCD" = 1 ]; then
-    exit 1
-  fi
-elif [ "$ETCD" = 1 ]; then
-  die "ETCD=1 but no etcd/etcdctl binary (apt-get install etcd-server etcd-client)"
-fi
+build_etcd_bench
 
 stores=(full)
 if [ "$EMPTY" = 1 ]; then stores=(empty full); fi

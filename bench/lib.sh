@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Shared by bench/run-cluster.sh and bench/join.sh (sourced, not run):
 # a temp dir and the processes started in it, cleaned up on exit, logging,
-# and free loopback ports.
+# free loopback ports, waiting for readiness, building etcd-bench.
 #
 #   work_prefix=kvd-bench; source "$(dirname "$0")/lib.sh"
 #   some-server & pids+=($!)          # killed and waited for on exit
@@ -42,4 +42,35 @@ pick_ports() {
   done
   echo "no $n free ports found" >&2
   return 1
+}
+
+# wait_ready URL...: every URL answers 2xx, within READY_TIMEOUT seconds
+# (default 60).
+wait_ready() {
+  local u deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+  for u in "$@"; do
+    until curl -sf -o /dev/null --max-time 1 "$u"; do
+      if ((SECONDS >= deadline)); then echo "not ready after ${READY_TIMEOUT:-60} s: $u" >&2; return 1; fi
+      sleep 0.1
+    done
+  done
+}
+
+# build_etcd_bench: with ETCD auto|1 and etcd installed, builds etcd-bench
+# (bench/etcd, its own module) into $work/bin and sets have_etcd=1; ETCD=1
+# without etcd, or a failed build, is fatal.
+# shellcheck disable=SC2034 # have_etcd is read by the sourcing script
+build_etcd_bench() {
+  have_etcd=0
+  if [ "$ETCD" != 0 ] && command -v etcd >/dev/null && command -v etcdctl >/dev/null; then
+    log "building etcd-bench (bench/etcd, its own module)"
+    if (cd bench/etcd && go build -o "$work/bin/etcd-bench" .); then
+      have_etcd=1
+    elif [ "$ETCD" = 1 ]; then
+      exit 1
+    fi
+  elif [ "$ETCD" = 1 ]; then
+    echo "ETCD=1 but no etcd/etcdctl binary (apt-get install etcd-server etcd-client)" >&2
+    exit 1
+  fi
 }

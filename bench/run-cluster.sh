@@ -64,20 +64,6 @@ cpu_others() {
 rss_mb() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 hwm_mb() { awk '/^VmHWM:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# wait_ready URL...: every URL answers 2xx, within 60 s.
-wait_ready() {
-  local i u all
-  for i in $(seq 1 600); do
-    all=1
-    for u in "$@"; do
-      if ! curl -sf -o /dev/null --max-time 1 "$u"; then all=0; break; fi
-    done
-    if [ $all = 1 ]; then return 0; fi
-    sleep 0.1
-  done
-  echo "not ready after 60 s: $*" >&2
-  return 1
-}
 
 common=(--duration "$DURATION" --warmup "$WARMUP" --keyspace "$KEYSPACE"
         --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --json)
@@ -98,18 +84,7 @@ bench=$work/bin/bench
 # Both clusters run side by side (the idle one costs a few heartbeats) and
 # every workload runs on one, then at once on the other: on a shared
 # machine whatever else runs then weighs on both alike.
-have_etcd=0
-if [ "$ETCD" != 0 ] && command -v etcd >/dev/null; then
-  log "building etcd-bench (bench/etcd, its own module)"
-  if (cd bench/etcd && go build -o "$work/bin/etcd-bench" .); then
-    have_etcd=1
-  elif [ "$ETCD" = 1 ]; then
-    exit 1
-  fi
-elif [ "$ETCD" = 1 ]; then
-  echo "ETCD=1 but no etcd binary (apt-get install etcd-server etcd-client)" >&2
-  exit 1
-fi
+build_etcd_bench
 
 cpu_mark
 systems=(kvd) ready=()
