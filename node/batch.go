@@ -142,17 +142,8 @@ func cmdBytes(cmd statemachine.Command) int {
 // other keys, and returns its result once the entry is committed and
 // applied. If ctx ends first, the write may still be applied.
 func (n *Node) Write(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error) {
-	if n.stopped.Load() {
-		return statemachine.Result{}, ErrStopped
-	}
-	w := &write{ctx: ctx, cmd: cmd, done: make(chan struct{})}
-	n.batch.submit([]*write{w})
-	select {
-	case <-w.done:
-		return w.res, w.err
-	case <-ctx.Done():
-		return statemachine.Result{}, ctx.Err()
-	}
+	res, errs := n.WriteAll(ctx, []statemachine.Command{cmd})
+	return res[0], errs[0]
 }
 
 // WriteAll is Write for many independent commands: each may land in a
