@@ -16,6 +16,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -277,4 +278,67 @@ func writeFile(dir, name string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), filepath.Join(dir, name))
+}
+
+// EnsureIssued returns the paths of outDir/NAME.crt and outDir/NAME.key,
+// issuing them from the CA in caDir first unless they exist, were signed by
+// that CA, cover every host in opts.Hosts and stay valid for at least a
+// tenth of opts.Validity. A certificate that falls short is moved aside (to
+// NAME.crt.old / NAME.key.old) and a new one issued. It serves nodes whose
+// names are not known before they start (containers): each issues its own.
+func EnsureIssued(caDir, outDir string, opts IssueOptions) (certFile, keyFile string, err error) {
+	certFile, keyFile = filepath.Join(outDir, opts.Name+".crt"), filepath.Join(outDir, opts.Name+".key")
+	if opts.Validity <= 0 {
+		opts.Validity = DefaultCertValidity
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if ok, err := covers(caDir, certFile, keyFile, opts.Hosts, now().Add(opts.Validity/10)); err != nil {
+		return "", "", err
+	} else if ok {
+		return certFile, keyFile, nil
+	}
+	for _, p := range []string{certFile, keyFile} {
+		if err := os.Rename(p, p+".old"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", "", err
+		}
+	}
+	if err := Issue(caDir, outDir, opts); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
+}
+
+// covers tells whether the pair exists, chains to the CA in caDir, names
+// every host and is still valid at until.
+func covers(caDir, certFile, keyFile string, hosts []string, until time.Time) (bool, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, nil // unreadable or mismatched: issue a new one
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return false, nil
+	}
+	ca, _, err := LoadCA(caDir)
+	if err != nil {
+		return false, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: until,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return false, nil
+	}
+	for _, h := range hosts {
+		if h = strings.TrimSpace(h); h != "" && leaf.VerifyHostname(h) != nil {
+			return false, nil
+		}
+	}
+	return true, nil
 }

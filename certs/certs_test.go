@@ -142,3 +142,50 @@ func TestCertificateEndsWithCA(t *testing.T) {
 		t.Fatalf("leaf ends %s after its CA %s", leaf.NotAfter, ca.NotAfter)
 	}
 }
+
+func TestEnsureIssuedReusesOrReissues(t *testing.T) {
+	ca, out := t.TempDir(), t.TempDir()
+	if err := CreateCA(ca, CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c1, k1, err := EnsureIssued(ca, out, IssueOptions{Name: "node", Hosts: []string{"a", "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(c1)
+	if _, _, err := EnsureIssued(ca, out, IssueOptions{Name: "node", Hosts: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(c1); string(again) != string(first) {
+		t.Fatal("a certificate that covers the hosts was reissued")
+	}
+	if _, _, err := EnsureIssued(ca, out, IssueOptions{Name: "node", Hosts: []string{"a", "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := os.ReadFile(c1)
+	if string(third) == string(first) {
+		t.Fatal("a certificate missing host b was kept")
+	}
+	if _, err := os.Stat(c1 + ".old"); err != nil {
+		t.Fatalf("old certificate not kept aside: %v", err)
+	}
+	pair, err := tls.LoadX509KeyPair(c1, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if leaf.VerifyHostname("b") != nil || leaf.VerifyHostname("a") != nil {
+		t.Fatalf("new certificate names %v", leaf.DNSNames)
+	}
+	// Signed by another CA: reissued from ours.
+	other := t.TempDir()
+	if err := CreateCA(other, CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := EnsureIssued(other, out, IssueOptions{Name: "node", Hosts: []string{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if fourth, _ := os.ReadFile(c1); string(fourth) == string(third) {
+		t.Fatal("a certificate of another CA was kept")
+	}
+}
