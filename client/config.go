@@ -73,7 +73,8 @@ type Config struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// HTTPClient, if set, is used instead of the client's own transport (for
-	// TLS settings, proxies, or tests). It must speak HTTP/2 for ProtocolGRPC.
+	// proxies or tests; for TLS, set TLS instead). It must speak HTTP/2 for
+	// ProtocolGRPC.
 	// Close does not close its connections.
 	HTTPClient *http.Client
 	// JoinSecret is the cluster's join secret (kvd --join-secret), needed for
