@@ -157,7 +157,7 @@ func (e *Error) Error() string {
 	case e.kind == failClosed:
 		b.WriteString("client is closed")
 	case e.kind == failTLS:
-		fmt.Fprintf(&b, "TLS: %s%s (%v)", tlsProblem(e.Err), e.at(), e.Err)
+		fmt.Fprintf(&b, "TLS%s: %s (%v)", e.at(), tlsProblem(e.Err), e.Err)
 	case e.unknown && e.Op == opSnapshot:
 		fmt.Fprintf(&b, "outcome unknown (%v%s): the snapshot may or may not have been taken; "+
 			"taking another is harmless", e.Err, e.at())

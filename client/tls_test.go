@@ -152,18 +152,18 @@ func TestTLSMisconfiguration(t *testing.T) {
 		want      string
 	}{
 		{"untrusted CA", p.server(false), clientTLS(t, p.otherCA, "", ""), nil,
-			"TLS: the node's certificate is not signed by a CA in --cacert"},
+			"the node's certificate is not signed by a CA in --cacert"},
 		{"plaintext client, TLS node", p.server(false), nil, nil,
-			"TLS: the node serves TLS: use https:// endpoints and --cacert"},
+			"the node serves TLS: use https:// endpoints and --cacert"},
 		{"TLS client, plaintext node", nil, good, nil,
-			"TLS: the node does not serve TLS: use http:// endpoints"},
+			"the node does not serve TLS: use http:// endpoints"},
 		{"no client certificate", p.server(true), clientTLS(t, p.ca, "", ""), nil,
-			"TLS: the node requires a client certificate: pass --cert and --key"},
+			"the node requires a client certificate: pass --cert and --key"},
 		{"client certificate of another CA", p.server(true), clientTLS(t, p.ca, p.otherCert, p.otherKey), nil,
-			"TLS: the node refused the client certificate"},
+			"the node refused the client certificate"},
 		{"name not in the certificate", p.server(false), good,
 			func(addr string) string { _, port, _ := net.SplitHostPort(addr); return "localhost:" + port },
-			`TLS: the node's certificate is not valid for "localhost": use an endpoint name the certificate lists (127.0.0.1)`},
+			`the node's certificate is not valid for "localhost": use an endpoint name the certificate lists (127.0.0.1)`},
 	}
 	for _, tt := range tests {
 		for _, mode := range []struct {
@@ -193,7 +193,7 @@ func TestTLSMisconfiguration(t *testing.T) {
 				switch {
 				case !errors.Is(err, ErrTLS) || !errors.As(err, &ce):
 					t.Fatalf("put = %v, want ErrTLS", err)
-				case !strings.Contains(err.Error(), tt.want):
+				case !strings.Contains(err.Error(), "TLS at ") || !strings.Contains(err.Error(), tt.want):
 					t.Errorf("put = %q, want it to say %q", err, tt.want)
 				case ce.Attempts != 1:
 					t.Errorf("%d attempts, want 1: a TLS mismatch is not retried", ce.Attempts)

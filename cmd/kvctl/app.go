@@ -113,7 +113,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"},
-				Usage: "comma-separated kvd API addresses (host:port)"},
+				Usage: "comma-separated kvd API addresses (host:port, http://host:port or https://host:port)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second,
 				Usage: "time limit for the whole command, retries included"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable,
