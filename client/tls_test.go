@@ -6,12 +6,15 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/certs"
 )
@@ -293,6 +296,51 @@ func TestTLSFromFiles(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("TLSFromFiles = %q, want it to contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// textError stands for tls's unexported alert type: only its text counts.
+type textError string
+
+func (e textError) Error() string { return string(e) }
+
+func TestTLSProblem(t *testing.T) {
+	wrap := func(err error) error { return connect.NewError(connect.CodeUnavailable, fmt.Errorf("post: %w", err)) }
+	remote := func(alert string) error { return &net.OpError{Op: "remote error", Err: textError(alert)} }
+	tests := []struct {
+		name string
+		err  error
+		want string // part of the hint; "" = not a TLS problem
+	}{
+		{"nil", nil, ""},
+		{"EOF", wrap(io.EOF), ""},
+		{"refused", wrap(&net.OpError{Op: "dial", Err: errors.New("connection refused")}), ""},
+		{"server error", connect.NewWireError(connect.CodeUnavailable, errors.New("no leader")), ""},
+		{"other remote alert", wrap(remote("tls: internal error")), ""},
+		{"unknown CA", wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}),
+			"not signed by a CA in --cacert"},
+		{"wrong name", wrap(x509.HostnameError{Certificate: &x509.Certificate{DNSNames: []string{"kvd-1"},
+			IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}, Host: "kvd-2"}),
+			`not valid for "kvd-2": use an endpoint name the certificate lists (kvd-1, 10.0.0.1)`},
+		{"expired", wrap(x509.CertificateInvalidError{Reason: x509.Expired}), "has expired or is not valid yet"},
+		{"not TLS", wrap(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}),
+			"the node does not serve TLS"},
+		{"HTTP answer to TLS", wrap(errors.New("http: server gave HTTP response to HTTPS client")),
+			"the node does not serve TLS"},
+		{"certificate required", wrap(remote("tls: certificate required")), "pass --cert and --key"},
+		{"bad certificate", wrap(remote("tls: bad certificate")), "the node refused the client certificate"},
+		{"probe: serves TLS", &tlsMismatch{hint: errServesTLS, err: wrap(io.EOF)}, "the node serves TLS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tlsProblem(tt.err)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("tlsProblem(%v) = %q, want %q", tt.err, got, tt.want)
+			}
+			if want := tt.want != ""; (classify(tt.err, nil) == failTLS) != want {
+				t.Errorf("classify(%v) = %v, want failTLS: %t", tt.err, classify(tt.err, nil), want)
 			}
 		})
 	}
