@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kvd-project/kvd/bench/load"
@@ -20,6 +22,8 @@ const (
 
 	// leaderSuffix marks the transport of runs with --prefer-leader.
 	leaderSuffix = "+leader"
+	// tlsSuffix marks the transport of runs over TLS (before leaderSuffix).
+	tlsSuffix = "+tls"
 )
 
 // dialOptions say how the generator talks to its endpoints.
@@ -32,6 +36,13 @@ type dialOptions struct {
 	Stream      bool // calls go over client.Config.Stream
 	Leader      bool // client.Config.PreferLeader
 	Timeout     time.Duration
+	TLS         *tls.Config // client.Config.TLS (--cacert, --cert, --key); nil = plaintext
+}
+
+// tls reports whether the calls go over TLS: with TLS settings, or to
+// https:// endpoints (verified against the system's roots).
+func (o dialOptions) tls() bool {
+	return o.TLS != nil || strings.HasPrefix(o.Endpoints[0], "https://")
 }
 
 func (o dialOptions) validate() error {
@@ -98,11 +109,17 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
 		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Stream: o.Stream, PreferLeader: o.Leader}
 		// The client's own transport is HTTP/1.1 for connect and grpcweb and
-		// h2c for grpc; the other combination needs our own.
+		// h2c (h2 by ALPN over TLS) for grpc; the other combination needs
+		// our own, which then carries the TLS settings.
 		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC && !o.Stream {
-			t := h2cTransport()
+			t := h2cTransport(o.TLS)
 			cfg.HTTPClient = &http.Client{Transport: t}
 			closers = append(closers, t.CloseIdleConnections)
+			if o.TLS != nil {
+				cfg.Endpoints = httpsEndpoints(eps)
+			}
+		} else {
+			cfg.TLS = o.TLS
 		}
 		c, err := client.New(cfg)
 		if err != nil {
@@ -119,16 +136,35 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 	return targets, closeAll, nil
 }
 
-// h2cTransport speaks cleartext HTTP/2 with prior knowledge: all calls to
-// one endpoint share one connection.
-func h2cTransport() *http.Transport {
+// h2cTransport speaks cleartext HTTP/2 with prior knowledge, or with
+// tlsCfg HTTP/2 over TLS: all calls to one endpoint share one connection.
+func h2cTransport(tlsCfg *tls.Config) *http.Transport {
 	t := &http.Transport{
-		DialContext:     (&net.Dialer{Timeout: client.DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		IdleConnTimeout: 90 * time.Second,
-		Protocols:       new(http.Protocols),
+		DialContext:         (&net.Dialer{Timeout: client.DefaultDialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: client.DefaultDialTimeout,
+		Protocols:           new(http.Protocols),
 	}
-	t.Protocols.SetUnencryptedHTTP2(true)
+	if tlsCfg != nil {
+		t.TLSClientConfig = tlsCfg.Clone()
+		t.Protocols.SetHTTP2(true)
+	} else {
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
 	return t
+}
+
+// httpsEndpoints gives bare host:port endpoints the https scheme, which
+// client.Config.TLS would imply but an own HTTPClient does not.
+func httpsEndpoints(eps []string) []string {
+	out := make([]string, len(eps))
+	for i, ep := range eps {
+		if !strings.Contains(ep, "://") {
+			ep = "https://" + ep
+		}
+		out[i] = ep
+	}
+	return out
 }
 
 // preflight makes one read through every target, so that a wrong address

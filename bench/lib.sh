@@ -45,11 +45,12 @@ pick_ports() {
 }
 
 # wait_ready URL...: every URL answers 2xx, within READY_TIMEOUT seconds
-# (default 60).
+# (default 60). curl_opts, if set, are passed to curl (TLS: --cacert ...).
+curl_opts=()
 wait_ready() {
   local u deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
   for u in "$@"; do
-    until curl -sf -o /dev/null --max-time 1 "$u"; do
+    until curl -sf -o /dev/null --max-time 1 ${curl_opts[@]+"${curl_opts[@]}"} "$u"; do
       if ((SECONDS >= deadline)); then echo "not ready after ${READY_TIMEOUT:-60} s: $u" >&2; return 1; fi
       sleep 0.1
     done

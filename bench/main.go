@@ -27,6 +27,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kvd-project/kvd/bench/load"
+	"github.com/kvd-project/kvd/client"
 )
 
 func main() {
@@ -57,6 +58,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
 			&cli.BoolFlag{Name: "stream", Usage: "send every call over one bidirectional stream per client (kvd.v1.KV/Stream, HTTP/2), where concurrent calls share messages and Raft entries"},
+			&cli.StringFlag{Name: "cacert", EnvVars: []string{"KVCTL_CACERT"}, Usage: "TLS: verify the nodes with the CA certificate in `FILE`; host:port endpoints then mean https"},
+			&cli.StringFlag{Name: "cert", EnvVars: []string{"KVCTL_CERT"}, Usage: "TLS client certificate `FILE`, for a cluster that requires one"},
+			&cli.StringFlag{Name: "key", EnvVars: []string{"KVCTL_KEY"}, Usage: "the key `FILE` of --cert"},
 		),
 		Commands:        []*cli.Command{ceilingCommand(stdout, stderr), tableCommand(stdout)},
 		Action:          func(c *cli.Context) error { return runKV(c, stdout, stderr) },
@@ -153,6 +157,11 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	if c.String("cacert") != "" || c.String("cert") != "" || c.String("key") != "" {
+		if o.TLS, err = client.TLSFromFiles(c.String("cacert"), c.String("cert"), c.String("key")); err != nil {
+			return err
+		}
+	}
 	targets, closeAll, err := newTargets(o)
 	if err != nil {
 		return err
@@ -168,6 +177,9 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	res.Mode = "kvd"
 	res.Target = strings.Join(o.Endpoints, ",")
 	res.Protocol, res.Transport = o.Protocol, o.transport()
+	if o.tls() {
+		res.Transport += tlsSuffix
+	}
 	if o.Leader {
 		res.Transport += leaderSuffix
 	}

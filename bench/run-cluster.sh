@@ -7,6 +7,7 @@
 #   bash bench/run-cluster.sh                 # about 4 minutes with etcd
 #   DURATION=20s ETCD=0 bash bench/run-cluster.sh
 #   REPEAT=3 bash bench/run-cluster.sh        # on a shared machine: medians
+#   TLS=1 bash bench/run-cluster.sh           # also puts over TLS, side by side
 #
 # Environment: DURATION (each measured run, default 5s), WARMUP (1s),
 # CLIENTS_PUT ("1 16 64"), CLIENTS_GET (16), CLIENTS_CEILING (64),
@@ -17,6 +18,12 @@
 # etcd run and the ceiling of the same round),
 # KEEP=1 keeps the temp dir (logs, JSON results), RESULTS=FILE copies the
 # JSON results there (bench table FILE prints the table again).
+# TLS=1 also starts a second 3-node kvd cluster that serves only TLS, with
+# certificates made by kvctl certs (--cert-file, --key-file,
+# --trusted-ca-file, and --client-cert-auth unless TLS_CLIENT_AUTH=0), and
+# in every round runs the puts at CLIENTS_TLS (64) clients on it right
+# beside the same run on the plaintext cluster (taking turns to go first);
+# the table's notes give the ratio. The default run measures nothing more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +38,12 @@ KEY_SIZE=${KEY_SIZE:-16}
 VALUE_SIZE=${VALUE_SIZE:-128}
 ETCD=${ETCD:-auto}
 REPEAT=${REPEAT:-1}
+TLS=${TLS:-0}
+CLIENTS_TLS=${CLIENTS_TLS:-64}
+TLS_CLIENT_AUTH=${TLS_CLIENT_AUTH:-1}
+# The plaintext runs must not pick up TLS settings from the environment
+# (bench reads kvctl's variables).
+unset KVCTL_CACERT KVCTL_CERT KVCTL_KEY
 
 work_prefix="kvd-bench"
 # shellcheck source=bench/lib.sh
@@ -74,10 +87,31 @@ stop_pids() {
   for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
 
-log "building kvd and bench into $work/bin"
+log "building kvd, kvctl and bench into $work/bin"
 mkdir -p "$work/bin"
-go build -o "$work/bin/" ./cmd/kvd ./bench
+go build -o "$work/bin/" ./cmd/kvd ./cmd/kvctl ./bench
 bench=$work/bin/bench
+
+# With TLS=1: a cluster CA, a certificate per node (good for 127.0.0.1,
+# where the nodes listen and dial each other) and one for bench, all made
+# with kvctl certs.
+tls_dir=$work/tls
+if [ "$TLS" = 1 ]; then
+  if ! "$work/bin/kvd" --help 2>&1 | grep -q -- '--cert-file'; then
+    echo "TLS=1: this kvd has no --cert-file flag (the server side of TLS is not built in)" >&2
+    exit 1
+  fi
+  case " $CLIENTS_PUT " in
+    *" $CLIENTS_TLS "*) ;;
+    *) CLIENTS_PUT="$CLIENTS_PUT $CLIENTS_TLS" ;;
+  esac
+  log "TLS: certificates by kvctl certs in $tls_dir"
+  "$work/bin/kvctl" certs ca --out "$tls_dir" >/dev/null
+  for i in 1 2 3; do
+    "$work/bin/kvctl" certs issue --ca "$tls_dir" --name "kvd-$i" --host 127.0.0.1,localhost --out "$tls_dir" >/dev/null
+  done
+  "$work/bin/kvctl" certs issue --ca "$tls_dir" --name bench --host bench --out "$tls_dir" >/dev/null
+fi
 
 
 # --- clusters ---------------------------------------------------------------
@@ -105,6 +139,32 @@ for i in 1 2 3; do
   node_pids[kvd]+=" $!"
   pids+=($!)
 done
+
+if [ "$TLS" = 1 ]; then
+  systems+=(kvd-tls)
+  benches[kvd-tls]=$bench
+  base=$(pick_ports 6)
+  members=""
+  for i in 1 2 3; do
+    members+="${members:+,}$i=127.0.0.1:$((base + 2 + i))"
+    eps[kvd-tls]+="${eps[kvd-tls]:+,}127.0.0.1:$((base - 1 + i))"
+    ready+=("https://127.0.0.1:$((base - 1 + i))/readyz")
+  done
+  client_auth=()
+  if [ "$TLS_CLIENT_AUTH" = 1 ]; then client_auth=(--client-cert-auth); fi
+  log "kvd-tls: 3 nodes serving only TLS${client_auth[*]:+ (client certificates required)}, API ${eps[kvd-tls]}"
+  for i in 1 2 3; do
+    "$work/bin/kvd" --node-id "$i" --data-dir "$work/kvd-tls/n$i" --listen "127.0.0.1:$((base - 1 + i))" \
+      --raft-addr "127.0.0.1:$((base + 2 + i))" --initial-members "$members" --log-level warn \
+      --cert-file "$tls_dir/kvd-$i.crt" --key-file "$tls_dir/kvd-$i.key" --trusted-ca-file "$tls_dir/ca.crt" \
+      "${client_auth[@]}" >"$work/kvd-tls-n$i.log" 2>&1 &
+    node_pids[kvd-tls]+=" $!"
+    pids+=($!)
+  done
+  # wait_ready's curl trusts the cluster CA and shows bench's certificate
+  # (ignored by the plaintext URLs).
+  curl_opts=(--cacert "$tls_dir/ca.crt" --cert "$tls_dir/bench.crt" --key "$tls_dir/bench.key")
+fi
 
 if [ $have_etcd = 1 ]; then
   systems+=(etcd)
@@ -142,25 +202,56 @@ rss_note() {
   done
 }
 
-# each NAME ARGS...: runs the workload on every system, one after the
-# other, in the order of $order.
+# run_bench SYS ARGS...: the system's load generator; for kvd-tls with the
+# cluster CA and bench's client certificate (through bench's environment
+# variables, so that no flag reaches etcd-bench).
+run_bench() {
+  local sys=$1
+  shift
+  if [ "$sys" = kvd-tls ]; then
+    KVCTL_CACERT="$tls_dir/ca.crt" KVCTL_CERT="$tls_dir/bench.crt" KVCTL_KEY="$tls_dir/bench.key" \
+      "${benches[$sys]}" "$@"
+  else
+    "${benches[$sys]}" "$@"
+  fi
+}
+
+# each NAME ARGS...: runs the workload on every system in $order, one
+# after the other.
 each() {
   local what=$1 sys
   shift
   for sys in $order; do
     log "round $round, $sys: $what"
-    "${benches[$sys]}" --endpoints "${eps[$sys]}" --spread --label "round=$round" "$@" >>"$work/results.jsonl"
+    run_bench "$sys" --endpoints "${eps[$sys]}" --spread --label "round=$round" "$@" >>"$work/results.jsonl"
   done
 }
 
 rss_note idle
 for round in $(seq 1 "$REPEAT"); do
-  order="${systems[*]}"
-  if [ $((round % 2)) = 0 ]; then order=$(printf '%s\n' "${systems[@]}" | tac | paste -sd' '); fi
+  # all: every system, kvd-tls right beside kvd, reversed every other
+  # round; order: the same without kvd-tls, which runs only the puts at
+  # $CLIENTS_TLS clients.
+  all=""
+  for sys in "${systems[@]}"; do
+    case $sys in
+      kvd-tls) ;;
+      kvd) all+=" kvd"; if [ "$TLS" = 1 ]; then all+=" kvd-tls"; fi ;;
+      *) all+=" $sys" ;;
+    esac
+  done
+  if [ $((round % 2)) = 0 ]; then all=$(printf '%s\n' $all | tac | paste -sd' '); fi
+  order=$(printf '%s\n' $all | grep -vx kvd-tls | paste -sd' ')
   log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
   "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
   for c in $CLIENTS_PUT; do
-    each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
+    if [ "$TLS" = 1 ] && [ "$c" = "$CLIENTS_TLS" ]; then
+      plain_order=$order order=$all
+      each "puts, $c clients, $DURATION, with and without TLS" --clients "$c" "${common[@]}"
+      order=$plain_order
+    else
+      each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
+    fi
   done
   for c in $CLIENTS_STREAM; do
     log "round $round, kvd: puts over the stream, $c clients, $DURATION: one client per node, then one client to the leader"
@@ -185,6 +276,9 @@ cpu_others "during the runs"
 echo
 echo "$(nproc) cores, $(go version | cut -d' ' -f3), $(uname -sr); each run $DURATION after $WARMUP warmup, $REPEAT round(s);"
 echo "$KEY_SIZE-byte keys, $VALUE_SIZE-byte values, $KEYSPACE keys; clients spread over the 3 nodes; fsync on."
+if [ "$TLS" = 1 ]; then
+  echo "TLS rows: a second kvd cluster serving only TLS (ECDSA P-256 certificates from kvctl certs$([ "$TLS_CLIENT_AUTH" = 1 ] && echo ", client certificates required")), run beside the plaintext one."
+fi
 echo
 "$bench" table "$work/results.jsonl"
 echo
@@ -193,7 +287,7 @@ for sys in "${systems[@]}"; do
   awk -v sys="$sys" '
     $1 == sys && $3 == "idle"   { idle = idle " " $4 }
     $1 == sys && $3 == "loaded" { load = load " " $4; peak = peak " " $5 }
-    END { if (idle != "") printf "  %-5s%s |%s |%s\n", sys, idle, load, peak }
+    END { if (idle != "") printf "  %-7s%s |%s |%s\n", sys, idle, load, peak }
   ' "$work/rss.txt"
 done
 echo

@@ -90,15 +90,37 @@ func opLabel(r *load.Result) string {
 		s += " " + map[string]string{"linearizable": "lin", "serializable": "ser"}[r.Consistency]
 	}
 	transport, leader := strings.CutSuffix(r.Transport, leaderSuffix)
-	switch {
-	case transport == transportStream && leader:
-		s += " (stream, to leader)"
-	case transport == transportStream:
-		s += " (stream)"
-	case leader:
-		s += " (to leader)"
+	transport, overTLS := strings.CutSuffix(transport, tlsSuffix)
+	var notes []string
+	if overTLS {
+		notes = append(notes, "TLS")
+	}
+	if transport == transportStream {
+		notes = append(notes, "stream")
+	}
+	if leader {
+		notes = append(notes, "to leader")
+	}
+	if len(notes) > 0 {
+		s += " (" + strings.Join(notes, ", ") + ")"
 	}
 	return s
+}
+
+// isTLS reports whether r ran over TLS.
+func isTLS(r *load.Result) bool {
+	transport, _ := strings.CutSuffix(r.Transport, leaderSuffix)
+	return strings.HasSuffix(transport, tlsSuffix)
+}
+
+// plainKey is runKey of the same run without TLS.
+func plainKey(r *load.Result) string {
+	transport, leader := strings.CutSuffix(r.Transport, leaderSuffix)
+	transport = strings.TrimSuffix(transport, tlsSuffix)
+	if leader {
+		transport += leaderSuffix
+	}
+	return r.Mode + "/" + r.Protocol + "/" + transport + "/" + workloadKey(r)
 }
 
 // ceilingFor picks the ceiling run of r's protocol and transport, the one
@@ -110,6 +132,9 @@ func opLabel(r *load.Result) string {
 func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
 	var best *load.Result
 	transport, _ := strings.CutSuffix(r.Transport, leaderSuffix)
+	// Runs over TLS are set against the plaintext ceiling: what TLS costs
+	// is part of what the row shows.
+	transport = strings.TrimSuffix(transport, tlsSuffix)
 	if transport == transportStream {
 		for _, c := range ceilings {
 			if c.Protocol == r.Protocol && c.Transport != transportStream && (best == nil || c.OpsPerSec > best.OpsPerSec) {
@@ -119,7 +144,7 @@ func ceilingFor(r *load.Result, ceilings []*load.Result) *load.Result {
 		return best
 	}
 	for _, c := range ceilings {
-		if c.Protocol != r.Protocol || c.Transport != r.Transport {
+		if c.Protocol != r.Protocol || c.Transport != transport {
 			continue
 		}
 		if best == nil || (c.Clients == r.Clients && best.Clients != r.Clients) {
@@ -187,11 +212,15 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 	// sameLabel finds the run like r (mode, protocol, transport, workload)
 	// with label, or nil.
 	byLabel := map[string]*load.Result{}
+	plain := map[string]*load.Result{} // kvd medians by runKey, for the TLS ratios
 	for i := range results {
 		r := &results[i]
 		if r.Label != "" {
 			byLabel[runKey(r)+"@"+r.Label] = r
 		}
+	}
+	for _, r := range kvd {
+		plain[runKey(r)] = r
 	}
 	paired := false
 	pair := func(median *load.Result, label string) *load.Result {
@@ -215,8 +244,17 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 		if c := pair(ceilingFor(r, ceilings), r.Label); c != nil && c.OpsPerSec > 0 {
 			row[5] = fmt.Sprintf("%.0f%% of %.0f", 100*r.OpsPerSec/c.OpsPerSec, c.OpsPerSec)
 		}
+		if isTLS(r) {
+			// etcd runs in plaintext: the comparison that counts is with
+			// the same kvd run without TLS, in the notes.
+			if p := pair(plain[plainKey(r)], r.Label); p != nil && p.OpsPerSec > 0 {
+				notes = append(notes, fmt.Sprintf("TLS: %s at %d clients, with TLS / without: %s ops/s (%.0f / %.0f), %s p50, %s p99",
+					opLabel(p), r.Clients, ratio(r.OpsPerSec, p.OpsPerSec), r.OpsPerSec, p.OpsPerSec,
+					ratio(r.P50Ms, p.P50Ms), ratio(r.P99Ms, p.P99Ms)))
+			}
+		}
 		if len(etcd) > 0 {
-			if e := pair(etcd[workloadKey(r)], r.Label); e != nil {
+			if e := pair(etcd[workloadKey(r)], r.Label); e != nil && !isTLS(r) {
 				row = append(row, fmt.Sprintf("%.0f", e.OpsPerSec), load.FormatMs(e.P50Ms), load.FormatMs(e.P99Ms),
 					ratio(r.OpsPerSec, e.OpsPerSec), ratio(r.P50Ms, e.P50Ms), ratio(r.P99Ms, e.P99Ms))
 				if e.Errors > 0 {

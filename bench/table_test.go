@@ -175,3 +175,35 @@ func TestWriteTableStreamRows(t *testing.T) {
 		t.Errorf("the stream ceiling is not listed:\n%s", out)
 	}
 }
+
+// A TLS row says so, is set against the plaintext ceiling, shows no etcd
+// figures (etcd runs in plaintext), and the notes give its ratio to the same
+// run without TLS of the same round.
+func TestWriteTableTLSRows(t *testing.T) {
+	plain1, plain2 := res("kvd", "put", 64, 7000, 8, 30), res("kvd", "put", 64, 9000, 7, 28)
+	secure1, secure2 := res("kvd", "put", 64, 5600, 10, 40), res("kvd", "put", 64, 6000, 9, 35)
+	for _, r := range []*load.Result{&secure1, &secure2} {
+		r.Transport = transportHTTP1 + tlsSuffix
+	}
+	plain1.Label, secure1.Label, plain2.Label, secure2.Label = "round=1", "round=1", "round=2", "round=2"
+	results := []load.Result{res("ceiling", "put", 64, 10000, 5, 20), plain1, secure1, plain2, secure2,
+		res("etcd", "put", 64, 5000, 12, 30)}
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	for _, f := range []string{"64", "put (TLS)", "5600", "56% of 10000"} {
+		if !strings.Contains(lines[2], f) {
+			t.Errorf("TLS row lacks %q:\n%s", f, out)
+		}
+	}
+	if strings.Contains(lines[2], "5000") {
+		t.Errorf("the TLS row shows etcd's plaintext figures:\n%s", out)
+	}
+	// Medians: 7000 plain (round 1) and 5600 TLS (round 1), 0.80×.
+	if !strings.Contains(out, "TLS: put at 64 clients, with TLS / without: 0.80× ops/s (5600 / 7000), 1.25× p50, 1.33× p99") {
+		t.Errorf("no TLS ratio note:\n%s", out)
+	}
+}

@@ -76,11 +76,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		c.httpClient = cfg.HTTPClient
 	} else {
-		c.transport = newTransport(cfg.Protocol, cfg.Stream, cfg.DialTimeout)
+		c.transport = newTransport(cfg)
 		c.httpClient = &http.Client{Transport: c.transport}
 	}
 	for _, name := range cfg.Endpoints {
-		u, _ := normalizeEndpoint(name) // checked by Validate
+		u, _ := normalizeEndpoint(name, cfg.defaultScheme()) // checked by Validate
 		c.eps = append(c.eps, c.newEndpoint(name, u))
 	}
 	return c, nil
@@ -124,7 +124,7 @@ type RawClients struct {
 // need not be one of Config.Endpoints. Use it to ask one particular node,
 // e.g. for its Status, or for fields the plain API does not expose.
 func (c *Client) Raw(endpoint string) (RawClients, error) {
-	u, err := normalizeEndpoint(endpoint)
+	u, err := normalizeEndpoint(endpoint, c.cfg.defaultScheme())
 	if err != nil {
 		return RawClients{}, err
 	}
@@ -211,27 +211,41 @@ func protocolOptions(p Protocol) []connect.ClientOption {
 	return nil
 }
 
-// newTransport returns the transport for p. Connect and gRPC-Web use
+// newTransport returns the transport for cfg. Connect and gRPC-Web use
 // HTTP/1.1 with a large keep-alive pool, so many concurrent calls to one
 // node reuse connections. gRPC needs HTTP/2: cleartext with prior knowledge
 // (h2c) for http:// endpoints, TLS with ALPN for https://; Go's net/http
 // does both since 1.24, so golang.org/x/net/http2 is not needed. HTTP/2
 // pings detect a dead node that holds the single multiplexed connection.
 // Config.Stream needs HTTP/2 too, whatever the protocol.
+//
+// Over TLS, Connect and gRPC-Web stay on the HTTP/1.1 pool (ALPN offers
+// only http/1.1). Each pooled connection pays one handshake when it is
+// opened and none after, and each carries its own encryption on its own
+// server goroutine, so many concurrent calls spread their crypto over the
+// server's cores; one HTTP/2 connection would push every byte through one
+// connection's read loop. It also keeps a TLS cluster's figures comparable
+// with a plaintext one's: only the encryption differs. Calls that want one
+// multiplexed connection set Stream (or ProtocolGRPC), which use h2.
+//
 // No proxy is used: a database client should not follow HTTP_PROXY.
-func newTransport(p Protocol, stream bool, dialTimeout time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+func newTransport(cfg Config) *http.Transport {
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	t := &http.Transport{
 		DialContext:           dialer.DialContext,
 		MaxIdleConnsPerHost:   maxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   dialTimeout,
+		TLSHandshakeTimeout:   cfg.DialTimeout,
 		ExpectContinueTimeout: time.Second,
 		Protocols:             new(http.Protocols),
 	}
-	if p == ProtocolGRPC || stream {
+	if cfg.TLS != nil {
+		// Cloned: the transport sets NextProtos (ALPN) on its copy.
+		t.TLSClientConfig = cfg.TLS.Clone()
+	}
+	if cfg.Protocol == ProtocolGRPC || cfg.Stream {
 		t.Protocols.SetHTTP2(true)
-		t.Protocols.SetUnencryptedHTTP2(true)
+		t.Protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
 		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}
 	} else {
 		t.Protocols.SetHTTP1(true)

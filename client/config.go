@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -42,10 +43,19 @@ const (
 // Config configures a Client. The zero value of every field except Endpoints
 // means "use the default"; negative durations and counts are errors.
 type Config struct {
-	// Endpoints are the API addresses of kvd nodes, as "host:port" (http is
-	// assumed) or "http://host:port" / "https://host:port". Any node accepts
-	// any call; the client sticks to one and fails over to the next.
+	// Endpoints are the API addresses of kvd nodes, as "host:port" or
+	// "http://host:port" / "https://host:port". A bare host:port means
+	// http, or https when TLS is set. All endpoints use the same scheme: a
+	// cluster serves TLS on every node or on none. Any node accepts any
+	// call; the client sticks to one and fails over to the next.
 	Endpoints []string
+	// TLS, if set, is the TLS configuration for the nodes (normally made by
+	// TLSFromFiles: the cluster's CA, and a client certificate when the
+	// cluster requires one), and host:port endpoints mean https. Nil means
+	// plaintext for host:port and http:// endpoints; https:// endpoints
+	// then verify the nodes against the system's roots. Not with
+	// HTTPClient: configure that client's transport instead.
+	TLS *tls.Config
 	// Protocol is ProtocolConnect (default), ProtocolGRPC or ProtocolGRPCWeb.
 	Protocol Protocol
 	// RequestTimeout bounds each attempt of a call (not the whole call; use
@@ -63,7 +73,8 @@ type Config struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// HTTPClient, if set, is used instead of the client's own transport (for
-	// TLS settings, proxies, or tests). It must speak HTTP/2 for ProtocolGRPC.
+	// proxies or tests; for TLS, set TLS instead). It must speak HTTP/2 for
+	// ProtocolGRPC.
 	// Close does not close its connections.
 	HTTPClient *http.Client
 	// JoinSecret is the cluster's join secret (kvd --join-secret), needed for
@@ -126,8 +137,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: Config.Endpoints is empty: give at least one kvd API address (host:port)")
 	}
 	seen := make(map[string]string, len(c.Endpoints))
+	byScheme := map[string]string{} // scheme → the first endpoint with it
 	for _, ep := range c.Endpoints {
-		u, err := normalizeEndpoint(ep)
+		u, err := normalizeEndpoint(ep, c.defaultScheme())
 		if err != nil {
 			return err
 		}
@@ -135,6 +147,22 @@ func (c Config) Validate() error {
 			return fmt.Errorf("client: Config.Endpoints lists %q twice (as %q and %q)", u, prev, ep)
 		}
 		seen[u] = ep
+		scheme, _, _ := strings.Cut(u, "://")
+		if _, ok := byScheme[scheme]; !ok {
+			byScheme[scheme] = ep
+		}
+	}
+	if len(byScheme) > 1 {
+		return fmt.Errorf("client: Config.Endpoints mixes http (%q) and https (%q): the nodes of a cluster "+
+			"all serve TLS or none does; use https:// for all (with Config.TLS) or http:// for all",
+			byScheme["http"], byScheme["https"])
+	}
+	if ep, ok := byScheme["http"]; ok && c.TLS != nil {
+		return fmt.Errorf("client: Config.TLS is set but endpoint %q is http://: use https:// or a bare host:port", ep)
+	}
+	if c.TLS != nil && c.HTTPClient != nil {
+		return fmt.Errorf("client: Config.TLS and Config.HTTPClient are both set: put the TLS settings " +
+			"in HTTPClient's transport, or drop HTTPClient")
 	}
 	switch c.Protocol {
 	case ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb:
@@ -180,15 +208,23 @@ func validHeaderValue(s string) bool {
 	return true
 }
 
-// normalizeEndpoint turns "host:port" or "http(s)://host:port[/path]" into a
-// base URL without a trailing slash.
-func normalizeEndpoint(ep string) (string, error) {
+// defaultScheme is the scheme of bare host:port endpoints.
+func (c Config) defaultScheme() string {
+	if c.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// normalizeEndpoint turns "host:port" (with scheme, "http" or "https") or
+// "http(s)://host:port[/path]" into a base URL without a trailing slash.
+func normalizeEndpoint(ep, scheme string) (string, error) {
 	s := strings.TrimSpace(ep)
 	if s == "" {
 		return "", fmt.Errorf("client: endpoint %q is empty (want host:port)", ep)
 	}
 	if !strings.Contains(s, "://") {
-		s = "http://" + s
+		s = scheme + "://" + s
 	}
 	u, err := url.Parse(s)
 	if err != nil {

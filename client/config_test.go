@@ -1,6 +1,8 @@
 package client
 
 import (
+	"crypto/tls"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,17 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults", DefaultConfig(), ""},
 		{"only endpoints", Config{Endpoints: ok}, ""},
-		{"url endpoints", Config{Endpoints: []string{"http://a:1", "https://b:2/", "[::1]:3"}}, ""},
+		{"url endpoints", Config{Endpoints: []string{"http://a:1", "http://b:2/", "[::1]:3"}}, ""},
+		{"https endpoints", Config{Endpoints: []string{"https://a:1", "https://b:2/"}}, ""},
+		{"tls host:port", Config{Endpoints: []string{"a:1", "https://b:2"}, TLS: &tls.Config{}}, ""},
+		{"mixed schemes", Config{Endpoints: []string{"http://a:1", "https://b:2"}},
+			`Config.Endpoints mixes http ("http://a:1") and https ("https://b:2")`},
+		{"mixed with tls", Config{Endpoints: []string{"a:1", "http://b:2"}, TLS: &tls.Config{}},
+			`Config.Endpoints mixes http ("http://b:2") and https ("a:1")`},
+		{"tls with http", Config{Endpoints: []string{"http://a:1"}, TLS: &tls.Config{}},
+			`Config.TLS is set but endpoint "http://a:1" is http://`},
+		{"tls with http client", Config{Endpoints: ok, TLS: &tls.Config{}, HTTPClient: http.DefaultClient},
+			"Config.TLS and Config.HTTPClient are both set"},
 		{"no endpoints", Config{}, "Config.Endpoints is empty"},
 		{"empty endpoint", Config{Endpoints: []string{"a:1", " "}}, `endpoint " " is empty`},
 		{"no port", Config{Endpoints: []string{"localhost"}}, `endpoint "localhost" has no host or port`},
@@ -68,8 +80,17 @@ func TestNormalizeEndpoint(t *testing.T) {
 		" h:1 ":                  "http://h:1",
 		"http://h:1/prefix/kvd/": "http://h:1/prefix/kvd",
 	} {
-		if got, err := normalizeEndpoint(in); err != nil || got != want {
+		if got, err := normalizeEndpoint(in, "http"); err != nil || got != want {
 			t.Errorf("normalizeEndpoint(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"127.0.0.1:7070": "https://127.0.0.1:7070",
+		"http://h:1":     "http://h:1",
+		"https://h:1/":   "https://h:1",
+	} {
+		if got, err := normalizeEndpoint(in, "https"); err != nil || got != want {
+			t.Errorf("normalizeEndpoint(%q, https) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }

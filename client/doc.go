@@ -56,6 +56,42 @@
 // revision its own first attempt wrote and report a false ErrCompareFailed.
 // The application decides: typically it reads the key and compares.
 //
+// # TLS
+//
+// A cluster started with kvd --cert-file serves only TLS. Give the client
+// the cluster's CA (and, when kvd has --client-cert-auth, a certificate
+// issued by it, e.g. with kvctl certs issue):
+//
+//	tlsCfg, err := client.TLSFromFiles("certs/ca.crt", "certs/app.crt", "certs/app.key")
+//	if err != nil {
+//		return err // names the file and what is wrong with it
+//	}
+//	c, err := client.New(client.Config{Endpoints: eps, TLS: tlsCfg})
+//
+// With TLS set, bare host:port endpoints mean https://. Without it,
+// https:// endpoints verify the nodes against the system's roots. All
+// endpoints must use one scheme: New refuses a mix of http:// and https://.
+// Every protocol, Stream and PreferLeader work over TLS; gRPC and Stream
+// negotiate HTTP/2 by ALPN.
+//
+// TLS settings that do not fit the node's fail the call at its first
+// attempt with ErrTLS and a message that says what to pass: the node's
+// certificate is not signed by a CA in Config.TLS (--cacert) or not for
+// the endpoint's name; the node requires a client certificate (--cert,
+// --key) or refused the one given; the node serves TLS and the endpoint is
+// http://, or the reverse. Such a call is not retried on the other
+// endpoints: every attempt would meet the same settings, and retrying
+// would only spend the retry budget and end in an "unavailable" that hides
+// the cause. The request never reached kvd, so a write's outcome is known
+// (not applied; OutcomeUnknown is false), IsTemporary is false, and the
+// client moves to the next endpoint for the next call, in case only one
+// node is set up wrong. connect.CodeOf reports Unavailable, as grpc-go
+// does for a failed handshake; test errors.Is(err, client.ErrTLS). When a
+// call fails without an answer (a plaintext request to a TLS node gets a
+// bare "400 Bad Request", an h2c preface a closed connection), the client
+// dials that node once and offers a TLS handshake to tell the mismatch
+// from a broken connection.
+//
 // # Membership
 //
 // Members and Status read the membership. Promote, Remove and
@@ -86,12 +122,13 @@
 // ErrRefused on a membership change; NotFound is ErrNotFound on Get but
 // ErrNotMember on a Cluster call. The message names the endpoints tried and
 // what to do next. IsTemporary reports errors worth retrying later.
+// ErrTLS marks TLS settings that do not fit the node's (see TLS).
 //
 // # Protocols
 //
 // ProtocolConnect (default) and ProtocolGRPCWeb use HTTP/1.1 with a large
-// keep-alive pool; ProtocolGRPC uses HTTP/2, cleartext (h2c) for http://
-// endpoints. Raw gives the generated Connect clients of any endpoint, for
+// keep-alive pool, over TLS too; ProtocolGRPC uses HTTP/2, cleartext (h2c)
+// for http:// endpoints and by ALPN over TLS. Raw gives the generated Connect clients of any endpoint, for
 // calls to one particular node.
 //
 // # Many concurrent calls: the stream

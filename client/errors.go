@@ -41,6 +41,13 @@ var (
 	ErrPermissionDenied = errors.New("client: permission denied")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("client: closed")
+	// ErrTLS: the client's TLS settings do not fit the node's: its
+	// certificate is not signed by a CA in Config.TLS, or not for the
+	// endpoint's name; it requires a client certificate and got none or
+	// one it does not trust; or one side speaks TLS and the other does not.
+	// The message says which and what to pass. Such a call fails at its
+	// first attempt: retrying would meet the same settings.
+	ErrTLS = errors.New("client: TLS settings do not fit the node's")
 )
 
 // Op names, as in Error.Op.
@@ -120,13 +127,15 @@ func (e *Error) Is(target error) bool {
 	case ErrNotMember:
 		return code == connect.CodeNotFound && isClusterOp(e.Op)
 	case ErrUnavailable:
-		return code == connect.CodeUnavailable || e.kind == failNotSent || e.kind == failUnavailable
+		return e.kind != failTLS && (code == connect.CodeUnavailable || e.kind == failNotSent || e.kind == failUnavailable)
 	case ErrInvalidArgument:
 		return code == connect.CodeInvalidArgument
 	case ErrPermissionDenied:
 		return code == connect.CodePermissionDenied
 	case ErrClosed:
 		return e.kind == failClosed
+	case ErrTLS:
+		return e.kind == failTLS
 	}
 	return false
 }
@@ -147,6 +156,8 @@ func (e *Error) Error() string {
 	switch {
 	case e.kind == failClosed:
 		b.WriteString("client is closed")
+	case e.kind == failTLS:
+		fmt.Fprintf(&b, "TLS%s: %s (%v)", e.at(), tlsProblem(e.Err), e.Err)
 	case e.unknown && e.Op == opSnapshot:
 		fmt.Fprintf(&b, "outcome unknown (%v%s): the snapshot may or may not have been taken; "+
 			"taking another is harmless", e.Err, e.at())
@@ -218,6 +229,9 @@ func truncateKey(k []byte) string {
 // a membership change, list the members first.
 func IsTemporary(err error) bool {
 	var e *Error
+	if errors.As(err, &e) && e.kind == failTLS {
+		return false
+	}
 	if errors.As(err, &e) && e.kind == failNotSent {
 		return true
 	}

@@ -3,9 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -57,12 +59,22 @@ type fakeNode struct {
 	secrets map[string][]string
 	// transferTo is the target of the last TransferLeader.
 	transferTo uint64
+	// protos are the HTTP versions of the requests served ("HTTP/2.0").
+	protos map[string]bool
 }
 
 func newFakeNode(t *testing.T, id uint64) *fakeNode {
 	t.Helper()
+	return startFakeNode(t, id, nil)
+}
+
+// startFakeNode starts a fake node; with serverTLS it serves only TLS
+// (HTTP/2 by ALPN and HTTP/1.1, like kvd with --cert-file), else HTTP/1.1
+// and h2c.
+func startFakeNode(t *testing.T, id uint64, serverTLS *tls.Config) *fakeNode {
+	t.Helper()
 	n := &fakeNode{id: id, calls: map[string]int{}, kvs: map[string]*kvdv1.KeyValue{},
-		secrets: map[string][]string{}}
+		secrets: map[string][]string{}, protos: map[string]bool{}}
 	n.members = []*kvdv1.Member{
 		{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "n1:7071", ApiAddr: "n1:7070", Leader: true,
 			AppliedIndex: 10, Ready: true, State: "ready"},
@@ -80,6 +92,7 @@ func newFakeNode(t *testing.T, id uint64) *fakeNode {
 		n.mu.Lock()
 		hijack := n.hijack
 		n.secrets[r.URL.Path] = append(n.secrets[r.URL.Path], r.Header.Get("Kvd-Join-Secret"))
+		n.protos[r.Proto] = true
 		n.mu.Unlock()
 		if hijack {
 			n.count(r.URL.Path)
@@ -95,10 +108,18 @@ func newFakeNode(t *testing.T, id uint64) *fakeNode {
 		mux.ServeHTTP(w, r)
 	})
 	n.srv = httptest.NewUnstartedServer(h)
-	n.srv.Config.Protocols = new(http.Protocols)
-	n.srv.Config.Protocols.SetHTTP1(true)
-	n.srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	n.srv.Start()
+	if serverTLS != nil {
+		n.srv.EnableHTTP2 = true
+		n.srv.TLS = serverTLS
+		// Refused handshakes are what the TLS tests are about.
+		n.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		n.srv.StartTLS()
+	} else {
+		n.srv.Config.Protocols = new(http.Protocols)
+		n.srv.Config.Protocols.SetHTTP1(true)
+		n.srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		n.srv.Start()
+	}
 	t.Cleanup(n.srv.Close)
 	n.addr = n.srv.Listener.Addr().String()
 	return n

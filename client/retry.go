@@ -37,6 +37,10 @@ const (
 	failDefinite
 	// failClosed: the Client was closed.
 	failClosed
+	// failTLS: the client's TLS settings do not fit the node's (see
+	// tlsProblem). The request never reached kvd, and a retry meets the
+	// same settings.
+	failTLS
 )
 
 // classify decides how an attempt failed. callerErr is the caller's
@@ -44,6 +48,9 @@ const (
 func classify(err, callerErr error) failure {
 	if err == nil {
 		return failNone
+	}
+	if tlsProblem(err) != "" {
+		return failTLS
 	}
 	if errors.Is(err, errNotSent) || (!connect.IsWireError(err) && isDialError(err)) {
 		return failNotSent
@@ -96,7 +103,10 @@ func isDialError(err error) bool {
 //   - reads are also retried after a timeout or a broken connection;
 //   - writes are not: the request may have been applied, so its outcome is
 //     unknown, and only the application can decide what to do (see
-//     OutcomeUnknown).
+//     OutcomeUnknown);
+//   - TLS settings that do not fit the node's are not retried at all: the
+//     next attempt would meet the same settings, and only the operator can
+//     fix them. Nothing reached kvd, so the outcome is known.
 func decide(write bool, f failure) (retry, unknown bool) {
 	switch f {
 	case failNotSent, failUnavailable:
@@ -189,6 +199,13 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		if kind == failNone {
 			return res, nil
 		}
+		if kind == failTransport || (kind == failNotSent && !isDialError(err)) {
+			// No answer from the server, and something listens: perhaps
+			// only one side speaks TLS.
+			if hint := diagnose(ctx, ep.url, c.cfg.TLS, c.cfg.HTTPClient == nil, c.cfg.DialTimeout); hint != nil {
+				err, kind = &tlsMismatch{hint: hint, err: err}, failTLS
+			}
+		}
 		if kind == failCallerDone {
 			if want := connect.CodeOf(ctxError(callerErr(ctx))); connect.CodeOf(err) != want {
 				err = connect.NewError(want, err)
@@ -198,6 +215,11 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		lastErr, lastKind = err, kind
 		allDial = allDial && kind == failNotSent
 		if !retry {
+			if kind == failTLS && !cl.pinned {
+				// This call fails now with the hint; the next one tries the
+				// next node, in case only this node is set up wrong.
+				c.advance(idx)
+			}
 			return fail(err, kind, unknown, n)
 		}
 		if !cl.pinned {

@@ -239,7 +239,8 @@ func (s *stream) fail(err error) {
 	}
 	s.broken = err
 	s.cancel()
-	neverConnected := isDialError(err)
+	// A failed TLS handshake is a failed dial: nothing reached the server.
+	neverConnected := isDialError(err) || tlsProblem(err) != ""
 	// The stream's end is not any one call's answer: even an Unavailable
 	// from the server says nothing of the calls it had received, so sent
 	// calls fail like a broken connection (writes: outcome unknown).
@@ -249,7 +250,7 @@ func (s *stream) fail(err error) {
 		if p.sent && !neverConnected {
 			p.err = broke
 		} else {
-			p.err = connect.NewError(connect.CodeUnavailable, fmt.Errorf("stream: %w: %v", errNotSent, err))
+			p.err = connect.NewError(connect.CodeUnavailable, fmt.Errorf("stream: %w: %w", errNotSent, err))
 		}
 		close(p.done)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,12 @@ EXIT CODES:
    7  permission denied: wrong or missing --join-secret
 
 A refused membership change (it would break the quorum, say) exits with 1
-and the server's reason.`
+and the server's reason. So do TLS settings that do not fit the cluster's
+(a node serves TLS and --cacert is missing, its certificate is not signed
+by the --cacert CA, it requires --cert and --key, ...): the message says
+what to pass, and the call is not retried on other endpoints.
+
+TLS: with --cacert (or --cert and --key), host:port endpoints mean https://.`
 
 // exitError is an error with the exit code it maps to.
 type exitError struct {
@@ -70,6 +76,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.Is(err, client.ErrTLS):
+		return exitGeneric
 	case client.OutcomeUnknown(err):
 		return exitOutcomeUnknown
 	case errors.Is(err, client.ErrPermissionDenied):
@@ -105,7 +113,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand: true,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"},
-				Usage: "comma-separated kvd API addresses (host:port)"},
+				Usage: "comma-separated kvd API addresses (host:port, http://host:port or https://host:port)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second,
 				Usage: "time limit for the whole command, retries included"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: outputTable,
@@ -115,9 +123,17 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVCTL_JOIN_SECRET"},
 				Usage: "the cluster's join secret, needed to change the membership when the cluster has one " +
 					"(prefer the environment variable: arguments show in ps)"},
+			&cli.StringFlag{Name: "cacert", EnvVars: []string{"KVCTL_CACERT"},
+				Usage: "verify the nodes' TLS certificates with the CA certificate in `FILE` (PEM, the ca.crt of " +
+					"kvctl certs ca); host:port endpoints then mean https://"},
+			&cli.StringFlag{Name: "cert", EnvVars: []string{"KVCTL_CERT"},
+				Usage: "TLS client certificate `FILE` (PEM), for a cluster that requires one (kvd --client-cert-auth)"},
+			&cli.StringFlag{Name: "key", EnvVars: []string{"KVCTL_KEY"},
+				Usage: "the key `FILE` (PEM) of --cert"},
 		},
 		Commands: []*cli.Command{
 			putCommand(), getCommand(), delCommand(), scanCommand(), membersCommand(), statusCommand(),
+			certsCommand(),
 		},
 		Before: checkGlobalFlags,
 		Action: func(c *cli.Context) error {
@@ -208,6 +224,11 @@ func withClient(c *cli.Context, fn func(ctx context.Context, cl *client.Client) 
 		// when --timeout is long.
 		RequestTimeout: min(timeout, client.DefaultRequestTimeout),
 	}
+	tlsCfg, err := tlsConfig(c)
+	if err != nil {
+		return err
+	}
+	cfg.TLS = tlsCfg
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("invalid --endpoints: %v", err)
 	}
@@ -224,7 +245,42 @@ func withClient(c *cli.Context, fn func(ctx context.Context, cl *client.Client) 
 	if secret == "" && errors.Is(err, client.ErrPermissionDenied) {
 		err = fmt.Errorf("%w (no --join-secret or KVCTL_JOIN_SECRET given)", err)
 	}
+	if errors.Is(err, client.ErrTLS) {
+		err = fmt.Errorf("%w [%s]", err, tlsFlags(c))
+	}
 	return err
+}
+
+// tlsConfig builds the client's TLS settings from --cacert, --cert and
+// --key: nil when none is given (plaintext, or the system's roots for
+// https:// endpoints). A file that cannot serve is a bad argument.
+func tlsConfig(c *cli.Context) (*tls.Config, error) {
+	ca, cert, key := c.String("cacert"), c.String("cert"), c.String("key")
+	if ca == "" && cert == "" && key == "" {
+		return nil, nil
+	}
+	cfg, err := client.TLSFromFiles(ca, cert, key)
+	if err != nil {
+		return nil, usageErrorf("invalid TLS flags: %v", err)
+	}
+	return cfg, nil
+}
+
+// tlsFlags says which TLS files kvctl used, for a TLS error's message.
+func tlsFlags(c *cli.Context) string {
+	var parts []string
+	for _, f := range []string{"cacert", "cert", "key"} {
+		if v := c.String(f); v != "" {
+			parts = append(parts, fmt.Sprintf("--%s %s", f, v))
+		}
+	}
+	switch {
+	case len(parts) == 0:
+		return "no --cacert, --cert or --key given"
+	case c.String("cacert") == "":
+		parts = append(parts, "no --cacert: the system's roots were trusted")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // wantArgs checks that the command got exactly n arguments, named by usage

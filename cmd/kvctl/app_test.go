@@ -76,7 +76,8 @@ func TestHelpDocumentsExitCodes(t *testing.T) {
 	}
 	for _, want := range []string{"EXIT CODES", "2  key not found", "3  compare failed", "4  cluster unavailable",
 		"5  invalid usage", "6  outcome unknown", "7  permission denied", "KVCTL_ENDPOINTS", "--output value, -o value",
-		"--join-secret value", "KVCTL_JOIN_SECRET"} {
+		"--join-secret value", "KVCTL_JOIN_SECRET", "--cacert FILE", "KVCTL_CACERT", "--cert FILE", "KVCTL_CERT",
+		"--key FILE", "KVCTL_KEY", "certs"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kvctl --help lacks %q", want)
 		}

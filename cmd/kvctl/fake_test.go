@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -47,6 +50,14 @@ type fakeKVD struct {
 
 func newFakeKVD(t *testing.T) *fakeKVD {
 	t.Helper()
+	return startFakeKVD(t, nil)
+}
+
+// startFakeKVD starts a fake node; with serverTLS it serves only TLS
+// (HTTP/2 by ALPN and HTTP/1.1, like kvd with --cert-file), else HTTP/1.1
+// and h2c.
+func startFakeKVD(t *testing.T, serverTLS *tls.Config) *fakeKVD {
+	t.Helper()
 	f := &fakeKVD{kvs: map[string]*kvdv1.KeyValue{}, fail: map[string]error{}}
 	f.members = []*kvdv1.Member{
 		{Id: 1, Role: kvdv1.Role_ROLE_VOTER, RaftAddr: "10.0.0.1:7071", ApiAddr: "10.0.0.1:7070",
@@ -65,10 +76,17 @@ func newFakeKVD(t *testing.T) *fakeKVD {
 	mux.Handle(kvdv1connect.NewKVHandler(f))
 	mux.Handle(kvdv1connect.NewClusterHandler(f))
 	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
+	if serverTLS != nil {
+		srv.EnableHTTP2 = true
+		srv.TLS = serverTLS
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+		srv.StartTLS()
+	} else {
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	f.addr = srv.Listener.Addr().String()
 	return f

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -287,4 +288,36 @@ reason: %s
 		}
 	}
 	return nil
+}
+
+// certJSON is `kvctl -o json certs ca|issue`: the files written and the
+// certificate's names (DNS names, then IP addresses) and expiry.
+type certJSON struct {
+	Cert     string    `json:"cert"`
+	Key      string    `json:"key"`
+	Subject  string    `json:"subject"`
+	IsCA     bool      `json:"is_ca"`
+	Hosts    []string  `json:"hosts"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// certWritten confirms `kvctl certs ca` and `kvctl certs issue`.
+func (p *printer) certWritten(certPath, keyPath string, cert *x509.Certificate) error {
+	hosts := append([]string{}, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		hosts = append(hosts, ip.String())
+	}
+	if p.json {
+		return p.encode(certJSON{Cert: certPath, Key: keyPath, Subject: cert.Subject.CommonName, IsCA: cert.IsCA,
+			Hosts: hosts, NotAfter: cert.NotAfter.UTC()})
+	}
+	what := "certificate " + strconv.Quote(cert.Subject.CommonName)
+	if cert.IsCA {
+		what = "CA " + strconv.Quote(cert.Subject.CommonName)
+	} else {
+		what += " for " + strings.Join(hosts, ", ")
+	}
+	_, err := fmt.Fprintf(p.w, "wrote %s and %s: %s, valid until %s\n", certPath, keyPath, what,
+		cert.NotAfter.UTC().Format(time.DateOnly))
+	return err
 }
