@@ -56,6 +56,8 @@ to DIR/ca.crt and its key to DIR/ca.key (0600). Refused if either exists.`,
 			&cli.StringFlag{Name: "out", Usage: "write ca.crt and ca.key into `DIR` (created if missing)"},
 			&cli.IntFlag{Name: "days", Value: int(certs.DefaultCAValidity / (24 * time.Hour)),
 				Usage: "the CA's validity in `N` days"},
+			&cli.BoolFlag{Name: "keep-existing",
+				Usage: "if DIR already holds a valid CA (ca.crt and a matching ca.key), keep it and succeed (for one-shot container jobs)"},
 		},
 		Action: runCertsCA,
 	}
@@ -90,6 +92,11 @@ func runCertsCA(c *cli.Context) error {
 	out, days, err := outAndDays(c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("keep-existing") {
+		if _, _, err := certs.LoadCA(out); err == nil {
+			return printWritten(c, filepath.Join(out, certs.CACertFile), filepath.Join(out, certs.CAKeyFile))
+		}
 	}
 	if err := certs.CreateCA(out, certs.CAOptions{Validity: days}); err != nil {
 		return certsError(err)

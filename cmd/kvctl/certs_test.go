@@ -141,6 +141,17 @@ func TestCertsNeverOverwrite(t *testing.T) {
 	if c, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); !bytes.Equal(c, crt) {
 		t.Error("the second certs ca changed ca.crt")
 	}
+	if _, errOut, code := runKvctl(t, "", "certs", "ca", "--out", dir, "--keep-existing"); code != exitOK {
+		t.Errorf("certs ca --keep-existing on a valid CA: exit %d, %s", code, errOut)
+	}
+	if k, _ := os.ReadFile(filepath.Join(dir, "ca.key")); !bytes.Equal(k, key) {
+		t.Error("certs ca --keep-existing changed ca.key")
+	}
+	broken := t.TempDir()
+	os.WriteFile(filepath.Join(broken, "ca.crt"), []byte("not a certificate"), 0o644)
+	if _, _, code := runKvctl(t, "", "certs", "ca", "--out", broken, "--keep-existing"); code != exitGeneric {
+		t.Errorf("certs ca --keep-existing over a broken ca.crt: exit %d, want 1 (never overwritten)", code)
+	}
 
 	issue := []string{"certs", "issue", "--ca", dir, "--name", "n1", "--host", "127.0.0.1", "--out", dir}
 	if _, errOut, code := runKvctl(t, "", issue...); code != exitOK {
