@@ -213,3 +213,41 @@ func TestJoinerRemovedBeforeStartRejoins(t *testing.T) {
 		t.Fatalf("want a new observer (old ID %d, identity now %d):%s", old, newID, describe(ms))
 	}
 }
+
+// Five static members with seeds, started together for the first time: the
+// lost-disk check finds no member that has run, so they all bootstrap.
+func TestStaticSeededFiveAtOnce(t *testing.T) {
+	procs := startStaticSeeded(t, 5)
+	ms := waitShape(t, procs[0], 5, 0, 30*time.Second)
+	for id := uint64(1); id <= 5; id++ {
+		if roles(ms)[id] != kvdv1.Role_ROLE_VOTER {
+			t.Fatalf("replica %d is not a voter:%s", id, describe(ms))
+		}
+	}
+}
+
+// Edge b, the other way to lose it: identity.json is there but raft/ is
+// gone. The started marker says the replica ran: refused; --rejoin wipes
+// the old state machine and joins under a new ID.
+func TestLostRaftDirRejoins(t *testing.T) {
+	procs := startStaticSeeded(t, 3)
+	put(t, procs[0], "k", "v")
+	lost := procs[2]
+	lost.kill()
+	dir := argValue(lost.args, "--data-dir")
+	if err := os.RemoveAll(filepath.Join(dir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	refuses(t, lost, "--rejoin")
+	if !strings.Contains(lost.logs(), "Raft state (raft/) is gone") {
+		t.Fatalf("the refusal does not say why:\n%s", lost.logs())
+	}
+	lost.args = append(lost.args, "--rejoin")
+	lost.start()
+	lost.waitReady(60 * time.Second)
+	ms := waitShape(t, procs[0], 3, 0, 60*time.Second)
+	if r := roles(ms); r[3] != 0 || len(r) != 3 {
+		t.Fatalf("want replica 3 replaced:%s", describe(ms))
+	}
+	checkAll(t, lost, map[string]string{"k": "v"}, kvdv1.Consistency_CONSISTENCY_SERIALIZABLE)
+}
