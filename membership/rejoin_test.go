@@ -3,9 +3,13 @@ package membership
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 )
+
+var discard = slog.New(slog.DiscardHandler)
 
 type viewDialer struct {
 	PeerDialer
@@ -41,5 +45,33 @@ func TestRanBefore(t *testing.T) {
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+type removeDialer struct {
+	PeerDialer
+	answers []error // one per call; the last one repeats
+	calls   int
+}
+
+func (d *removeDialer) Remove(context.Context, string, ReplicaID) error {
+	err := d.answers[min(d.calls, len(d.answers)-1)]
+	d.calls++
+	return err
+}
+
+// RemoveOld retries while a member refuses for now (the quorum guard: the
+// reachable voters left would not be a quorum) and stops at once on a
+// refusal for good (wrong join secret).
+func TestRemoveOld(t *testing.T) {
+	seeds := func() []string { return []string{"a1"} }
+	noQuorum := errors.New("failed_precondition: " + ErrNoQuorum.Error())
+	d := &removeDialer{answers: []error{noQuorum, noQuorum, nil}}
+	if err := RemoveOld(context.Background(), d, seeds, 2, discard); err != nil || d.calls != 3 {
+		t.Fatalf("err %v after %d calls; want success on the 3rd", err, d.calls)
+	}
+	d = &removeDialer{answers: []error{fmt.Errorf("%w: wrong or missing join secret", ErrJoinRefused)}}
+	if err := RemoveOld(context.Background(), d, seeds, 2, discard); !errors.Is(err, ErrJoinRefused) || d.calls != 1 {
+		t.Fatalf("err %v after %d calls; want the refusal at once", err, d.calls)
 	}
 }
