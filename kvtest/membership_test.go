@@ -3,14 +3,19 @@ package kvtest_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/lni/dragonboat/v4"
 
 	"github.com/kvd-project/kvd/kvtest"
 	"github.com/kvd-project/kvd/membership"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -73,6 +78,46 @@ func TestTwoObserversRaceForOneSeat(t *testing.T) {
 	}
 }
 
+// A stranger's Join that claims a member's ID and Raft address (a joined
+// observer, or the initial member) is refused with PermissionDenied over the
+// API, and the member's API address in Members stays what it was: the
+// leader keeps probing the real node.
+func TestStrangerJoinCannotRewriteAddress(t *testing.T) {
+	c := kvtest.NewCluster(t, 1)
+	j := c.Join(stayObserver)
+	c.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := kvdv1connect.NewClusterClient(http.DefaultClient, "http://"+c.Endpoint(0))
+	for _, victim := range []int{j, 0} {
+		n := c.Server(victim).Node()
+		_, err := cl.Join(ctx, connect.NewRequest(&kvdv1.JoinRequest{
+			ReplicaId: uint64(n.ID()), RaftAddr: n.RaftAddr(), ApiAddr: "127.0.0.1:1", JoinToken: "guessed",
+		}))
+		if connect.CodeOf(err) != connect.CodePermissionDenied || !strings.Contains(err.Error(), "join token") {
+			t.Fatalf("stranger's join as replica %d: %v; want PermissionDenied naming the join token", n.ID(), err)
+		}
+	}
+	// The members view is refreshed about every second: give it two.
+	time.Sleep(2 * time.Second)
+	resp, err := cl.Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Msg.Members) != 2 {
+		t.Fatalf("members: %v", resp.Msg.Members)
+	}
+	for _, m := range resp.Msg.Members {
+		want := c.Endpoint(0)
+		if m.Id == uint64(c.Server(j).Node().ID()) {
+			want = c.Endpoint(j)
+		}
+		if m.ApiAddr != want || !m.Ready {
+			t.Fatalf("member %d: API address %q (ready %v), want %q", m.Id, m.ApiAddr, m.Ready, want)
+		}
+	}
+}
+
 // Join is idempotent and refuses conflicts: the same replica again is
 // accepted; another ID at a member's raft address, or a removed ID, is not.
 func TestAdmitRules(t *testing.T) {
@@ -83,7 +128,8 @@ func TestAdmitRules(t *testing.T) {
 	joiner := c.Server(j).Node()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	again := membership.JoinRequest{ReplicaID: joiner.ID(), RaftAddr: joiner.RaftAddr(), APIAddr: c.Endpoint(j)}
+	again := membership.JoinRequest{ReplicaID: joiner.ID(), RaftAddr: joiner.RaftAddr(), APIAddr: c.Endpoint(j),
+		Token: joiner.Identity().JoinToken}
 	if err := membership.Admit(ctx, n, again); err != nil {
 		t.Fatalf("admitting a member again: %v", err)
 	}

@@ -11,10 +11,12 @@ import (
 )
 
 // Admit adds req's replica as an observer: it first records the member's
-// metadata (API address) through Raft, then proposes the config change with
-// the membership's config-change ID. Idempotent: a replica that is already a
-// member at the same address is accepted again (the joiner may have crashed
-// after a successful Join).
+// metadata (API address, hash of its join token) through Raft, then
+// proposes the config change with the membership's config-change ID.
+// Idempotent for the same node only: a replica that is already a member at
+// the same address is accepted again (the joiner may have crashed after a
+// successful Join) if req carries the join token whose hash its metadata
+// holds; anyone else gets ErrNotSameNode and the member is left untouched.
 func Admit(ctx context.Context, h Host, req JoinRequest) error {
 	if req.ReplicaID == 0 || req.RaftAddr == "" {
 		return fmt.Errorf("%w: join needs a non-zero replica ID and a raft address", ErrBadFlags)
@@ -37,9 +39,13 @@ func Admit(ctx context.Context, h Host, req JoinRequest) error {
 			if !sameAddr(addr, req.RaftAddr) {
 				return fmt.Errorf("%w: replica %d is a member at %s, not %s", ErrIdentityMismatch, req.ReplicaID, addr, req.RaftAddr)
 			}
-			return h.PutMeta(ctx, req.ReplicaID, Meta{RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Origin: OriginJoin})
+			return readmit(ctx, h, req)
 		}
-		if err := h.PutMeta(ctx, req.ReplicaID, Meta{RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Origin: OriginJoin}); err != nil {
+		if req.Token == "" {
+			return fmt.Errorf("%w: join needs a join token (this kvd is older than the cluster's: upgrade it)", ErrBadFlags)
+		}
+		meta := Meta{RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Origin: OriginJoin, TokenHash: HashToken(req.Token)}
+		if err := h.PutMeta(ctx, req.ReplicaID, meta); err != nil {
 			return err
 		}
 		err = h.AddObserver(ctx, req.ReplicaID, req.RaftAddr, m.ConfigChangeID)
@@ -57,6 +63,27 @@ func Admit(ctx context.Context, h Host, req JoinRequest) error {
 		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
 		}
 	}
+}
+
+// readmit accepts a Join for an existing member only from that member: the
+// membership was read linearizably, so the local metadata is at least as new
+// as the member's admission.
+func readmit(ctx context.Context, h Host, req JoinRequest) error {
+	metas, err := h.Metas(ctx)
+	if err != nil {
+		return err
+	}
+	old := metas[req.ReplicaID]
+	if !tokenMatches(old.TokenHash, req.Token) {
+		return fmt.Errorf("%w: replica %d is already a member, and this join does not carry the join token "+
+			"that node keeps in its identity.json; a new node must join under its own ID "+
+			"(leave --node-id unset), and a node that lost its data dir restarts with --rejoin", ErrNotSameNode, req.ReplicaID)
+	}
+	want := Meta{RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, Origin: OriginJoin, TokenHash: old.TokenHash}
+	if old == want {
+		return nil
+	}
+	return h.PutMeta(ctx, req.ReplicaID, want)
 }
 
 func allMembers(m Membership) map[ReplicaID]string {

@@ -12,6 +12,7 @@ const CrashEnv = "KVD_CRASH_AT"
 
 // Crash points, in the order a joiner passes them.
 const (
+	CrashAfterIdentity = "after-identity" // identity saved, replica not started (nor joined)
 	CrashAfterJoin     = "after-join"     // Join returned, replica not started
 	CrashBeforeReady   = "before-ready"   // ReadIndex done, not yet marked ready
 	CrashBeforePromote = "before-promote" // caught up, about to promote

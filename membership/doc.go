@@ -1,13 +1,18 @@
 // Package membership decides who a kvd node is and what role it should
 // have, without an operator and without an external registry.
 //
-//   - Identity (identity.go): replica ID, origin (bootstrap|join) and
-//     addresses, fsynced in the data dir before the first StartReplica.
+//   - Identity (identity.go): replica ID, origin (bootstrap|join),
+//     addresses and join token, fsynced in the data dir before the first
+//     StartReplica; the started marker, fsynced right before it.
 //   - DecideStart (start.go): the start-up decision, a pure function of the
 //     local state and the flags; the same flags work for every restart.
 //   - JoinCluster / Admit (join.go, admit.go): the joiner asks any member;
 //     the member records the joiner's metadata through Raft, then proposes
-//     AddNonVoting with the membership's config-change ID.
+//     AddNonVoting with the membership's config-change ID. A Join for an
+//     existing member is accepted again only with that member's join token.
+//   - RanBefore / RemoveOld (rejoin.go): a static member with an empty data
+//     dir asks its peers whether its ID has run; --rejoin has the old ID
+//     removed before joining under a new one.
 //   - DecidePromotion / DecideRemoval / CheckRemoval (policy.go): the
 //     autopilot's decisions, pure functions with table tests.
 //   - Controller (controller.go, tracker.go): probes peers, publishes this

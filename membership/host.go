@@ -19,6 +19,9 @@ type Meta struct {
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
 	Origin   Origin `json:"origin"`
+	// TokenHash is the SHA-256 (hex) of the member's join token; "" for
+	// initial members, which never join.
+	TokenHash string `json:"token_hash,omitempty"`
 }
 
 // Host is what membership needs from the local replica; *node.Node
@@ -57,6 +60,9 @@ type JoinRequest struct {
 	ReplicaID ReplicaID
 	RaftAddr  string
 	APIAddr   string
+	// Token is the joiner's join token (Identity.JoinToken): a Join for an
+	// existing member is accepted again only with the same token.
+	Token string
 }
 
 // PeerDialer calls other members' APIs; package rpc implements it with
@@ -67,6 +73,9 @@ type PeerDialer interface {
 	// the leader's is the one that counts.
 	View(ctx context.Context, apiAddr string) (View, error)
 	Join(ctx context.Context, apiAddr string, req JoinRequest) error
+	// Remove asks a member to remove id (Cluster.Remove: the join secret
+	// and the quorum guard apply). An id that is no member is no error.
+	Remove(ctx context.Context, apiAddr string, id ReplicaID) error
 	// Identify asks a node who it is and whether it runs a cluster.
 	Identify(ctx context.Context, apiAddr string) (PeerIdentity, error)
 }

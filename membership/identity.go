@@ -1,6 +1,10 @@
 package membership
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +37,41 @@ type Identity struct {
 	// InitialMembers of the cluster this replica bootstrapped (origin
 	// bootstrap); told to peers forming a cluster (--bootstrap-expect).
 	InitialMembers map[ReplicaID]string `json:"initial_members,omitempty"`
+	// JoinToken (origin join) proves to the cluster that a later Join under
+	// this ReplicaID comes from this node: made at its first join, sent with
+	// every Join; the member's metadata keeps only its hash.
+	JoinToken string `json:"join_token,omitempty"`
+	// Replaced is the ID this node had before it lost its Raft state and
+	// rejoined under this one (--rejoin); --node-id may still name it.
+	Replaced ReplicaID `json:"replaced,omitempty"`
+}
+
+// NewJoinToken returns a random 256-bit token, hex-encoded.
+func NewJoinToken() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// HashToken is what a member's metadata stores of its join token ("" for
+// no token: such a member can never be admitted again).
+func HashToken(token string) string {
+	if token == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// tokenMatches compares token against a stored hash in constant time; an
+// empty hash or token never matches.
+func tokenMatches(hash, token string) bool {
+	if hash == "" || token == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(HashToken(token)), []byte(hash)) == 1
 }
 
 // LoadIdentity returns nil, nil when the data dir has no identity yet.
@@ -66,6 +105,27 @@ func SaveIdentity(dir string, id Identity) error {
 const removedFile = "removed.json"
 
 const pendingIDFile = "pending-id"
+
+const startedFile = "started"
+
+// MarkStarted records, durably, that the replica in the identity is about
+// to be started by Dragonboat for the first time. Written before
+// StartOnDiskReplica, never after: from then on the replica may have voted
+// or acknowledged entries, so an identity with this marker but without Raft
+// state means the Raft state was lost (not that the node crashed before its
+// first start), and the replica must never start again with an empty log.
+func MarkStarted(dir string) error {
+	if HasStarted(dir) {
+		return nil
+	}
+	return writeFileAtomic(dir, startedFile, fmt.Appendf(nil, "%s\n", time.Now().UTC().Format(time.RFC3339)))
+}
+
+// HasStarted tells whether the data dir holds the started marker.
+func HasStarted(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, startedFile))
+	return err == nil
+}
 
 // PendingID returns the replica ID a node forming a cluster uses before its
 // identity is decided, creating it once, so that a restart during formation
@@ -107,14 +167,15 @@ func IsRemoved(dir string) bool {
 }
 
 // Wipe deletes the replica's identity, Raft state and data so that it can
-// join again under a new ID. Only for a removed replica (--rejoin).
+// join again under a new ID. Only for a removed replica or one whose Raft
+// state was lost (--rejoin).
 func Wipe(dir string, stateDirs ...string) error {
 	for _, d := range stateDirs {
 		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
 			return err
 		}
 	}
-	for _, f := range []string{identityFile, cacheFile, removedFile, pendingIDFile} {
+	for _, f := range []string{identityFile, cacheFile, removedFile, pendingIDFile, startedFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}

@@ -46,6 +46,9 @@ type MemberState struct {
 	Role    Role
 	Applied uint64
 	Ready   bool
+	// APIAddr is the member's published API address ("" until it has
+	// published its metadata, which it does once it has run and caught up).
+	APIAddr string
 	// DownFor: how long the leader has not reached the member (0 = reachable).
 	DownFor time.Duration
 }

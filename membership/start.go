@@ -13,6 +13,13 @@ type LocalState struct {
 	Identity     *Identity // nil: never started here
 	HasRaftState bool      // Dragonboat has a bootstrap record for the replica
 	Removed      bool      // the removal marker is present
+	// Started: the started marker is present (MarkStarted): Dragonboat may
+	// have run the replica in the identity.
+	Started bool
+	// RanBefore (no identity, static initial member): a peer says this
+	// replica ID has run in the formed cluster (published its metadata) or
+	// was removed from it; the text says who and what.
+	RanBefore string
 }
 
 // StartFlags are the start-up flags that matter to the decision.
@@ -38,6 +45,9 @@ type Plan struct {
 	Restart   bool // Dragonboat has state for the replica
 	// CallJoin: ask a member to add this replica (idempotent) before starting.
 	CallJoin bool
+	// Replaces: the old ID of this node, which lost its Raft state; have a
+	// member remove it before joining under the new one (--rejoin).
+	Replaces ReplicaID
 }
 
 // DecideStart is the start-up decision (design.md §4), a pure function:
@@ -60,13 +70,24 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 		return Plan{Wipe: true}, nil
 	}
 	if id := local.Identity; id != nil {
-		if f.ReplicaID != 0 && f.ReplicaID != id.ReplicaID {
+		if f.ReplicaID != 0 && f.ReplicaID != id.ReplicaID && f.ReplicaID != id.Replaced {
 			return Plan{}, fmt.Errorf("%w: --node-id is %d but the data dir %s belongs to replica %d; use that ID or another data dir",
 				ErrIdentityMismatch, f.ReplicaID, f.DataDir, id.ReplicaID)
 		}
 		if id.RaftAddr != f.RaftAddr {
 			return Plan{}, fmt.Errorf("%w: raft address is %s but replica %d in %s was created with %s; Raft peers know it by that address",
 				ErrIdentityMismatch, f.RaftAddr, id.ReplicaID, f.DataDir, id.RaftAddr)
+		}
+		if !local.HasRaftState && local.Started {
+			// Dragonboat ran this replica, and its log is gone: with an
+			// empty log it could vote away a committed entry.
+			if !f.Rejoin {
+				return Plan{}, fmt.Errorf("%w: replica %d in %s ran before, but its Raft state (raft/) is gone; "+
+					"it must not vote again with an empty log. Restore the data dir, or restart with --rejoin "+
+					"(and --join with members' API addresses): it removes replica %d through a member and joins under a new ID",
+					ErrStateLost, id.ReplicaID, f.DataDir, id.ReplicaID)
+			}
+			return rejoin(f, id.ReplicaID)
 		}
 		plan := Plan{Identity: *id, Restart: local.HasRaftState}
 		switch id.Origin {
@@ -80,8 +101,10 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 		case OriginBootstrap:
 			if !local.HasRaftState {
 				// Crashed after saving the identity, before Dragonboat
-				// saved its bootstrap record: bootstrap as planned.
-				members, err := initialMembers(f, id.ReplicaID)
+				// saved its bootstrap record: bootstrap as planned, with
+				// the members saved then (agreed with peers under
+				// --bootstrap-expect, where the flags name none).
+				members, err := savedMembers(f, *id)
 				if err != nil {
 					return Plan{}, err
 				}
@@ -95,8 +118,17 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 			ErrIdentityMismatch, f.DataDir, identityFile)
 	}
 	if len(f.InitialMembers) > 0 {
-		rid, inList := memberID(f)
+		rid, inList := InitialMemberID(f)
 		switch {
+		case inList && local.RanBefore != "" && !f.Rejoin:
+			return Plan{}, fmt.Errorf("%w: this node (replica %d, raft address %s) has no state in %s, but %s: "+
+				"bootstrapping it again would bring it back with an empty log. Restore the data dir, or restart with "+
+				"--rejoin: it removes replica %d through a member and joins under a new ID",
+				ErrStateLost, rid, f.RaftAddr, f.DataDir, local.RanBefore, rid)
+		case inList && f.Rejoin:
+			// Never bootstrap an initial member's ID again once asked to
+			// rejoin: it may have been removed, or have lost its log.
+			return rejoin(f, rid)
 		case inList:
 			members, err := initialMembers(f, rid)
 			if err != nil {
@@ -127,9 +159,37 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 		NewID: true, Members: members}, nil
 }
 
-// memberID finds this node in InitialMembers: by ReplicaID when given
-// (and its address must match), else by RaftAddr.
-func memberID(f StartFlags) (ReplicaID, bool) {
+// rejoin is the plan of a node that lost (or must give up) replica old: a
+// new ID, joined as an observer once a member has removed old.
+func rejoin(f StartFlags, old ReplicaID) (Plan, error) {
+	if !f.Join {
+		return Plan{}, fmt.Errorf("%w: --rejoin needs --join (members' API addresses) or discovery to find the cluster", ErrBadFlags)
+	}
+	return Plan{Identity: Identity{ReplicaID: NewReplicaID(), Origin: OriginJoin, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, Replaced: old},
+		NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: old}, nil
+}
+
+// savedMembers are the initial members an initial member saved in its
+// identity (older identities have none: then the flags'); flags that name
+// other members are refused.
+func savedMembers(f StartFlags, id Identity) (map[ReplicaID]string, error) {
+	if len(id.InitialMembers) == 0 {
+		return initialMembers(f, id.ReplicaID)
+	}
+	if len(f.InitialMembers) > 0 && FormatMembers(f.InitialMembers) != FormatMembers(id.InitialMembers) {
+		return nil, fmt.Errorf("%w: --initial-members (%s) differ from the members replica %d was created with (%s) in %s",
+			ErrIdentityMismatch, FormatMembers(f.InitialMembers), id.ReplicaID, FormatMembers(id.InitialMembers), f.DataDir)
+	}
+	out := make(map[ReplicaID]string, len(id.InitialMembers))
+	for rid, addr := range id.InitialMembers {
+		out[rid] = addr
+	}
+	return out, nil
+}
+
+// InitialMemberID finds this node in InitialMembers: by ReplicaID when
+// given (and its address must match), else by RaftAddr.
+func InitialMemberID(f StartFlags) (ReplicaID, bool) {
 	if f.ReplicaID != 0 {
 		addr, ok := f.InitialMembers[f.ReplicaID]
 		return f.ReplicaID, ok && addr == f.RaftAddr

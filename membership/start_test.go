@@ -13,6 +13,9 @@ func TestDecideStart(t *testing.T) {
 	boot := &Identity{ReplicaID: 2, Origin: OriginBootstrap, RaftAddr: "h:2"}
 	joined := &Identity{ReplicaID: 777, Origin: OriginJoin, RaftAddr: "h:9"}
 	members := map[ReplicaID]string{1: "h:1", 2: "h:2", 3: "h:3"}
+	// Agreed with its peers under --bootstrap-expect: no --initial-members flag.
+	rejoined := &Identity{ReplicaID: 5555555, Origin: OriginJoin, RaftAddr: "h:2", Replaced: 2}
+	formed := &Identity{ReplicaID: 2, Origin: OriginBootstrap, RaftAddr: "h:2", InitialMembers: members}
 	tests := []struct {
 		name  string
 		local LocalState
@@ -20,6 +23,7 @@ func TestDecideStart(t *testing.T) {
 		want  Plan
 		err   error
 		msg   string
+		newID bool // want.Identity.ReplicaID is random: any new ID
 	}{
 		{name: "embedded default", flags: StartFlags{RaftAddr: "h:1"},
 			want: Plan{Identity: Identity{ReplicaID: 1, Origin: OriginBootstrap, RaftAddr: "h:1", InitialMembers: map[ReplicaID]string{1: "h:1"}}, NewID: true, Members: map[ReplicaID]string{1: "h:1"}}},
@@ -42,6 +46,32 @@ func TestDecideStart(t *testing.T) {
 		{name: "initial member crashed before bootstrap record", local: LocalState{Identity: boot},
 			flags: StartFlags{RaftAddr: "h:2", InitialMembers: members},
 			want:  Plan{Identity: *boot, Members: members}},
+		{name: "formed member crashed before its first start uses the agreed members", local: LocalState{Identity: formed},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", Join: true},
+			want:  Plan{Identity: *formed, Members: members}},
+		{name: "formed member's flags naming other members are refused", local: LocalState{Identity: formed},
+			flags: StartFlags{RaftAddr: "h:2", InitialMembers: map[ReplicaID]string{2: "h:2"}}, err: ErrIdentityMismatch, msg: "differ"},
+		{name: "initial member that ran and lost its raft state refuses", local: LocalState{Identity: boot, Started: true},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true}, err: ErrStateLost, msg: "--rejoin"},
+		{name: "joined replica that ran and lost its raft state refuses", local: LocalState{Identity: joined, Started: true},
+			flags: StartFlags{RaftAddr: "h:9", Join: true}, err: ErrStateLost, msg: "--rejoin"},
+		{name: "lost raft state with rejoin joins under a new ID", local: LocalState{Identity: boot, Started: true},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true, Rejoin: true}, newID: true,
+			want: Plan{Identity: Identity{Origin: OriginJoin, RaftAddr: "h:2", Replaced: 2}, NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: 2}},
+		{name: "lost raft state with rejoin needs join", local: LocalState{Identity: boot, Started: true},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Rejoin: true}, err: ErrBadFlags, msg: "--join"},
+		{name: "static member with an empty data dir that peers know refuses",
+			local: LocalState{RanBefore: "member 1 lists replica 2 with API address a:2"},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true}, err: ErrStateLost, msg: "lists replica 2"},
+		{name: "static member with an empty data dir rejoins under a new ID",
+			local: LocalState{RanBefore: "member 1 lists replica 2 with API address a:2"},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true, Rejoin: true}, newID: true,
+			want: Plan{Identity: Identity{Origin: OriginJoin, RaftAddr: "h:2", Replaced: 2}, NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: 2}},
+		{name: "static member with --rejoin never bootstraps its old ID", flags: StartFlags{RaftAddr: "h:3", InitialMembers: members, Join: true, Rejoin: true},
+			newID: true, want: Plan{Identity: Identity{Origin: OriginJoin, RaftAddr: "h:3", Replaced: 3}, NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: 3}},
+		{name: "rejoined node restarts with the old --node-id", local: LocalState{Identity: rejoined, HasRaftState: true, Started: true},
+			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true, Rejoin: true},
+			want:  Plan{Identity: *rejoined, Restart: true, Join: true, NonVoting: true}},
 		{name: "joined replica restarts non-voting", local: LocalState{Identity: joined, HasRaftState: true},
 			flags: StartFlags{RaftAddr: "h:9", Join: true},
 			want:  Plan{Identity: *joined, Restart: true, Join: true, NonVoting: true}},
@@ -77,6 +107,12 @@ func TestDecideStart(t *testing.T) {
 				t.Fatalf("members %v, want %v", got.Members, tt.want.Members)
 			}
 			got.Members, tt.want.Members = nil, nil
+			if tt.newID {
+				if got.Identity.ReplicaID == 0 || got.Identity.ReplicaID == got.Replaces {
+					t.Fatalf("new ID %d (replaces %d): want a fresh random ID", got.Identity.ReplicaID, got.Replaces)
+				}
+				tt.want.Identity.ReplicaID = got.Identity.ReplicaID
+			}
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("plan %+v, want %+v", got, tt.want)
 			}

@@ -63,6 +63,12 @@ var (
 	ErrNotMember = errors.New("membership: not a member")
 	// ErrPermissionDenied: wrong or missing join secret.
 	ErrPermissionDenied = errors.New("membership: wrong join secret")
+	// ErrNotSameNode: a Join names an existing member but does not prove it
+	// is that member (its join token); the member is left untouched.
+	ErrNotSameNode = errors.New("membership: join for an existing member without its join token")
+	// ErrStateLost: this replica ran before, but its Raft state is gone; it
+	// must not vote again with an empty log.
+	ErrStateLost = errors.New("membership: replica's Raft state was lost")
 )
 
 // NewReplicaID returns a random ID for a joining replica, above 2^20 and

@@ -171,7 +171,8 @@ func (n *Node) Reason() string {
 
 // publishMeta makes sure the replicated metadata has this node's addresses.
 func (n *Node) publishMeta(ctx context.Context) {
-	want := membership.Meta{RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, Origin: n.id.Origin}
+	want := membership.Meta{RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, Origin: n.id.Origin,
+		TokenHash: membership.HashToken(n.id.JoinToken)}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		metas, err := n.Metas(ctx)

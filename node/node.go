@@ -104,14 +104,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}()
 
-	local := membership.LocalState{Identity: ident, HasRaftState: hasRaftState(nh, ident)}
-	if local.HasRaftState {
+	local := membership.LocalState{Identity: ident, HasRaftState: hasRaftState(nh, ident), Started: membership.HasStarted(cfg.DataDir)}
+	switch {
+	case local.HasRaftState:
 		n.publishFormed(*ident)
-	} else if ident == nil && cfg.BootstrapExpect > 0 {
+	case ident == nil && cfg.BootstrapExpect > 0:
 		// Cold start from zero: agree with the discovered peers on the
 		// initial members, or find that a cluster exists and join it.
 		if err := n.form(ctx, &flags); err != nil {
 			return nil, err
+		}
+	case ident == nil && len(cfg.InitialMembers) > 1 && cfg.Seeds != nil:
+		// A static member with an empty data dir: its disk may have been
+		// lost. Ask the members it can reach whether its ID has run.
+		if id, ok := membership.InitialMemberID(flags); ok {
+			local.RanBefore = membership.RanBefore(ctx, cfg.Peers, cfg.Seeds(), id)
 		}
 	}
 	plan, err := membership.DecideStart(local, flags)
@@ -119,19 +126,48 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if plan.NewID {
+		if ident != nil {
+			// A new ID for a node whose old replica lost its Raft state
+			// (--rejoin): the old replica's data goes; raft/ has none of it.
+			if err := membership.Wipe(cfg.DataDir, "sm"); err != nil {
+				return nil, fmt.Errorf("node: wipe replica %d: %w", ident.ReplicaID, err)
+			}
+		}
+		if plan.Identity.Origin == membership.OriginJoin {
+			plan.Identity.JoinToken = membership.NewJoinToken()
+		}
 		if err := membership.SaveIdentity(cfg.DataDir, plan.Identity); err != nil {
 			return nil, fmt.Errorf("node: save identity: %w", err)
 		}
 	}
+	membership.CrashPoint(membership.CrashAfterIdentity)
 	n.id = plan.Identity
 	n.log = log.With("replica", uint64(n.id.ReplicaID))
+	if plan.Replaces != 0 {
+		n.log.Warn("rejoining under a new replica ID (--rejoin): the old one goes first", "old_replica", uint64(plan.Replaces))
+		if err := membership.RemoveOld(ctx, cfg.Peers, cfg.Seeds, plan.Replaces, n.log); err != nil {
+			return nil, err
+		}
+	}
 	if plan.CallJoin {
-		req := membership.JoinRequest{ReplicaID: n.id.ReplicaID, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr}
+		req := membership.JoinRequest{ReplicaID: n.id.ReplicaID, RaftAddr: cfg.RaftAddr, APIAddr: cfg.APIAddr, Token: n.id.JoinToken}
 		n.log.Info("joining the cluster", "seeds", cfg.Seeds())
 		if err := membership.JoinCluster(ctx, cfg.Peers, cfg.Seeds, req, n.log); err != nil {
+			if errors.Is(err, membership.ErrRemoved) {
+				// Removed before its first start: mark it, so that
+				// --rejoin does what the message says.
+				if merr := membership.MarkRemoved(cfg.DataDir, n.id.ReplicaID); merr != nil {
+					n.log.Error("write removal marker", "err", merr)
+				}
+			}
 			return nil, err
 		}
 		membership.CrashPoint(membership.CrashAfterJoin)
+	}
+	// Durable before Dragonboat may run the replica: from here on, losing
+	// its Raft state is refused (ErrStateLost), never taken for a first start.
+	if err := membership.MarkStarted(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	members := make(map[uint64]dragonboat.Target, len(plan.Members))
 	for id, addr := range plan.Members {

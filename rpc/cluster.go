@@ -104,7 +104,7 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 func (s *clusterServer) Join(ctx context.Context, req *connect.Request[kvdv1.JoinRequest]) (*connect.Response[kvdv1.JoinResponse], error) {
 	m := req.Msg
 	err := membership.Admit(ctx, s.view, membership.JoinRequest{
-		ReplicaID: membership.ReplicaID(m.ReplicaId), RaftAddr: m.RaftAddr, APIAddr: m.ApiAddr,
+		ReplicaID: membership.ReplicaID(m.ReplicaId), RaftAddr: m.RaftAddr, APIAddr: m.ApiAddr, Token: m.JoinToken,
 	})
 	if err != nil {
 		return nil, toConnect(err)

@@ -26,6 +26,7 @@ var errorCodes = []struct {
 }{
 	{node.ErrNotReady, connect.CodeUnavailable, ""},
 	{membership.ErrPermissionDenied, connect.CodePermissionDenied, ""},
+	{membership.ErrNotSameNode, connect.CodePermissionDenied, ""},
 	{membership.ErrRemoved, connect.CodeFailedPrecondition, ""},
 	{membership.ErrNoQuorum, connect.CodeFailedPrecondition, ""},
 	{membership.ErrNotMember, connect.CodeNotFound, ""},

@@ -61,7 +61,7 @@ func (d *peerDialer) View(ctx context.Context, apiAddr string) (membership.View,
 	for _, m := range resp.Msg.Members {
 		v.Members = append(v.Members, membership.MemberState{
 			ID: membership.ReplicaID(m.Id), Role: roleFromProto(m.Role), Applied: m.AppliedIndex,
-			Ready: m.Ready, DownFor: time.Duration(m.DownForMs) * time.Millisecond,
+			Ready: m.Ready, APIAddr: m.ApiAddr, DownFor: time.Duration(m.DownForMs) * time.Millisecond,
 		})
 	}
 	return v, nil
@@ -69,10 +69,28 @@ func (d *peerDialer) View(ctx context.Context, apiAddr string) (membership.View,
 
 func (d *peerDialer) Join(ctx context.Context, apiAddr string, req membership.JoinRequest) error {
 	_, err := d.client(apiAddr).Join(ctx, connect.NewRequest(&kvdv1.JoinRequest{
-		ReplicaId: uint64(req.ReplicaID), RaftAddr: req.RaftAddr, ApiAddr: req.APIAddr,
+		ReplicaId: uint64(req.ReplicaID), RaftAddr: req.RaftAddr, ApiAddr: req.APIAddr, JoinToken: req.Token,
 	}))
 	switch connect.CodeOf(err) {
-	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists, connect.CodeFailedPrecondition:
+	case connect.CodeFailedPrecondition:
+		// Refused; when because the ID was removed, say so: the joiner
+		// then marks itself removed, so that --rejoin works.
+		if v, verr := d.View(ctx, apiAddr); verr == nil && v.Removed[req.ReplicaID] {
+			return fmt.Errorf("%w: %w: %v", membership.ErrJoinRefused, membership.ErrRemoved, err)
+		}
+		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
+	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists:
+		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
+	}
+	return err
+}
+
+func (d *peerDialer) Remove(ctx context.Context, apiAddr string, id membership.ReplicaID) error {
+	_, err := d.client(apiAddr).Remove(ctx, connect.NewRequest(&kvdv1.RemoveRequest{Id: uint64(id)}))
+	switch connect.CodeOf(err) {
+	case connect.CodeNotFound:
+		return nil // not a member (any more)
+	case connect.CodePermissionDenied, connect.CodeInvalidArgument:
 		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
 	}
 	return err

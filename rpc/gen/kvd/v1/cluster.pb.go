@@ -492,10 +492,15 @@ func (x *StatusResponse) GetCatchUpTarget() uint64 {
 }
 
 type JoinRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReplicaId     uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	ApiAddr       string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ReplicaId uint64                 `protobuf:"varint,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	RaftAddr  string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	ApiAddr   string                 `protobuf:"bytes,3,opt,name=api_addr,json=apiAddr,proto3" json:"api_addr,omitempty"`
+	// Proves that the joiner is the node that first joined under replica_id:
+	// a random token it made at its first join and keeps in its data dir; the
+	// member's metadata keeps its SHA-256. A Join for an existing member is
+	// accepted again only with the same token (PermissionDenied otherwise).
+	JoinToken     string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -547,6 +552,13 @@ func (x *JoinRequest) GetRaftAddr() string {
 func (x *JoinRequest) GetApiAddr() string {
 	if x != nil {
 		return x.ApiAddr
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
 	}
 	return ""
 }
@@ -940,12 +952,14 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\x06voters\x18\v \x01(\x04R\x06voters\x12\x1c\n" +
 	"\tobservers\x18\f \x01(\x04R\tobservers\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12&\n" +
-	"\x0fcatch_up_target\x18\x0e \x01(\x04R\rcatchUpTarget\"d\n" +
+	"\x0fcatch_up_target\x18\x0e \x01(\x04R\rcatchUpTarget\"\x83\x01\n" +
 	"\vJoinRequest\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\x04R\treplicaId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\"\x0e\n" +
+	"\bapi_addr\x18\x03 \x01(\tR\aapiAddr\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x04 \x01(\tR\tjoinToken\"\x0e\n" +
 	"\fJoinResponse\" \n" +
 	"\x0ePromoteRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\"\x11\n" +

@@ -56,7 +56,8 @@ type ClusterClient interface {
 	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersResponse], error)
 	// Status is the answering node's own view.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
-	// Join adds a replica as a non-voting observer (idempotent). The answering
+	// Join adds a replica as a non-voting observer (idempotent for the same
+	// node, see JoinRequest.join_token). The answering
 	// node records the member's metadata, then proposes the change; Raft
 	// forwards it to the leader. Needs the join secret when one is set.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
@@ -183,7 +184,8 @@ type ClusterHandler interface {
 	Members(context.Context, *connect.Request[v1.MembersRequest]) (*connect.Response[v1.MembersResponse], error)
 	// Status is the answering node's own view.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
-	// Join adds a replica as a non-voting observer (idempotent). The answering
+	// Join adds a replica as a non-voting observer (idempotent for the same
+	// node, see JoinRequest.join_token). The answering
 	// node records the member's metadata, then proposes the change; Raft
 	// forwards it to the leader. Needs the join secret when one is set.
 	Join(context.Context, *connect.Request[v1.JoinRequest]) (*connect.Response[v1.JoinResponse], error)
