@@ -111,7 +111,11 @@ const stepInterval = 500 * time.Millisecond
 func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
 	if !local.Ready {
-		c.setReason("catching up")
+		if local.Reason != "" {
+			c.setReason(local.Reason)
+		} else {
+			c.setReason("catching up")
+		}
 		c.mu.Lock()
 		if c.notReady.IsZero() {
 			c.notReady = time.Now()

@@ -11,6 +11,9 @@ type Local struct {
 	LeaderID ReplicaID
 	Applied  uint64
 	Ready    bool
+	// State and Reason say why a node that was ready is not any more
+	// ("isolated", "removed"); empty while ready or catching up the first time.
+	State, Reason string
 }
 
 // Meta is a member's replicated metadata (the state machine's reserved

@@ -132,6 +132,9 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		if id == t.host.ID() {
 			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
 			row.State = stateOf(self.Ready, true)
+			if self.State != "" {
+				row.State = self.State
+			}
 		} else if p := t.peers[id]; p != nil {
 			switch {
 			case p.ok:
