@@ -83,8 +83,11 @@ type MemberInfo struct {
 	Leader   bool
 	Applied  uint64
 	Ready    bool
-	State    string // joining, catching-up, ready, unreachable, unknown
+	State    string // joining, catching-up, ready, isolated, stalled, unreachable, unknown
 	Lag      uint64
 	Reason   string
-	DownFor  time.Duration
+	// DownFor: how long the member has not been live (tracker); 0 = live.
+	DownFor time.Duration
+	// LiveFor: how long it has been live without a break; 0 = down.
+	LiveFor time.Duration
 }
