@@ -315,7 +315,10 @@ func (n *Node) markRemoved() {
 		if n.leaving.Load() {
 			n.log.Info("left the cluster", "replica", uint64(n.id.ReplicaID))
 		} else {
-			n.log.Error("this replica was removed from the cluster; it stops serving. Restart with --rejoin to join again under a new ID")
+			n.log.Error("this replica was removed from the cluster; it stops serving. " +
+				"The leader's autopilot removes a voter that was down for --dead-after once an observer took its seat, " +
+				"and retires a surplus voter (more voters than --voters: usually one that came back after its seat was refilled; not a fault). " +
+				"Restart with --rejoin to join again under a new ID, as an observer")
 		}
 		close(n.removed)
 	})

@@ -42,7 +42,7 @@ func newApp() *cli.App {
 			&cli.BoolFlag{Name: "leave-on-exit", EnvVars: []string{"KVD_LEAVE_ON_EXIT"}, Usage: "on SIGTERM, hand over leadership and remove this node from the cluster"},
 			&cli.IntFlag{Name: "voters", Value: d.Node.Policy.Voters, EnvVars: []string{"KVD_VOTERS"}, Usage: "voter target (odd): caught-up observers promote themselves up to it"},
 			&cli.DurationFlag{Name: "promote-after", Value: d.Node.Policy.PromoteAfter, EnvVars: []string{"KVD_PROMOTE_AFTER"}, Usage: "an observer must stay caught up this long before promoting itself"},
-			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter unreachable this long is replaced by an observer, then removed"},
+			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter that is unreachable, or answers but does not follow the leader's log, this long is replaced by an observer, then removed"},
 			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
 			&cli.Uint64Flag{Name: "snapshot-entries", Value: d.Node.SnapshotEntries, EnvVars: []string{"KVD_SNAPSHOT_ENTRIES"}, Usage: "take a snapshot (and compact the log) every this many entries"},
 			&cli.Uint64Flag{Name: "compaction-overhead", Value: d.Node.CompactionOverhead, EnvVars: []string{"KVD_COMPACTION_OVERHEAD"}, Usage: "entries kept behind a snapshot so that lagging replicas catch up from the log instead of a full snapshot stream"},
