@@ -196,6 +196,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Policy == (membership.Policy{}) {
 		cfg.Policy = d.Policy
+		// The autopilot retires voters above the target: keep every
+		// initial voter of a larger static cluster (odd: 4 → 5).
+		cfg.Policy.Voters = max(cfg.Policy.Voters, len(cfg.InitialMembers)|1)
 	}
 	if cfg.RaftListen == "" {
 		cfg.RaftListen = cfg.RaftAddr
