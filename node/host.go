@@ -50,6 +50,7 @@ func (n *Node) Membership(ctx context.Context) (membership.Membership, error) {
 	if err != nil {
 		return membership.Membership{}, fmt.Errorf("membership: %w", err)
 	}
+	n.proved() // a ReadIndex completed
 	out := membership.Membership{
 		ConfigChangeID: m.ConfigChangeID,
 		Voters:         map[membership.ReplicaID]string{},

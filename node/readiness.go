@@ -43,13 +43,18 @@ func (n *Node) stayReady(ctx context.Context) {
 // It wakes on leader changes (Dragonboat's LeaderUpdated) and every quarter
 // of the bound; it sends a ReadIndex of its own only when no read or
 // proposal has proved the node's state for half the bound (an idle node
-// sends one every NotReadyAfter/2).
+// sends one every NotReadyAfter/2). Each attempt is short (ReadyTimeout: one
+// sent to a leader that just died is never answered) and a failed one is
+// retried soon, so that a normal leader change, which ends well within the
+// bound, does not revoke readiness.
 func (n *Node) watch(ctx context.Context) (state, reason string) {
 	bound := n.cfg.NotReadyAfter()
+	attempt := min(n.cfg.ReadyTimeout, bound/4)
 	t := time.NewTimer(bound / 4)
 	defer t.Stop()
 	var noLeaderSince time.Time
 	for {
+		next := bound / 4
 		select {
 		case <-ctx.Done():
 			return "", ""
@@ -72,17 +77,21 @@ func (n *Node) watch(ctx context.Context) (state, reason string) {
 					d.Round(10*time.Millisecond), bound)
 			}
 		} else if since := now.Sub(n.lastProof()); since >= bound/2 {
-			rctx, cancel := context.WithTimeout(ctx, bound/2)
+			rctx, cancel := context.WithTimeout(ctx, attempt)
 			_, err := n.nh.SyncRead(rctx, ShardID, statemachine.AppliedQuery{})
 			cancel()
-			if err == nil {
+			switch d := time.Since(n.lastProof()); {
+			case err == nil:
 				n.proved()
-			} else if d := time.Since(n.lastProof()); d >= bound && ctx.Err() == nil {
+			case ctx.Err() != nil:
+			case d >= bound:
 				return "isolated", fmt.Sprintf("no ReadIndex completed for %s (limit %s): %v",
 					d.Round(10*time.Millisecond), bound, err)
+			default:
+				next = bound / 10
 			}
 		}
-		t.Reset(bound / 4)
+		t.Reset(next)
 	}
 }
 
