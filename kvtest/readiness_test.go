@@ -103,3 +103,28 @@ func TestSurvivorStopsBeingReadyAndRecovers(t *testing.T) {
 		t.Fatalf("gRPC health after recovery = %s", got)
 	}
 }
+
+// A normal leader change does not revoke readiness: when the leader stops,
+// the other two elect a new one well within the bound, and stay ready
+// throughout.
+func TestLeaderChangeKeepsFollowersReady(t *testing.T) {
+	c := kvtest.NewCluster(t, 3)
+	c.Put(0, "k", "v")
+	leader := c.Leader()
+	c.Stop(leader)
+	deadline := time.Now().Add(2 * c.Server((leader+1)%3).Node().NotReadyAfter())
+	for time.Now().Before(deadline) {
+		for i := 0; i < 3; i++ {
+			if i == leader {
+				continue
+			}
+			if st := c.Server(i).Node().Status(); !st.Ready {
+				t.Fatalf("node %d stopped being ready during a leader change: %s: %s", i+1, st.State, st.Reason)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got, err := c.Get((leader+1)%3, "k", true); err != nil || got != "v" {
+		t.Fatalf("serializable get after the leader change: %q, %v", got, err)
+	}
+}
