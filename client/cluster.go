@@ -54,7 +54,9 @@ type Member struct {
 	Leader       bool
 	AppliedIndex uint64
 	Ready        bool
-	// State is "joining", "catching-up", "ready" or "unreachable".
+	// State is "joining", "catching-up", "ready", "isolated" (lost its
+	// leader or quorum), "stalled" (answers, but does not follow the
+	// leader's log) or "unreachable".
 	State string
 	// Lag is the leader's commit index minus this member's applied index,
 	// when known.
@@ -128,7 +130,9 @@ type Status struct {
 	Ready        bool
 	RaftAddr     string
 	APIAddr      string
-	// State is "starting", "catching-up", "ready", "removed" or "stopped".
+	// State is "starting", "catching-up", "ready", "isolated" (was ready,
+	// then had no leader or no ReadIndex for the bound; Reason says which),
+	// "removed" or "stopped".
 	State     string
 	Version   string
 	Voters    uint64

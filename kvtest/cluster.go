@@ -30,7 +30,8 @@ type Cluster struct {
 	logs    testWriter
 	mu      sync.Mutex
 	cfgs    []server.Config
-	servers []*server.Server // nil when stopped
+	servers []*server.Server      // nil when stopped
+	proxies map[string]*raftProxy // by advertised Raft address (RaftProxy)
 }
 
 // FastRaft shortens Raft timing for tests: 10 ms ticks, elections in 100–200 ms.
@@ -56,7 +57,7 @@ func FreeAddr(t testing.TB) string {
 func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	t.Helper()
 	logs := newTestWriter(t)
-	c := &Cluster{t: t, logs: logs}
+	c := &Cluster{t: t, logs: logs, proxies: map[string]*raftProxy{}}
 	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
 		members[membership.ReplicaID(i+1)] = FreeAddr(t)
@@ -172,10 +173,17 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Close stops every server.
+// Close stops every server, then the Raft proxies.
 func (c *Cluster) Close() {
 	for i := range c.servers {
 		c.Stop(i)
+	}
+	c.mu.Lock()
+	proxies := c.proxies
+	c.proxies = map[string]*raftProxy{}
+	c.mu.Unlock()
+	for _, p := range proxies {
+		p.close()
 	}
 }
 

@@ -33,12 +33,13 @@ type Controller struct {
 	caughtUpSince time.Time
 	lastRole      Role
 	lastLogged    string
+	lastRemoval   string // the leader's last removal and its reason
 }
 
 // NewController; Run does the work.
 func NewController(h Host, d PeerDialer, p Policy, dataDir string, log *slog.Logger) *Controller {
 	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1)}
-	c.tracker = newTracker(h, d, c.Reason)
+	c.tracker = newTracker(h, d, p, c.Reason)
 	return c
 }
 
@@ -111,7 +112,11 @@ const stepInterval = 500 * time.Millisecond
 func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
 	if !local.Ready {
-		c.setReason("catching up")
+		if local.Reason != "" {
+			c.setReason(local.Reason)
+		} else {
+			c.setReason("catching up")
+		}
 		c.mu.Lock()
 		if c.notReady.IsZero() {
 			c.notReady = time.Now()
@@ -143,7 +148,6 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	switch {
 	case local.LeaderID == c.host.ID():
-		c.setReason("leader")
 		c.reap(ctx)
 	case local.Role == RoleObserver:
 		c.promote(ctx, local)
@@ -248,7 +252,7 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 	// old and would hold the promotion back by that much.
 	for i := range v.Members {
 		if m := &v.Members[i]; m.ID == c.host.ID() && local.Ready {
-			m.Ready = true
+			m.Ready, m.DownFor = true, 0
 			m.Applied = max(m.Applied, local.Applied)
 		}
 	}
@@ -278,15 +282,29 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 	}
 }
 
-// reap: the leader removes a dead voter once it has been replaced.
+// reap: the leader removes a dead voter once it has been replaced, and
+// retires a surplus voter. Its reason (kvctl members, the leader's row)
+// says what it waits for, or what it last removed and why.
 func (c *Controller) reap(ctx context.Context) {
 	rows, ccid, ok := c.tracker.members()
 	if !ok {
+		c.setReason("leader")
 		return
 	}
-	d := DecideRemoval(c.policy, ViewOf(rows, ccid))
-	if d.Reason != "" {
+	v := ViewOf(rows, ccid)
+	v.Stable = c.tracker.stable()
+	d := DecideRemoval(c.policy, v)
+	c.mu.Lock()
+	last := c.lastRemoval
+	c.mu.Unlock()
+	switch {
+	case d.Reason != "":
+		c.setReason("leader: " + d.Reason)
 		c.logDecision("removal decision", d)
+	case last != "" && v.Stable < time.Minute:
+		c.setReason(fmt.Sprintf("leader: %s (%s ago)", last, v.Stable.Truncate(time.Second)))
+	default:
+		c.setReason("leader")
 	}
 	if d.Action != Remove {
 		return
@@ -294,8 +312,12 @@ func (c *Controller) reap(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := c.host.RemoveReplica(rctx, d.Target, ccid); err != nil {
-		c.log.Warn("remove dead voter", "replica", uint64(d.Target), "err", err)
+		c.log.Warn("remove voter", "replica", uint64(d.Target), "err", err, "reason", d.Reason)
 		return
 	}
-	c.log.Info("removed dead voter", "replica", uint64(d.Target), "reason", d.Reason)
+	c.log.Info("removed voter", "replica", uint64(d.Target), "reason", d.Reason)
+	c.mu.Lock()
+	c.lastRemoval = fmt.Sprintf("removed voter %d: %s", d.Target, d.Reason)
+	c.mu.Unlock()
+	c.Notify()
 }

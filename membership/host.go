@@ -11,6 +11,9 @@ type Local struct {
 	LeaderID ReplicaID
 	Applied  uint64
 	Ready    bool
+	// State and Reason say why a node that was ready is not any more
+	// ("isolated", "removed"); empty while ready or catching up the first time.
+	State, Reason string
 }
 
 // Meta is a member's replicated metadata (the state machine's reserved
@@ -89,8 +92,11 @@ type MemberInfo struct {
 	Leader   bool
 	Applied  uint64
 	Ready    bool
-	State    string // joining, catching-up, ready, unreachable, unknown
+	State    string // joining, catching-up, ready, isolated, stalled, unreachable, unknown
 	Lag      uint64
 	Reason   string
-	DownFor  time.Duration
+	// DownFor: how long the member has not been live (tracker); 0 = live.
+	DownFor time.Duration
+	// LiveFor: how long it has been live without a break; 0 = down.
+	LiveFor time.Duration
 }

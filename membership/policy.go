@@ -49,8 +49,13 @@ type MemberState struct {
 	// APIAddr is the member's published API address ("" until it has
 	// published its metadata, which it does once it has run and caught up).
 	APIAddr string
-	// DownFor: how long the leader has not reached the member (0 = reachable).
+	// DownFor: how long the member has not been live (0 = live): its API
+	// did not answer, or it answered but did not follow the leader's log
+	// (Following).
 	DownFor time.Duration
+	// LiveFor: how long it has been live without a break, as this node saw
+	// it (0 = down or unknown). Members live since the same probe share it.
+	LiveFor time.Duration
 }
 
 // View is the leader's published view of the cluster (Cluster.Members).
@@ -59,6 +64,9 @@ type View struct {
 	ConfigChangeID uint64
 	Members        []MemberState
 	Removed        map[ReplicaID]bool
+	// Stable: how long the config-change ID has been unchanged in this
+	// node's view (0 = unknown).
+	Stable time.Duration
 }
 
 func (v View) member(id ReplicaID) (MemberState, bool) {
@@ -89,7 +97,7 @@ type Decision struct {
 
 func quorum(n int) int { return n/2 + 1 }
 
-// count tallies voters: holding a seat (not dead) and reachable now.
+// count tallies voters: holding a seat (not dead) and live now.
 func (p Policy) count(v View) (voters, seated, reachable int) {
 	for _, m := range v.Members {
 		if m.Role != RoleVoter {
@@ -155,9 +163,48 @@ func (p Policy) bestObserver(v View) ReplicaID {
 	return 0
 }
 
-// DecideRemoval is what the leader does about dead voters: remove one once
-// the voters are above the target (its replacement has been promoted), and
-// never when the reachable voters left would not be a quorum.
+// Follow is one successful probe of a member, for Following.
+type Follow struct {
+	Ready         bool
+	Reason        string // the member's own reason when not ready
+	Applied       uint64
+	PrevApplied   uint64 // at the previous successful probe; 0 = none
+	LeaderApplied uint64 // the leader's, read before the probe; 0 = unknown
+}
+
+// Following tells whether a member whose API answers is live: it must be
+// ready (it has a leader and completes ReadIndex, see node/readiness.go),
+// and its applied index within MaxLag of the leader's or moving since the
+// previous probe. A member cut off on its Raft port only answers probes but
+// fails this; an idle cluster flags nobody (no lag), and a slow member that
+// still applies entries is not flagged.
+func (p Policy) Following(f Follow) (bool, string) {
+	switch {
+	case !f.Ready:
+		if f.Reason == "" {
+			return false, "answers, but is not ready"
+		}
+		return false, "answers, but is not ready: " + f.Reason
+	case f.LeaderApplied == 0 || f.Applied+p.MaxLag >= f.LeaderApplied:
+		return true, ""
+	case f.PrevApplied != 0 && f.Applied > f.PrevApplied:
+		return true, "" // slow, but moving
+	}
+	return false, fmt.Sprintf("answers, but does not follow the leader's log: applied %d, %d behind the leader's %d and not moving",
+		f.Applied, f.LeaderApplied-f.Applied, f.LeaderApplied)
+}
+
+// settleTime: the membership must have been unchanged this long before the
+// leader retires a surplus voter, so that a change in flight (a promotion,
+// a join) is applied and seen first.
+const settleTime = 2 * time.Second
+
+// DecideRemoval is what the leader does about voters: it removes a dead one
+// once the voters are above the target (its replacement has been promoted),
+// and, when more voters hold a seat than the target (a dead voter came back
+// after an observer took its seat, or an operator promoted one), retires
+// one of them (decideSurplus). Never the leader, never when the live voters
+// left would not be a quorum.
 func DecideRemoval(p Policy, v View) Decision {
 	voters, _, reachable := p.count(v)
 	var dead []MemberState
@@ -167,21 +214,78 @@ func DecideRemoval(p Policy, v View) Decision {
 		}
 	}
 	if len(dead) == 0 {
-		return Decision{}
+		return p.decideSurplus(v)
 	}
 	sort.Slice(dead, func(i, j int) bool { return dead[i].DownFor > dead[j].DownFor })
 	d := dead[0]
 	if voters <= p.Voters {
-		return Decision{Reason: fmt.Sprintf("voter %d unreachable for %s; waiting for an observer to take its seat (%d voters, target %d)",
+		return Decision{Reason: fmt.Sprintf("voter %d down for %s; waiting for an observer to take its seat (%d voters, target %d)",
 			d.ID, d.DownFor.Truncate(time.Second), voters, p.Voters)}
 	}
 	if reachable < quorum(voters) || reachable < quorum(voters-1) {
-		return Decision{Reason: fmt.Sprintf("voter %d unreachable for %s, but only %d of %d voters are reachable: no quorum to remove it",
+		return Decision{Reason: fmt.Sprintf("voter %d down for %s, but only %d of %d voters are live: no quorum to remove it",
 			d.ID, d.DownFor.Truncate(time.Second), reachable, voters)}
 	}
 	return Decision{Action: Remove, Target: d.ID,
-		Reason: fmt.Sprintf("voter %d unreachable for %s (dead after %s) and %d voters exceed the target %d",
+		Reason: fmt.Sprintf("voter %d down for %s (dead after %s) and %d voters exceed the target %d",
 			d.ID, d.DownFor.Truncate(time.Second), p.DeadAfter, voters, p.Voters)}
+}
+
+// decideSurplus retires one voter when more hold a seat than the target.
+// Dragonboat cannot demote a voter (it rejects AddNonVoting on one), so the
+// voter is removed; it stops with the removal marker and rejoins as an
+// observer with --rejoin (DESIGN.md). Which one, in order: a voter that is
+// down now (longest first); then the one live for the shortest time (it
+// came back most recently: it was down when its seat was refilled); then
+// the least caught up; then the highest ID. Deterministic for one view.
+func (p Policy) decideSurplus(v View) Decision {
+	voters, seated, live := p.count(v)
+	if seated <= p.Voters {
+		return Decision{}
+	}
+	if v.Stable < settleTime {
+		return Decision{Reason: fmt.Sprintf("%d voters hold a seat, target %d: the membership changed %s ago; retiring one once it has been stable for %s",
+			seated, p.Voters, v.Stable.Truncate(100*time.Millisecond), settleTime)}
+	}
+	var cands []MemberState
+	for _, m := range v.Members {
+		if m.Role == RoleVoter && m.ID != v.LeaderID {
+			cands = append(cands, m)
+		}
+	}
+	if len(cands) == 0 {
+		return Decision{}
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		a, b := cands[i], cands[j]
+		switch {
+		case a.DownFor != b.DownFor:
+			return a.DownFor > b.DownFor
+		case a.LiveFor != b.LiveFor:
+			return a.LiveFor < b.LiveFor
+		case a.Applied != b.Applied:
+			return a.Applied < b.Applied
+		}
+		return a.ID > b.ID
+	})
+	d := cands[0]
+	others := live
+	if d.DownFor == 0 {
+		others--
+	}
+	if live < quorum(voters) || others < quorum(voters-1) {
+		return Decision{Reason: fmt.Sprintf("%d voters hold a seat, target %d, but only %d are live: no quorum to retire voter %d",
+			seated, p.Voters, live, d.ID)}
+	}
+	why := fmt.Sprintf("live for %s, the shortest", d.LiveFor.Truncate(100*time.Millisecond))
+	if d.DownFor > 0 {
+		why = fmt.Sprintf("down for %s", d.DownFor.Truncate(100*time.Millisecond))
+	} else if len(cands) > 1 && cands[1].LiveFor == d.LiveFor {
+		why = fmt.Sprintf("the least caught up, applied %d", d.Applied)
+	}
+	return Decision{Action: Remove, Target: d.ID,
+		Reason: fmt.Sprintf("%d voters hold a seat, target %d: retiring surplus voter %d (%s); it stops and can rejoin as an observer with --rejoin",
+			seated, p.Voters, d.ID, why)}
 }
 
 // CheckRemoval is the guard for an operator's removal of id: refused when

@@ -65,7 +65,7 @@ func TestDecideRemoval(t *testing.T) {
 		{"all alive", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, 0)), Wait, 0, ""},
 		{"dead but no replacement yet", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, time.Minute)), Wait, 0, "waiting for an observer"},
 		{"unreachable, not dead yet", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, 0), voter(4, 1, 10*time.Second)), Wait, 0, ""},
-		{"replacement promoted", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, time.Minute), voter(4, 1, 0)), Remove, 3, "unreachable for 1m0s"},
+		{"replacement promoted", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, time.Minute), voter(4, 1, 0)), Remove, 3, "down for 1m0s"},
 		{"longest dead first", view(voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, time.Minute), voter(4, 1, 2*time.Minute), voter(5, 1, 0), voter(6, 1, 0), voter(7, 1, 0)), Remove, 4, ""},
 		{"no quorum to remove", view(voter(1, 1, 0), voter(2, 1, time.Minute), voter(3, 1, time.Minute), voter(4, 1, 0)), Wait, 0, "no quorum"},
 		{"never the leader", View{LeaderID: 3, Members: []MemberState{voter(1, 1, 0), voter(2, 1, 0), voter(3, 1, time.Minute), voter(4, 1, 0)}}, Wait, 0, ""},
@@ -76,6 +76,84 @@ func TestDecideRemoval(t *testing.T) {
 			d := DecideRemoval(p, tt.v)
 			if d.Action != tt.want || d.Target != tt.target || !strings.Contains(d.Reason, tt.reason) {
 				t.Fatalf("got %v %d %q, want %v %d containing %q", d.Action, d.Target, d.Reason, tt.want, tt.target, tt.reason)
+			}
+		})
+	}
+}
+
+func live(m MemberState, liveFor time.Duration) MemberState { m.LiveFor = liveFor; return m }
+
+func stable(v View, d time.Duration) View { v.Stable = d; return v }
+
+// More voters hold a seat than the target: the leader retires one, and
+// which one is deterministic (down, then back most recently, then least
+// caught up, then highest ID), never the leader, never without a quorum,
+// never while the membership is settling.
+func TestDecideRemovalSurplus(t *testing.T) {
+	p := Policy{Voters: 3, PromoteAfter: 2 * time.Second, DeadAfter: 30 * time.Second, MaxLag: 10}
+	h := time.Hour
+	tests := []struct {
+		name   string
+		v      View
+		want   Action
+		target ReplicaID
+		reason string
+	}{
+		{"at the target", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), h)), h), Wait, 0, ""},
+		{"the voter that came back", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), 5*time.Second), live(voter(4, 9, 0), h)), h),
+			Remove, 3, "4 voters hold a seat, target 3: retiring surplus voter 3 (live for 5s, the shortest)"},
+		{"a voter still down (not dead yet) goes first", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), voter(3, 9, 10*time.Second), live(voter(4, 9, 0), 5*time.Second)), h),
+			Remove, 3, "down for 10s"},
+		{"then the least caught up", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 7, 0), h), live(voter(4, 9, 0), h)), h),
+			Remove, 3, "the least caught up, applied 7"},
+		{"then the highest ID", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), h), live(voter(4, 9, 0), h)), h),
+			Remove, 4, ""},
+		{"never the leader", stable(View{LeaderID: 4, Members: []MemberState{live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), h), live(voter(4, 9, 0), time.Second)}}, h),
+			Remove, 3, ""},
+		{"membership still settling", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), time.Second), live(voter(4, 9, 0), h)), time.Second),
+			Wait, 0, "changed 1s ago"},
+		{"no quorum of live voters", stable(view(live(voter(1, 9, 0), h), voter(2, 9, 10*time.Second), voter(3, 9, 10*time.Second), live(voter(4, 9, 0), h), live(voter(5, 9, 0), h)), h),
+			Remove, 3, ""},
+		{"no quorum left after the removal", stable(View{LeaderID: 1, Members: []MemberState{live(voter(1, 9, 0), h), voter(2, 9, 10*time.Second), voter(3, 9, 10*time.Second), live(voter(4, 9, 0), h)}}, h),
+			Wait, 0, "no quorum to retire voter"},
+		{"dead voters are removed first", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), voter(3, 9, time.Minute), live(voter(4, 9, 0), h), live(voter(5, 9, 0), time.Second)), h),
+			Remove, 3, "down for 1m0s (dead after 30s)"},
+		{"observers do not count", stable(view(live(voter(1, 9, 0), h), live(voter(2, 9, 0), h), live(voter(3, 9, 0), h), observer(4, 9, true, 0)), h), Wait, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := DecideRemoval(p, tt.v)
+			if d.Action != tt.want || d.Target != tt.target || !strings.Contains(d.Reason, tt.reason) {
+				t.Fatalf("got %v %d %q, want %v %d containing %q", d.Action, d.Target, d.Reason, tt.want, tt.target, tt.reason)
+			}
+		})
+	}
+}
+
+// A member whose API answers counts as live only while it follows the
+// leader's log.
+func TestFollowing(t *testing.T) {
+	p := Policy{Voters: 3, DeadAfter: 30 * time.Second, MaxLag: 10}
+	tests := []struct {
+		name   string
+		f      Follow
+		want   bool
+		reason string
+	}{
+		{"in step", Follow{Ready: true, Applied: 100, PrevApplied: 90, LeaderApplied: 100}, true, ""},
+		{"idle cluster", Follow{Ready: true, Applied: 100, PrevApplied: 100, LeaderApplied: 100}, true, ""},
+		{"within MaxLag, not moving", Follow{Ready: true, Applied: 95, PrevApplied: 95, LeaderApplied: 105}, true, ""},
+		{"slow but moving", Follow{Ready: true, Applied: 500, PrevApplied: 400, LeaderApplied: 5000}, true, ""},
+		{"leader unknown", Follow{Ready: true, Applied: 5, PrevApplied: 5}, true, ""},
+		{"stuck behind (Raft cut, writes go on)", Follow{Ready: true, Applied: 400, PrevApplied: 400, LeaderApplied: 5000}, false, "4600 behind the leader's 5000 and not moving"},
+		{"behind on its first probe", Follow{Ready: true, Applied: 400, LeaderApplied: 5000}, false, "not moving"},
+		{"not ready (no leader: Raft cut, idle cluster)", Follow{Ready: false, Reason: "no leader for 3s", Applied: 100, PrevApplied: 100, LeaderApplied: 100}, false, "not ready: no leader for 3s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := p.Following(tt.f)
+			if got != tt.want || !strings.Contains(reason, tt.reason) {
+				t.Fatalf("got %v %q, want %v containing %q", got, reason, tt.want, tt.reason)
 			}
 		})
 	}

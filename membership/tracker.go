@@ -9,14 +9,19 @@ import (
 )
 
 // tracker probes every member's API for its status, so that this node can
-// publish a view with liveness (only the leader's view is acted upon).
+// publish a view with liveness (only the leader's view is acted upon). A
+// member is live while its API answers and it follows the leader's log
+// (Policy.Following): a voter cut off on its Raft port only still answers,
+// but stops following, and so goes down like one that does not answer.
 type tracker struct {
 	host   Host
 	dialer PeerDialer
+	policy Policy
 
 	mu     sync.Mutex
 	ms     Membership
 	msOK   bool
+	ccAt   time.Time // when the config-change ID last changed in this view
 	metas  map[ReplicaID]Meta
 	peers  map[ReplicaID]*peer
 	reason func() string // this node's own explanation
@@ -24,14 +29,16 @@ type tracker struct {
 
 type peer struct {
 	firstSeen time.Time
-	lastOK    time.Time
+	lastLive  time.Time // last probe that found it live
+	liveSince time.Time // start of its current live streak; zero = not live
 	st        PeerStatus
-	err       string
-	ok        bool
+	err       string // why it is not live
+	ok        bool   // its API answered the last probe
+	following bool
 }
 
-func newTracker(h Host, d PeerDialer, reason func() string) *tracker {
-	return &tracker{host: h, dialer: d, peers: map[ReplicaID]*peer{}, reason: reason}
+func newTracker(h Host, d PeerDialer, p Policy, reason func() string) *tracker {
+	return &tracker{host: h, dialer: d, policy: p, peers: map[ReplicaID]*peer{}, reason: reason}
 }
 
 // probe refreshes the membership, the metadata and every peer's status.
@@ -47,6 +54,9 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	if err != nil {
 		return false, err
 	}
+	// The leader's applied index is read before the peers are asked, so
+	// that a healthy peer's answer is not behind it by the probe's time.
+	local := t.host.Local()
 	now := time.Now()
 	type result struct {
 		id  ReplicaID
@@ -81,9 +91,26 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	wg.Wait()
 	close(results)
 
+	var got []result
+	for r := range results {
+		got = append(got, r)
+	}
+	var leaderApplied uint64
+	if local.LeaderID == t.host.ID() {
+		leaderApplied = local.Applied
+	}
+	for _, r := range got {
+		if r.err == nil && r.id == local.LeaderID {
+			leaderApplied = r.st.Applied
+		}
+	}
+
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	changed = !t.msOK || ms.ConfigChangeID != t.ms.ConfigChangeID
+	if changed {
+		t.ccAt = now
+	}
 	t.ms, t.msOK, t.metas = ms, true, metas
 	for id := range t.peers {
 		if _, ok := allMembers(ms)[id]; !ok {
@@ -95,15 +122,36 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 			t.peers[id] = &peer{firstSeen: now}
 		}
 	}
-	for r := range results {
+	for _, r := range got {
 		p := t.peers[r.id]
 		if r.err != nil {
-			p.ok, p.err = false, r.err.Error()
+			p.ok, p.following, p.err, p.liveSince = false, false, r.err.Error(), time.Time{}
 			continue
 		}
-		p.ok, p.err, p.st, p.lastOK = true, "", r.st, now
+		prev := p.st.Applied // of the previous answer; 0 = none
+		p.following, p.err = t.policy.Following(Follow{Ready: r.st.Ready, Reason: r.st.Reason,
+			Applied: r.st.Applied, PrevApplied: prev, LeaderApplied: leaderApplied})
+		p.ok, p.st = true, r.st
+		if !p.following {
+			p.liveSince = time.Time{}
+			continue
+		}
+		p.lastLive = now
+		if p.liveSince.IsZero() {
+			p.liveSince = now
+		}
 	}
 	return changed, nil
+}
+
+// stable is how long the config-change ID has been unchanged in this view.
+func (t *tracker) stable() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ccAt.IsZero() {
+		return 0
+	}
+	return time.Since(t.ccAt)
 }
 
 // removed lists the removed IDs of the last membership read.
@@ -132,19 +180,29 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		if id == t.host.ID() {
 			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
 			row.State = stateOf(self.Ready, true)
+			if self.State != "" {
+				row.State = self.State
+			}
 		} else if p := t.peers[id]; p != nil {
+			since := p.lastLive
+			if since.IsZero() {
+				since = p.firstSeen
+			}
 			switch {
-			case p.ok:
+			case p.ok && p.following:
 				row.Applied, row.Ready, row.State, row.Reason = p.st.Applied, p.st.Ready, p.st.State, p.st.Reason
+				row.LiveFor = max(now.Sub(p.liveSince), time.Millisecond)
+			case p.ok:
+				row.Applied, row.Ready, row.State, row.Reason = p.st.Applied, p.st.Ready, p.st.State, p.err
+				if p.st.Ready {
+					row.State = "stalled"
+				}
+				row.DownFor = max(now.Sub(since), time.Millisecond)
 			case row.APIAddr == "":
 				row.State, row.Reason = "joining", "has not published its API address yet"
 				row.DownFor = now.Sub(p.firstSeen)
 			default:
 				row.State, row.Reason = "unreachable", p.err
-				since := p.lastOK
-				if since.IsZero() {
-					since = p.firstSeen
-				}
 				row.DownFor = max(now.Sub(since), time.Millisecond)
 			}
 		}
@@ -157,7 +215,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		}
 	}
 	for i := range rows {
-		if rows[i].DownFor == 0 && leaderApplied > rows[i].Applied {
+		if rows[i].State != "unreachable" && rows[i].State != "joining" && leaderApplied > rows[i].Applied {
 			rows[i].Lag = leaderApplied - rows[i].Applied
 		}
 	}
@@ -182,7 +240,7 @@ func ViewOf(rows []MemberInfo, ccid uint64) View {
 		if r.Leader {
 			v.LeaderID = r.ID
 		}
-		v.Members = append(v.Members, MemberState{ID: r.ID, Role: r.Role, Applied: r.Applied, Ready: r.Ready, DownFor: r.DownFor})
+		v.Members = append(v.Members, MemberState{ID: r.ID, Role: r.Role, Applied: r.Applied, Ready: r.Ready, DownFor: r.DownFor, LiveFor: r.LiveFor})
 	}
 	return v
 }

@@ -7,13 +7,16 @@ import (
 )
 
 type fakeHost struct {
-	Host // methods the tracker does not call panic
-	ms   Membership
-	meta map[ReplicaID]Meta
+	Host    // methods the tracker does not call panic
+	ms      Membership
+	meta    map[ReplicaID]Meta
+	applied uint64
 }
 
-func (h *fakeHost) ID() ReplicaID                                  { return 1 }
-func (h *fakeHost) Local() Local                                   { return Local{Role: RoleVoter, LeaderID: 1, Ready: true} }
+func (h *fakeHost) ID() ReplicaID { return 1 }
+func (h *fakeHost) Local() Local {
+	return Local{Role: RoleVoter, LeaderID: 1, Ready: true, Applied: h.applied}
+}
 func (h *fakeHost) Membership(context.Context) (Membership, error) { return h.ms, nil }
 func (h *fakeHost) Metas(context.Context) (map[ReplicaID]Meta, error) {
 	return h.meta, nil
@@ -39,7 +42,7 @@ func TestTrackerRejectsAnswerFromAnotherReplica(t *testing.T) {
 		"a2": {ID: 9, Role: RoleObserver, Ready: true, Applied: 5}, // someone else now
 		"a3": {ID: 3, Role: RoleVoter, Ready: true, Applied: 5},
 	}}
-	tr := newTracker(h, d, func() string { return "" })
+	tr := newTracker(h, d, DefaultPolicy(), func() string { return "" })
 	if _, err := tr.probe(context.Background(), 1e9); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +60,65 @@ func TestTrackerRejectsAnswerFromAnotherReplica(t *testing.T) {
 			if r.State != "" && r.DownFor != 0 || !r.Ready {
 				t.Fatalf("member 3 = %+v; want reachable and ready", r)
 			}
+		}
+	}
+}
+
+// A member whose API answers but whose Raft does not follow (cut off on its
+// Raft port: its applied index stands still while the leader's moves on, or
+// it reports that it is not ready) goes down like one that does not answer;
+// a member of an idle cluster, or a slow one that moves, stays live.
+func TestTrackerJudgesRaftProgress(t *testing.T) {
+	h := &fakeHost{
+		ms:   Membership{Voters: map[ReplicaID]string{1: "r1", 2: "r2", 3: "r3", 4: "r4"}},
+		meta: map[ReplicaID]Meta{2: {APIAddr: "a2"}, 3: {APIAddr: "a3"}, 4: {APIAddr: "a4"}},
+	}
+	d := &fakeDialer{answers: map[string]PeerStatus{}}
+	p := DefaultPolicy()
+	tr := newTracker(h, d, p, func() string { return "" })
+	probe := func(leader, stuck, slow, isolated uint64, isolatedReady bool) map[ReplicaID]MemberInfo {
+		t.Helper()
+		h.applied = leader
+		d.answers["a2"] = PeerStatus{ID: 2, Role: RoleVoter, Ready: true, Applied: stuck}
+		d.answers["a3"] = PeerStatus{ID: 3, Role: RoleVoter, Ready: true, Applied: slow}
+		d.answers["a4"] = PeerStatus{ID: 4, Role: RoleVoter, Ready: isolatedReady, Applied: isolated, State: "isolated", Reason: "no leader for 3s"}
+		if _, err := tr.probe(context.Background(), 1e9); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, _ := tr.members()
+		out := map[ReplicaID]MemberInfo{}
+		for _, r := range rows {
+			out[r.ID] = r
+		}
+		return out
+	}
+	// Idle: everyone at 100, all live.
+	rows := probe(100, 100, 100, 100, true)
+	for id := ReplicaID(2); id <= 4; id++ {
+		if rows[id].DownFor != 0 || rows[id].LiveFor == 0 {
+			t.Fatalf("idle cluster: member %d = %+v; want live", id, rows[id])
+		}
+	}
+	rows = probe(100, 100, 100, 100, true) // still idle: still live
+	if rows[2].DownFor != 0 {
+		t.Fatalf("idle cluster, second probe: member 2 = %+v; want live", rows[2])
+	}
+	// Writes go on: 2 stands still, 3 moves slowly, 4 says it is not ready.
+	rows = probe(5000, 100, 400, 100, false)
+	if r := rows[2]; r.DownFor == 0 || r.State != "stalled" || !strings.Contains(r.Reason, "not moving") {
+		t.Fatalf("stuck member 2 = %+v; want down, stalled", r)
+	}
+	if r := rows[3]; r.DownFor != 0 {
+		t.Fatalf("slow but moving member 3 = %+v; want live", r)
+	}
+	if r := rows[4]; r.DownFor == 0 || r.State != "isolated" || !strings.Contains(r.Reason, "no leader for 3s") {
+		t.Fatalf("not-ready member 4 = %+v; want down with its reason", r)
+	}
+	probe(9000, 100, 900, 100, false)
+	all, ccid, _ := tr.members()
+	for _, m := range ViewOf(all, ccid).Members {
+		if (m.ID == 2 || m.ID == 4) && m.DownFor == 0 {
+			t.Fatalf("view: member %d = %+v; want down", m.ID, m)
 		}
 	}
 }

@@ -120,3 +120,13 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// NotReadyAfter is how long a ready node may go without a leader, or
+// without completing a ReadIndex, before it stops being ready: the longest
+// randomized election timeout (2 × RTT × ElectionTicks) plus one election
+// timeout of margin, so a normal leader change does not flap readiness;
+// at least 1 s, so that a busy machine's scheduling hiccups don't either.
+// Defaults: RTT 50 ms × 20 ticks → 3 s.
+func (c *Config) NotReadyAfter() time.Duration {
+	return max(3*c.RTT*time.Duration(c.ElectionTicks), time.Second)
+}

@@ -19,16 +19,23 @@ var (
 	ErrBadConfig = errors.New("node: invalid configuration")
 )
 
-// NotReadyError says how far behind a catching-up replica is.
+// NotReadyError says why a replica serves no serializable reads: how far
+// behind it is while catching up, or, for a node that was ready, why it
+// stopped (State "isolated": no leader or no ReadIndex within the bound;
+// "removed").
 type NotReadyError struct {
 	Applied, Target uint64
+	State, Reason   string
 }
 
 func (e *NotReadyError) Error() string {
-	if e.Target == 0 {
-		return "catching up: no ReadIndex has completed yet; retry shortly or use a linearizable read"
+	if e.Reason != "" {
+		return fmt.Sprintf("not ready (%s): %s; retry on another node or use a linearizable read", e.State, e.Reason)
 	}
-	return fmt.Sprintf("catching up: applied %d of %d; retry shortly or use a linearizable read", e.Applied, e.Target)
+	if e.Target == 0 {
+		return "not ready (catching up): no ReadIndex has completed yet; retry shortly or use a linearizable read"
+	}
+	return fmt.Sprintf("not ready (catching up): applied %d of %d; retry shortly or use a linearizable read", e.Applied, e.Target)
 }
 
 func (e *NotReadyError) Unwrap() error { return ErrNotReady }

@@ -21,6 +21,7 @@ import (
 // linearizable).
 func (n *Node) Local() membership.Local {
 	l := membership.Local{Ready: n.ready.Load(), Applied: n.appliedIndex()}
+	l.State, l.Reason = n.readiness()
 	for _, si := range n.nh.GetNodeHostInfo(dragonboat.NodeHostInfoOption{SkipLogInfo: true}).ShardInfoList {
 		if si.ShardID != ShardID || si.Pending {
 			continue
@@ -49,6 +50,7 @@ func (n *Node) Membership(ctx context.Context) (membership.Membership, error) {
 	if err != nil {
 		return membership.Membership{}, fmt.Errorf("membership: %w", err)
 	}
+	n.proved() // a ReadIndex completed
 	out := membership.Membership{
 		ConfigChangeID: m.ConfigChangeID,
 		Voters:         map[membership.ReplicaID]string{},
@@ -200,7 +202,7 @@ func (n *Node) publishMeta(ctx context.Context) {
 }
 
 // listener receives Dragonboat's events on its own goroutines; it only
-// marks removal and wakes the membership controller.
+// marks removal and wakes the membership controller and the readiness watch.
 type listener struct{ n *Node }
 
 func (l *listener) wake() {
@@ -209,9 +211,15 @@ func (l *listener) wake() {
 	}
 }
 
-func (l *listener) LeaderUpdated(raftio.LeaderInfo) { l.wake() }
-func (l *listener) NodeHostShuttingDown()           {}
-func (l *listener) NodeUnloaded(raftio.NodeInfo)    {}
+func (l *listener) LeaderUpdated(raftio.LeaderInfo) {
+	l.wake()
+	select {
+	case l.n.leaderC <- struct{}{}:
+	default:
+	}
+}
+func (l *listener) NodeHostShuttingDown()        {}
+func (l *listener) NodeUnloaded(raftio.NodeInfo) {}
 func (l *listener) NodeDeleted(info raftio.NodeInfo) {
 	if info.ShardID == ShardID && membership.ReplicaID(info.ReplicaID) == l.n.id.ReplicaID && !l.n.stopped.Load() {
 		go l.n.markRemoved()

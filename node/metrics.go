@@ -49,7 +49,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Name: "kvd_node_applied_index", Help: "Last Raft index applied by the state machine.",
 		}, func() float64 { return float64(n.appliedIndex()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "kvd_node_ready", Help: "1 once the node has caught up.",
+			Name: "kvd_node_ready", Help: "1 while the node is ready: caught up, with a leader and a quorum.",
 		}, func() float64 {
 			if n.Ready() {
 				return 1

@@ -42,6 +42,9 @@ type Node struct {
 	events  *listener
 
 	ready       atomic.Bool
+	why         atomic.Pointer[unready] // why a node that was ready is not
+	lastRead    atomic.Int64            // unix ns of the last ReadIndex or proposal that completed
+	leaderC     chan struct{}           // LeaderUpdated events for the readiness watch
 	stopped     atomic.Bool
 	catchTarget atomic.Uint64
 	removed     chan struct{}
@@ -86,7 +89,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ident = nil
 	}
 
-	n := &Node{cfg: cfg, log: log, removed: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, removed: make(chan struct{}), leaderC: make(chan struct{}, 1)}
 	n.events = &listener{n: n}
 	if cfg.Peers != nil {
 		// Created before the NodeHost: its event listener wakes it.
@@ -194,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		n.catchUp(loopCtx)
+		n.stayReady(loopCtx)
 	}()
 	if n.ctrl != nil {
 		n.wg.Add(1)
@@ -229,6 +232,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.Policy == (membership.Policy{}) {
 		cfg.Policy = d.Policy
+		// The autopilot retires voters above the target: keep every
+		// initial voter of a larger static cluster (odd: 4 → 5).
+		cfg.Policy.Voters = max(cfg.Policy.Voters, len(cfg.InitialMembers)|1)
 	}
 	if cfg.RaftListen == "" {
 		cfg.RaftListen = cfg.RaftAddr
@@ -344,10 +350,14 @@ func (n *Node) markRemoved() {
 		if err := membership.MarkRemoved(n.cfg.DataDir, n.id.ReplicaID); err != nil {
 			n.log.Error("write removal marker", "err", err)
 		}
+		n.revoke("removed", removedReason)
 		if n.leaving.Load() {
 			n.log.Info("left the cluster", "replica", uint64(n.id.ReplicaID))
 		} else {
-			n.log.Error("this replica was removed from the cluster; it stops serving. Restart with --rejoin to join again under a new ID")
+			n.log.Error("this replica was removed from the cluster; it stops serving. " +
+				"The leader's autopilot removes a voter that was down for --dead-after once an observer took its seat, " +
+				"and retires a surplus voter (more voters than --voters: usually one that came back after its seat was refilled; not a fault). " +
+				"Restart with --rejoin to join again under a new ID, as an observer")
 		}
 		close(n.removed)
 	})
@@ -360,6 +370,15 @@ func (n *Node) isRemoved() bool {
 	case <-n.removed:
 		return true
 	case <-time.After(200 * time.Millisecond):
+		return false
+	}
+}
+
+func (n *Node) isRemovedNow() bool {
+	select {
+	case <-n.removed:
+		return true
+	default:
 		return false
 	}
 }
@@ -388,7 +407,8 @@ func (n *Node) RaftAddr() string { return n.cfg.RaftAddr }
 // Identity is the persisted identity.
 func (n *Node) Identity() membership.Identity { return n.id }
 
-// Ready reports whether the node has caught up (first ReadIndex succeeded).
+// Ready reports whether the node serves serializable reads: it has caught
+// up, and has had a leader and a quorum within NotReadyAfter (readiness.go).
 func (n *Node) Ready() bool { return n.ready.Load() }
 
 // withDeadline gives ctx a deadline (Dragonboat requires one).
@@ -413,6 +433,7 @@ func (n *Node) Propose(ctx context.Context, cmds []statemachine.Command) ([]stat
 	if err != nil {
 		return nil, fmt.Errorf("propose: %w", err)
 	}
+	n.proved()
 	res, err := statemachine.ParseResult(r)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
@@ -435,13 +456,15 @@ func (n *Node) Read(ctx context.Context, q interface{}, mode ReadMode) (interfac
 	)
 	if mode == Serializable {
 		if !n.ready.Load() {
-			return nil, &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load()}
+			return nil, n.notReady()
 		}
 		v, err = n.nh.StaleRead(ShardID, q)
 	} else {
 		ctx, cancel := withDeadline(ctx, 5*time.Second)
 		defer cancel()
-		v, err = n.nh.SyncRead(ctx, ShardID, q)
+		if v, err = n.nh.SyncRead(ctx, ShardID, q); err == nil {
+			n.proved()
+		}
 	}
 	n.metrics.observeRead(start, mode, err)
 	if err != nil {
@@ -461,7 +484,7 @@ func (n *Node) ReadAll(ctx context.Context, qs []interface{}, mode ReadMode) ([]
 	start := time.Now()
 	if mode == Serializable {
 		if !n.ready.Load() {
-			return nil, &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load()}
+			return nil, n.notReady()
 		}
 	} else {
 		ctx, cancel := withDeadline(ctx, 5*time.Second)
@@ -471,6 +494,7 @@ func (n *Node) ReadAll(ctx context.Context, qs []interface{}, mode ReadMode) ([]
 			n.metrics.observeRead(start, mode, err)
 			return nil, fmt.Errorf("read: %w", err)
 		}
+		n.proved()
 	}
 	out := make([]interface{}, len(qs))
 	for i, q := range qs {
@@ -495,8 +519,9 @@ func (n *Node) appliedIndex() uint64 {
 
 // catchUp loops ReadIndex until one succeeds: from then on the node's applied
 // index has reached the leader's commit index as of that read, and the node
-// serves serializable reads. Then it publishes its member metadata.
-func (n *Node) catchUp(ctx context.Context) {
+// serves serializable reads. It reports false when ctx ends or the replica
+// was removed first.
+func (n *Node) catchUp(ctx context.Context) bool {
 	backoff := 20 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		// A ReadIndex sent before the replica knows a leader is dropped
@@ -506,7 +531,7 @@ func (n *Node) catchUp(ctx context.Context) {
 				break
 			}
 			if !sleep(ctx, 10*time.Millisecond) {
-				return
+				return false
 			}
 		}
 		rctx, cancel := context.WithTimeout(ctx, n.cfg.ReadyTimeout)
@@ -515,27 +540,26 @@ func (n *Node) catchUp(ctx context.Context) {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || n.isRemovedNow() {
+			return false
 		}
 		n.refreshCatchUpTarget(ctx)
 		if attempt%10 == 0 {
 			n.log.Info("catching up", "attempt", attempt, "applied", n.appliedIndex(), "target", n.catchTarget.Load(), "err", err)
 		}
 		if !sleep(ctx, backoff) {
-			return
+			return false
 		}
 		// Short: each attempt is one ReadIndex round, and every pause
 		// after the data arrived adds to the joiner's time to serve.
 		backoff = min(backoff*2, 100*time.Millisecond)
 	}
-	membership.CrashPoint(membership.CrashBeforeReady)
-	n.ready.Store(true)
-	if n.ctrl != nil {
-		n.ctrl.Notify()
+	if n.isRemovedNow() {
+		return false
 	}
+	n.becomeReady()
 	n.log.Info("caught up", "applied", n.appliedIndex())
-	n.publishMeta(ctx)
+	return true
 }
 
 // refreshCatchUpTarget asks a seed (or the leader, once its address is

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/lni/dragonboat/v4"
 
 	"github.com/kvd-project/kvd/membership"
@@ -20,7 +22,7 @@ type Status struct {
 	RaftAddr      string
 	APIAddr       string
 	Voters        int
-	State         string // starting, catching-up, ready, removed, stopped
+	State         string // starting, catching-up, ready, isolated, removed, stopped
 	Reason        string
 }
 
@@ -47,9 +49,11 @@ func (n *Node) Status() Status {
 			s.Voters = len(si.Replicas)
 		}
 	}
-	switch {
+	switch state, reason := n.readiness(); {
 	case s.Ready:
 		s.State = "ready"
+	case state != "":
+		s.State, s.Reason = state, reason
 	case s.Role != membership.RoleUnknown:
 		s.State = "catching-up"
 	}
@@ -58,3 +62,7 @@ func (n *Node) Status() Status {
 	}
 	return s
 }
+
+// NotReadyAfter is the bound after which a node that lost its leader or
+// cannot complete a ReadIndex stops being ready (Config.NotReadyAfter).
+func (n *Node) NotReadyAfter() time.Duration { return n.cfg.NotReadyAfter() }

@@ -180,7 +180,7 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 				st.State, st.Applied, st.CatchUpTarget, st.CatchUpTarget-st.Applied, st.LeaderID)
 			return
 		}
-		fmt.Fprintf(w, "not ready: %s, applied index %d, leader %d %s\n", st.State, st.Applied, st.LeaderID, st.Reason)
+		fmt.Fprintf(w, "not ready: %s, applied index %d, leader %d: %s\n", st.State, st.Applied, st.LeaderID, st.Reason)
 		return
 	}
 	fmt.Fprintf(w, "ready: %s, applied index %d, leader %d\n", st.Role, st.Applied, st.LeaderID)

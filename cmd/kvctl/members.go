@@ -36,7 +36,9 @@ func membersListCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list the cluster's members with their role and health",
 		Description: `Lists every member as seen by the answering node: ID, ROLE (voter or
-observer), STATE (joining, catching-up, ready, unreachable), RAFT ADDR,
+observer), STATE (joining, catching-up, ready, isolated: lost its leader or
+quorum, stalled: answers but does not follow the leader's log, unreachable,
+removed), RAFT ADDR,
 API ADDR, APPLIED index, LAG behind the leader, LEADER, how long the member has
 been DOWN (empty when reachable), and the REASON for its state. -o json prints
 a JSON array of objects.`,

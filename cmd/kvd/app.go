@@ -40,9 +40,9 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVD_JOIN_SECRET"}, Usage: "cluster secret required to join, promote or remove members (same on every node)"},
 			&cli.BoolFlag{Name: "rejoin", EnvVars: []string{"KVD_REJOIN"}, Usage: "if this node was removed, or its Raft state was lost, wipe its state, have its old ID removed and join again under a new ID (a static member given it never bootstraps: don't use it on a cluster's first start)"},
 			&cli.BoolFlag{Name: "leave-on-exit", EnvVars: []string{"KVD_LEAVE_ON_EXIT"}, Usage: "on SIGTERM, hand over leadership and remove this node from the cluster"},
-			&cli.IntFlag{Name: "voters", Value: d.Node.Policy.Voters, EnvVars: []string{"KVD_VOTERS"}, Usage: "voter target (odd): caught-up observers promote themselves up to it"},
+			&cli.IntFlag{Name: "voters", Value: d.Node.Policy.Voters, EnvVars: []string{"KVD_VOTERS"}, Usage: "voter target (odd): caught-up observers promote themselves up to it, and the leader retires voters above it (default: 3, or the number of --initial-members, made odd, when more)"},
 			&cli.DurationFlag{Name: "promote-after", Value: d.Node.Policy.PromoteAfter, EnvVars: []string{"KVD_PROMOTE_AFTER"}, Usage: "an observer must stay caught up this long before promoting itself"},
-			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter unreachable this long is replaced by an observer, then removed"},
+			&cli.DurationFlag{Name: "dead-after", Value: d.Node.Policy.DeadAfter, EnvVars: []string{"KVD_DEAD_AFTER"}, Usage: "a voter that is unreachable, or answers but does not follow the leader's log, this long is replaced by an observer, then removed"},
 			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
 			&cli.Uint64Flag{Name: "snapshot-entries", Value: d.Node.SnapshotEntries, EnvVars: []string{"KVD_SNAPSHOT_ENTRIES"}, Usage: "take a snapshot (and compact the log) every this many entries"},
 			&cli.Uint64Flag{Name: "compaction-overhead", Value: d.Node.CompactionOverhead, EnvVars: []string{"KVD_COMPACTION_OVERHEAD"}, Usage: "entries kept behind a snapshot so that lagging replicas catch up from the log instead of a full snapshot stream"},
@@ -111,6 +111,11 @@ func configFrom(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--initial-members: %w", err)
 		}
 		cfg.Node.InitialMembers = m
+		// The autopilot retires voters above --voters: a static cluster
+		// of more initial voters than the default target keeps them.
+		if !c.IsSet("voters") && len(m) > cfg.Node.Policy.Voters {
+			cfg.Node.Policy.Voters = len(m) | 1
+		}
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return cfg, err
