@@ -98,7 +98,7 @@ func TestRangePagesAreCappedInBytes(t *testing.T) {
 		var want []string
 		for i := 0; i < 20; i++ {
 			k := fmt.Sprintf("key/%015d", i) // 19 bytes
-			c.Put(0, k, "0123456789")         // 29 bytes with the key
+			c.Put(0, k, "0123456789")        // 29 bytes with the key
 			want = append(want, k)
 		}
 		pages := pageAll(t, c.KV(0), "key/", false)
