@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kvd-project/kvd/client"
 	"github.com/kvd-project/kvd/kvtest"
@@ -18,8 +19,13 @@ import (
 func TestClientReadsLargeValuesPastTheCaps(t *testing.T) {
 	c := kvtest.NewCluster(t, 1)
 	ctx := context.Background()
-	cl := streamClient(t, c.Endpoints(), client.ProtocolConnect)
-	const n = 24
+	// Generous attempts: under -race, gzip of 16 MiB responses takes seconds.
+	cl, err := client.New(client.Config{Endpoints: c.Endpoints(), Stream: true, RequestTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 20
 	vals := make([][]byte, n)
 	for i := range vals {
 		vals[i] = bytes.Repeat([]byte{byte('a' + i)}, 1<<20)
