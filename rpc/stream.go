@@ -232,7 +232,8 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, va
 // values budget goes (the first always): each response is one message, so
 // a message asking for more is answered ResourceExhausted for the rest,
 // which clients ask for again in another message or with Get. It takes the
-// budget before it reads and returns what it took. A value that grew past
+// budget before it reads and returns what it took. The second pass reads
+// local state: it needs no second ReadIndex. A value that grew past
 // its first-pass size since is not read: ResourceExhausted too.
 func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out *kvdv1.StreamResponse, large []largeGet, values *byteBudget) int64 {
 	var (
@@ -267,7 +268,13 @@ func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out
 		for j, g := range gs {
 			qs[j] = statemachine.GetQuery{Key: calls[g.call].GetGet().GetKey(), ValueLimit: g.size}
 		}
-		vs, err := s.store.ReadAll(ctx, qs, modes[m])
+		// The first pass proved consistency: a linearizable one waited until
+		// this node applied the leader's commit index, and local state only
+		// moves on from there, so reading it again is still linearizable.
+		vs, err := s.store.ReadAll(ctx, qs, node.Serializable)
+		if err != nil {
+			vs, err = s.store.ReadAll(ctx, qs, modes[m]) // e.g. not ready for local reads
+		}
 		for j, g := range gs {
 			res := out.Results[g.call]
 			if err != nil {
