@@ -22,8 +22,10 @@ import (
 
 // largeKeys is how many 1 MiB values TestMemoryBoundedUnderLargeReads
 // loads. The scenario is 10,000 keys (10 GB to write); 300 keep the
-// test near a minute on a 2-core machine and already need ~300 MiB per
-// unbounded Range. KVD_E2E_LARGE_KEYS overrides it.
+// test near 30 s on a 2-core machine and already need ~300 MiB per
+// unbounded Range; 100 under the race detector, whose slowdown of this
+// process's decoding would take it past 4 minutes. KVD_E2E_LARGE_KEYS
+// overrides it.
 func largeKeys(t *testing.T) int {
 	if s := os.Getenv("KVD_E2E_LARGE_KEYS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -31,6 +33,9 @@ func largeKeys(t *testing.T) int {
 			t.Fatalf("KVD_E2E_LARGE_KEYS=%q: want a positive number", s)
 		}
 		return n
+	}
+	if raceEnabled {
+		return 100
 	}
 	return 300
 }
@@ -203,7 +208,7 @@ func rangeAllKeys(ctx context.Context, kv kvdv1connect.KVClient, n, valueSize in
 }
 
 // One client reading every key of 1 MiB values with the maximum range limit,
-// three times over from three callers at once, then a stream of large gets
+// over and over from three callers at once, then a stream of large gets
 // whose client does not read, cannot push the node's RSS past its idle RSS
 // plus rssGrowthBound; small puts and gets from another client keep
 // succeeding meanwhile.
@@ -221,6 +226,11 @@ func TestMemoryBoundedUnderLargeReads(t *testing.T) {
 	}
 	t.Logf("idle RSS after the load: %d MiB; bound: +%d MiB", base>>20, rssGrowthBound>>20)
 
+	passes, messages := 2, 64 // range passes per caller; stream messages of 8 gets
+	if raceEnabled {
+		passes, messages = 1, 16
+	}
+
 	t.Run("range", func(t *testing.T) {
 		rss := watchRSS(t, p.pid())
 		small := startSmallOps(p)
@@ -231,7 +241,7 @@ func TestMemoryBoundedUnderLargeReads(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				kv := p.kvNoGzip()
-				for pass := 0; pass < 2; pass++ {
+				for pass := 0; pass < passes; pass++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 					pages, err := rangeAllKeys(ctx, kv, n, valueSize)
 					cancel()
@@ -252,14 +262,14 @@ func TestMemoryBoundedUnderLargeReads(t *testing.T) {
 		}
 		small.check(t, "range")
 		peak := rss.halt()
-		t.Logf("peak RSS while 3 callers read every key twice: %d MiB (+%d MiB)", peak>>20, (peak-base)>>20)
+		t.Logf("peak RSS while 3 callers read every key %d times: %d MiB (+%d MiB)", passes, peak>>20, (peak-base)>>20)
 		if peak-base > rssGrowthBound {
 			t.Errorf("RSS grew by %d MiB, more than the bound of %d MiB", (peak-base)>>20, rssGrowthBound>>20)
 		}
 	})
 
 	t.Run("stream", func(t *testing.T) {
-		const messages, getsPer = 64, 8
+		const getsPer = 8
 		rss := watchRSS(t, p.pid())
 		small := startSmallOps(p)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
