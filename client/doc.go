@@ -143,6 +143,9 @@
 // Raft entries, so the same cores carry about twice the puts of unary calls
 // (bench/README.md). Each call keeps its own result, error and retry rules;
 // if the stream breaks, calls already sent fail (a write's outcome is then
-// unknown) and the next call opens a new stream. PreferLeader sends calls to
-// the leader, sparing writes the follower's forwarding hop.
+// unknown) and the next call opens a new stream. A node bounds the bytes of
+// answers in flight per stream (16 MiB of large values); Gets of large
+// values beyond that in one message come back ResourceExhausted and are
+// read again with a unary Get, so callers see only their value. PreferLeader
+// sends calls to the leader, sparing writes the follower's forwarding hop.
 package client

@@ -110,11 +110,15 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*KeyV
 		func(ctx context.Context, ep *endpoint) (*KeyValue, error) {
 			if c.cfg.Stream {
 				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Get{Get: req}}, key)
-				if err != nil {
+				if err == nil {
+					kv := fromProto(r.GetGet().GetKv())
+					return &kv, nil
+				}
+				// ResourceExhausted: the values asked for in one stream
+				// message passed the node's budget; read this one alone.
+				if connect.CodeOf(err) != connect.CodeResourceExhausted {
 					return nil, err
 				}
-				kv := fromProto(r.GetGet().GetKv())
-				return &kv, nil
 			}
 			resp, err := ep.kv.Get(ctx, connect.NewRequest(req))
 			if err != nil {

@@ -230,7 +230,8 @@ func (s *kvServer) Range(ctx context.Context, req *connect.Request[kvdv1.RangeRe
 	if limit > s.limits.MaxRangeLimit {
 		return nil, invalid("range: limit %d exceeds the maximum range limit %d; page with next_page_token", limit, s.limits.MaxRangeLimit)
 	}
-	v, err := s.store.Read(ctx, statemachine.RangeQuery{Start: start, End: end, Limit: limit, KeysOnly: m.KeysOnly}, mode)
+	q := statemachine.RangeQuery{Start: start, End: end, Limit: limit, MaxBytes: s.limits.MaxRangeBytes, KeysOnly: m.KeysOnly}
+	v, err := s.store.Read(ctx, q, mode)
 	if err != nil {
 		return nil, toConnect(err)
 	}

@@ -8,12 +8,20 @@ type Limits struct {
 	MaxKeySize    int // bytes; keys are 1..MaxKeySize
 	MaxValueSize  int // bytes
 	MaxRangeLimit int // keys per Range response
+	MaxRangeBytes int // bytes of keys + values per Range response (at least one key)
 	MaxTxnOps     int // compares + ops in one Txn
+	// MaxStreamBytes bounds each of a Stream's two budgets: the requests
+	// being served with their small answers, and the values of large gets
+	// being read or waiting to be sent (stream.go). One value larger than
+	// it is still served, alone.
+	MaxStreamBytes int
 }
 
-// DefaultLimits: keys up to 4 KiB, values up to 1 MiB, 10,000 keys per range.
+// DefaultLimits: keys up to 4 KiB, values up to 1 MiB, 10,000 keys or 4 MiB
+// per range, 16 MiB stream budgets.
 func DefaultLimits() Limits {
-	return Limits{MaxKeySize: 4096, MaxValueSize: 1 << 20, MaxRangeLimit: 10000, MaxTxnOps: 128}
+	return Limits{MaxKeySize: 4096, MaxValueSize: 1 << 20, MaxRangeLimit: 10000, MaxRangeBytes: 4 << 20,
+		MaxTxnOps: 128, MaxStreamBytes: 16 << 20}
 }
 
 // Validate names the first bad limit.
@@ -25,8 +33,12 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("max value size (%d) must not be negative", l.MaxValueSize)
 	case l.MaxRangeLimit < 1:
 		return fmt.Errorf("max range limit (%d) must be at least 1", l.MaxRangeLimit)
+	case l.MaxRangeBytes < 1:
+		return fmt.Errorf("max range bytes (%d) must be at least 1", l.MaxRangeBytes)
 	case l.MaxTxnOps < 1:
 		return fmt.Errorf("max txn ops (%d) must be at least 1", l.MaxTxnOps)
+	case l.MaxStreamBytes < 1:
+		return fmt.Errorf("max stream bytes (%d) must be at least 1", l.MaxStreamBytes)
 	}
 	return nil
 }

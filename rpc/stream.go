@@ -3,10 +3,13 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sort"
 	"sync"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
@@ -20,6 +23,11 @@ const (
 	// once; beyond it the handler stops reading and HTTP/2 flow control
 	// pushes back on the client.
 	maxStreamInflight = 64
+	// inlineValueBytes is the longest value a stream get reads in its first
+	// pass; longer ones are read again once the values budget has room.
+	inlineValueBytes = 1 << 10
+	// resultOverhead is what one call's answer costs besides its value.
+	resultOverhead = 128
 )
 
 // Stream serves calls arriving over one bidirectional stream. Each
@@ -27,12 +35,23 @@ const (
 // hold up the calls behind it; its writes go to the node's batcher, where
 // they share Raft entries with every other write in flight, and its gets
 // share one ReadIndex. Results go back as one StreamResponse per request.
+//
+// Two budgets of Limits.MaxStreamBytes bound the memory a stream holds,
+// whether or not its client reads: a request takes its size (plus room for
+// small answers) from the first before it is served, and the values of
+// large gets (over inlineValueBytes) take theirs from the second before
+// they are read; both are given back once the response is sent. When the
+// first budget is spent the handler stops reading and HTTP/2 flow control
+// pushes back on the client. Each budget is taken once per request, so no
+// request holds part of one while it waits for more of it.
 func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]) error {
 	var (
-		sendMu  sync.Mutex
-		sendErr error
-		wg      sync.WaitGroup
-		slots   = make(chan struct{}, maxStreamInflight)
+		sendMu   sync.Mutex
+		sendErr  error
+		wg       sync.WaitGroup
+		slots    = make(chan struct{}, maxStreamInflight)
+		requests = newByteBudget(int64(s.limits.MaxStreamBytes))
+		values   = newByteBudget(int64(s.limits.MaxStreamBytes))
 	)
 	defer wg.Wait()
 	for {
@@ -46,35 +65,66 @@ func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.Stre
 		if n := len(req.Calls); n > maxStreamCalls {
 			return invalid("stream: a message carries %d calls; the maximum is %d, send them in several messages", n, maxStreamCalls)
 		}
+		held, err := requests.acquire(ctx, requestCost(req))
+		if err != nil {
+			return err
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			requests.release(held)
 			return ctx.Err()
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp := s.serveCalls(ctx, req.Calls)
+			resp, large := s.serveCalls(ctx, req.Calls, values)
 			sendMu.Lock()
 			if sendErr == nil {
 				sendErr = st.Send(resp)
 			}
 			sendMu.Unlock()
+			values.release(large)
+			requests.release(held)
 			<-slots
 		}()
 	}
 }
 
+// requestCost is what serving req may hold besides large values: the
+// request itself and, per call, its answer with a value of up to
+// inlineValueBytes.
+func requestCost(req *kvdv1.StreamRequest) int64 {
+	n := int64(proto.Size(req))
+	for _, c := range req.Calls {
+		n += resultOverhead
+		if c.GetGet() != nil {
+			n += inlineValueBytes
+		}
+	}
+	return n
+}
+
+// largeGet is a get whose value was too long to read in the first pass.
+type largeGet struct {
+	call int // index in the request's calls
+	mode int // index in modes
+	size int // value bytes seen in the first pass
+}
+
 // serveCalls runs the calls of one StreamRequest: writes through
-// WriteAll, gets grouped by consistency through ReadAll, concurrently.
-func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall) *kvdv1.StreamResponse {
+// WriteAll, gets grouped by consistency through ReadAll, concurrently; then
+// the values of large gets within the values budget. It returns the
+// response and the bytes it holds of values, to be released once sent.
+func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, values *byteBudget) (*kvdv1.StreamResponse, int64) {
 	out := &kvdv1.StreamResponse{Results: make([]*kvdv1.StreamResult, len(calls))}
 	var (
 		cmds  []statemachine.Command
 		wrote []int // index in calls of each cmd
 		reads [2]struct {
-			qs  []interface{}
-			idx []int
+			qs    []interface{}
+			idx   []int
+			large []largeGet
 		}
 	)
 	for i, c := range calls {
@@ -92,6 +142,7 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall) *k
 			cmd, err = s.txnCommand(r.Txn)
 		case *kvdv1.StreamCall_Get:
 			q, mode, qerr := s.getQuery(r.Get)
+			q.ValueLimit = inlineValueBytes
 			if qerr == nil {
 				g := &reads[modeIndex(mode)]
 				g.qs = append(g.qs, q)
@@ -124,6 +175,10 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall) *k
 				res := out.Results[i]
 				if err != nil {
 					setError(res, toConnect(err))
+					continue
+				}
+				if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > inlineValueBytes {
+					g.large = append(g.large, largeGet{call: i, mode: m, size: r.ValueSize})
 					continue
 				}
 				get, err := getResponse(calls[i].GetGet(), vs[j])
@@ -165,7 +220,81 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall) *k
 		}
 	}
 	wg.Wait()
-	return out
+	large := append(reads[0].large, reads[1].large...)
+	if len(large) == 0 {
+		return out, 0
+	}
+	sort.Slice(large, func(a, b int) bool { return large[a].call < large[b].call })
+	return out, s.readLarge(ctx, calls, out, large, values)
+}
+
+// readLarge reads the values of large gets, in call order, as far as one
+// values budget goes (the first always): each response is one message, so
+// a message asking for more is answered ResourceExhausted for the rest,
+// which clients ask for again in another message or with Get. It takes the
+// budget before it reads and returns what it took. The second pass reads
+// local state: it needs no second ReadIndex. A value that grew past
+// its first-pass size since is not read: ResourceExhausted too.
+func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out *kvdv1.StreamResponse, large []largeGet, values *byteBudget) int64 {
+	var (
+		budget  = s.limits.MaxStreamBytes
+		total   int
+		granted [2][]largeGet
+	)
+	for _, g := range large {
+		cost := g.size + len(calls[g.call].GetGet().GetKey()) + resultOverhead
+		if total > 0 && total+cost > budget {
+			setError(out.Results[g.call], connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+				"stream: the values asked for in one message pass the stream's %d-byte budget; ask for this key in another message or with Get", budget)))
+			continue
+		}
+		total += cost
+		granted[g.mode] = append(granted[g.mode], g)
+	}
+	held, err := values.acquire(ctx, int64(total))
+	if err != nil {
+		for _, gs := range granted {
+			for _, g := range gs {
+				setError(out.Results[g.call], toConnect(err))
+			}
+		}
+		return 0
+	}
+	for m, gs := range granted {
+		if len(gs) == 0 {
+			continue
+		}
+		qs := make([]interface{}, len(gs))
+		for j, g := range gs {
+			qs[j] = statemachine.GetQuery{Key: calls[g.call].GetGet().GetKey(), ValueLimit: g.size}
+		}
+		// The first pass proved consistency: a linearizable one waited until
+		// this node applied the leader's commit index, and local state only
+		// moves on from there, so reading it again is still linearizable.
+		vs, err := s.store.ReadAll(ctx, qs, node.Serializable)
+		if err != nil {
+			vs, err = s.store.ReadAll(ctx, qs, modes[m]) // e.g. not ready for local reads
+		}
+		for j, g := range gs {
+			res := out.Results[g.call]
+			if err != nil {
+				setError(res, toConnect(err))
+				continue
+			}
+			if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > g.size {
+				setError(res, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+					"stream: the value of key %q grew while it was read; ask for it again", r.KV.Key)))
+				continue
+			}
+			get, err := getResponse(calls[g.call].GetGet(), vs[j])
+			if err != nil {
+				setError(res, err)
+				continue
+			}
+			res.Response = &kvdv1.StreamResult_Get{Get: get}
+		}
+	}
+	return held
 }
 
 var modes = [2]node.ReadMode{node.Linearizable, node.Serializable}

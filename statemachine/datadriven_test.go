@@ -19,8 +19,8 @@ import (
 //	N: !hex HEX                 entry N with raw (usually corrupt) bytes
 //	  CMD = [if K=REV ... then] OP; OP ...
 //	  OP  = put K V | del K | mput K V | mdel K    (V may be "" for empty)
-//	get K [meta]
-//	range [start=K] [end=K] [prefix=P] [limit=N] [keys-only] [meta]
+//	get K [meta] [value-limit=N]
+//	range [start=K] [end=K] [prefix=P] [limit=N] [max-bytes=N] [keys-only] [meta]
 //	applied | dump | sync
 //	restart                     Close and reopen on the same filesystem
 //	crash                       reopen on a crash clone keeping no unsynced data
@@ -57,6 +57,7 @@ func (h *ddHarness) run(t *testing.T, d *datadriven.TestData) string {
 			t.Fatal("get needs a key")
 		}
 		q := GetQuery{Key: []byte(d.CmdArgs[0].Key), Meta: d.HasArg("meta")}
+		d.MaybeScanArgs(t, "value-limit", &q.ValueLimit)
 		r, err := h.s.Lookup(q)
 		if err != nil {
 			return "error: " + err.Error()
@@ -64,6 +65,9 @@ func (h *ddHarness) run(t *testing.T, d *datadriven.TestData) string {
 		g := r.(GetResult)
 		if g.KV == nil {
 			return fmt.Sprintf("%s not found (rev=%d)", q.Key, g.Revision)
+		}
+		if q.ValueLimit > 0 {
+			return fmt.Sprintf("%s size=%d value-omitted=%v (rev=%d)", formatKV(*g.KV, q.Meta), g.ValueSize, g.KV.Value == nil, g.Revision)
 		}
 		return fmt.Sprintf("%s (rev=%d)", formatKV(*g.KV, q.Meta), g.Revision)
 	case "range":
@@ -242,6 +246,7 @@ func (h *ddHarness) rangeCmd(t *testing.T, d *datadriven.TestData) string {
 		q.Start, q.End = []byte(prefix), PrefixEnd([]byte(prefix))
 	}
 	d.MaybeScanArgs(t, "limit", &q.Limit)
+	d.MaybeScanArgs(t, "max-bytes", &q.MaxBytes)
 	q.KeysOnly = d.HasArg("keys-only")
 	q.Meta = d.HasArg("meta")
 	r, err := h.s.Lookup(q)

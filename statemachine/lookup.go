@@ -21,33 +21,47 @@ type KeyValue struct {
 
 // GetQuery reads one key of the user keyspace, or of the metadata keyspace
 // when Meta is set. Lookup returns a GetResult.
+//
+// ValueLimit > 0 leaves KV.Value nil when the value is longer than that, so
+// that a caller with a memory budget learns the size (GetResult.ValueSize)
+// before it holds the value.
 type GetQuery struct {
-	Key  []byte
-	Meta bool
+	Key        []byte
+	Meta       bool
+	ValueLimit int
 }
 
 // GetResult answers a GetQuery. KV is nil when the key is absent; Revision
-// is the applied index the read saw.
+// is the applied index the read saw. ValueSize is the value's length, also
+// when ValueLimit left KV.Value out.
 type GetResult struct {
-	KV       *KeyValue
-	Revision uint64
+	KV        *KeyValue
+	Revision  uint64
+	ValueSize int
 }
 
 // RangeQuery reads the keys in [Start, End) in key order. A nil Start begins
 // at the first key; a nil End runs to the end of the keyspace. Limit 0 means
 // no limit. KeysOnly leaves Value nil. Lookup returns a RangeResult.
 //
+// MaxBytes > 0 caps the page in bytes of keys plus values (keys only with
+// KeysOnly): the page stops before the key that would take it past
+// MaxBytes, but always holds at least one key, so that paging progresses
+// even when one value is larger than the cap. Values past the cap are never
+// copied out of Pebble.
+//
 // To continue a limited range, query again with Start set to the last key
 // returned plus a zero byte (append(last, 0)).
 type RangeQuery struct {
 	Start, End []byte
 	Limit      int
+	MaxBytes   int
 	KeysOnly   bool
 	Meta       bool
 }
 
-// RangeResult answers a RangeQuery. More reports that keys beyond Limit
-// exist in the range; Revision is the applied index the read saw.
+// RangeResult answers a RangeQuery. More reports that keys beyond Limit or
+// MaxBytes exist in the range; Revision is the applied index the read saw.
 type RangeResult struct {
 	KVs      []KeyValue
 	More     bool
@@ -128,16 +142,18 @@ func (s *StateMachine) get(q *GetQuery) (GetResult, error) {
 		return GetResult{}, fmt.Errorf("statemachine: get: %w", err)
 	}
 	defer closer.Close()
-	kv, err := makeKV(q.Key, v, false)
+	m, val, err := decodeStored(v)
 	if err != nil {
-		return GetResult{}, err
+		return GetResult{}, fmt.Errorf("key %q: %w", q.Key, err)
 	}
-	return GetResult{KV: &kv, Revision: rev}, nil
+	omit := q.ValueLimit > 0 && len(val) > q.ValueLimit
+	kv := makeKV(q.Key, m, val, omit)
+	return GetResult{KV: &kv, Revision: rev, ValueSize: len(val)}, nil
 }
 
 func (s *StateMachine) scan(q *RangeQuery) (RangeResult, error) {
-	if q.Limit < 0 {
-		return RangeResult{}, fmt.Errorf("%w: negative limit %d", ErrInvalidQuery, q.Limit)
+	if q.Limit < 0 || q.MaxBytes < 0 {
+		return RangeResult{}, fmt.Errorf("%w: negative limit %d or max bytes %d", ErrInvalidQuery, q.Limit, q.MaxBytes)
 	}
 	ns := namespace(q.Meta)
 	lower := append([]byte{ns}, q.Start...)
@@ -159,6 +175,7 @@ func (s *StateMachine) scan(q *RangeQuery) (RangeResult, error) {
 	if err != nil {
 		return RangeResult{}, fmt.Errorf("statemachine: range: %w", err)
 	}
+	size := 0 // bytes of keys and values in res.KVs
 	for valid := it.First(); valid; valid = it.Next() {
 		if q.Limit > 0 && len(res.KVs) == q.Limit {
 			res.More = true
@@ -168,12 +185,22 @@ func (s *StateMachine) scan(q *RangeQuery) (RangeResult, error) {
 		if err != nil {
 			break // it.Error reports it
 		}
-		kv, err := makeKV(it.Key()[1:], v, q.KeysOnly)
+		key := it.Key()[1:]
+		m, val, err := decodeStored(v)
 		if err != nil {
 			_ = it.Close()
-			return RangeResult{}, err
+			return RangeResult{}, fmt.Errorf("key %q: %w", key, err)
 		}
-		res.KVs = append(res.KVs, kv)
+		n := len(key)
+		if !q.KeysOnly {
+			n += len(val)
+		}
+		if q.MaxBytes > 0 && len(res.KVs) > 0 && size+n > q.MaxBytes {
+			res.More = true
+			break
+		}
+		size += n
+		res.KVs = append(res.KVs, makeKV(key, m, val, q.KeysOnly))
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return RangeResult{}, fmt.Errorf("statemachine: range: %w", err)
@@ -181,20 +208,17 @@ func (s *StateMachine) scan(q *RangeQuery) (RangeResult, error) {
 	return res, nil
 }
 
-// makeKV decodes a stored value into a KeyValue that owns its memory.
-func makeKV(key, stored []byte, keysOnly bool) (KeyValue, error) {
-	m, val, err := decodeStored(stored)
-	if err != nil {
-		return KeyValue{}, fmt.Errorf("key %q: %w", key, err)
-	}
+// makeKV builds a KeyValue that owns its memory from a decoded stored value;
+// noValue leaves Value nil.
+func makeKV(key []byte, m keyMeta, val []byte, noValue bool) KeyValue {
 	kv := KeyValue{
 		Key:            bytes.Clone(key),
 		CreateRevision: m.create,
 		ModRevision:    m.mod,
 		Version:        m.version,
 	}
-	if !keysOnly {
+	if !noValue {
 		kv.Value = append(make([]byte, 0, len(val)), val...)
 	}
-	return kv, nil
+	return kv
 }

@@ -72,6 +72,51 @@ func TestAgainstRealCluster(t *testing.T) {
 	}
 }
 
+// kvctl scan lists every key when the node cuts ranges into pages by bytes
+// (here 64 bytes: two keys with their values a page).
+func TestScanPagesThroughByteCappedRanges(t *testing.T) {
+	c := kvtest.NewCluster(t, 1, func(cfg *server.Config) { cfg.Limits.MaxRangeBytes = 64 })
+	var wantKeys strings.Builder
+	for i := 0; i < 9; i++ {
+		k := fmt.Sprintf("scan/%02d", i)
+		c.Put(0, k, fmt.Sprintf("value-%020d", i)) // 33 bytes with the key
+		fmt.Fprintf(&wantKeys, "%s\n", k)
+	}
+	kvctl := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"kvctl", "--endpoints", c.Endpoint(0), "-o", "json"}, args...), &out, &errOut); code != 0 {
+			t.Fatalf("kvctl %v: exit %d: %s", args, code, errOut.String())
+		}
+		return out.String()
+	}
+	keys := func(out string) []string {
+		t.Helper()
+		var kvs []struct{ Key, Value string }
+		if err := json.Unmarshal([]byte(out), &kvs); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var ks []string
+		for _, kv := range kvs {
+			if want := "value-0000000000000000000" + kv.Key[len(kv.Key)-1:]; kv.Value != "" && kv.Value != want {
+				t.Errorf("%s = %q, want %q", kv.Key, kv.Value, want)
+			}
+			ks = append(ks, kv.Key)
+		}
+		return ks
+	}
+	all := keys(kvctl("scan", "scan/"))
+	if got := strings.Join(all, "\n") + "\n"; got != wantKeys.String() {
+		t.Errorf("scan listed\n%s\nwant\n%s", got, wantKeys.String())
+	}
+	if got := keys(kvctl("scan", "--limit", "5", "scan/")); len(got) != 5 || got[4] != "scan/04" {
+		t.Errorf("scan --limit 5 = %v, want scan/00..scan/04", got)
+	}
+	if got := keys(kvctl("scan", "--keys-only", "scan/")); len(got) != 9 {
+		t.Errorf("scan --keys-only = %v, want 9 keys", got)
+	}
+}
+
 // members promote and remove against a real cluster with a join secret: one
 // voter and two joined nodes that stay observers (voter target 1).
 func TestMembersPromoteRemoveRealCluster(t *testing.T) {

@@ -49,6 +49,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
+			&cli.IntFlag{Name: "max-range-bytes", Value: d.Limits.MaxRangeBytes, EnvVars: []string{"KVD_MAX_RANGE_BYTES"}, Usage: "most bytes of keys and values in one range response (at least one key is sent; the rest follows with next_page_token)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"KVD_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"KVD_ENABLE_PPROF"}, Usage: "serve Go's runtime profiles under /debug/pprof/ on the API address (CPU, heap, goroutines; for diagnosing performance)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"KVD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
@@ -105,6 +106,7 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Limits.MaxKeySize = c.Int("max-key-size")
 	cfg.Limits.MaxValueSize = c.Int("max-value-size")
 	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")
+	cfg.Limits.MaxRangeBytes = c.Int("max-range-bytes")
 	if s := c.String("initial-members"); s != "" {
 		m, err := membership.ParseMembers(s)
 		if err != nil {
