@@ -1,0 +1,102 @@
+package rpc
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+
+	"github.com/kvd-project/kvd/certs"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+)
+
+type statusOnly struct {
+	kvdv1connect.UnimplementedClusterHandler
+	mu     sync.Mutex
+	client string // CN of the caller's verified certificate
+}
+
+func (s *statusOnly) Status(ctx context.Context, _ *connect.Request[kvdv1.StatusRequest]) (*connect.Response[kvdv1.StatusResponse], error) {
+	return connect.NewResponse(&kvdv1.StatusResponse{Id: 7}), nil
+}
+
+// pki makes a CA and one certificate for 127.0.0.1; it returns the CA pool
+// and the certificate.
+func pki(t *testing.T, name string) (*x509.CertPool, tls.Certificate) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := certs.CreateCA(dir, certs.CAOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.Issue(dir, dir, certs.IssueOptions{Name: name, Hosts: []string{"127.0.0.1"}}); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, certs.CACertFile))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return pool, pair
+}
+
+// With a TLS config, peer calls (Status here; Identify, View and Join use
+// the same client and scheme) are https, present the node's certificate,
+// and verify the peer against the CA alone.
+func TestPeerDialerUsesTLSWithClientCertificate(t *testing.T) {
+	pool, serverCert := pki(t, "peer")
+	// The server and the dialing node share the CA: issue the node's
+	// certificate from the same pool by reusing the server pair.
+	h := &statusOnly{}
+	mux := http.NewServeMux()
+	path, handler := kvdv1connect.NewClusterHandler(h)
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			h.mu.Lock()
+			h.client = r.TLS.VerifiedChains[0][0].Subject.CommonName
+			h.mu.Unlock()
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+
+	d := NewPeerDialer("", &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{serverCert}})
+	st, err := d.Status(context.Background(), addr)
+	if err != nil {
+		t.Fatalf("Status over TLS: %v", err)
+	}
+	h.mu.Lock()
+	client := h.client
+	h.mu.Unlock()
+	if st.ID != 7 || client != "peer" {
+		t.Fatalf("status id %d, client certificate %q; want 7 and peer", st.ID, client)
+	}
+
+	// A peer whose certificate comes from another CA is not trusted.
+	otherPool, otherCert := pki(t, "peer")
+	d = NewPeerDialer("", &tls.Config{RootCAs: otherPool, Certificates: []tls.Certificate{otherCert}})
+	if _, err := d.Status(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+		t.Fatalf("Status to a peer of another CA: %v, want an unknown-authority error", err)
+	}
+
+	// Without TLS the dialer speaks plaintext and fails against it.
+	d = NewPeerDialer("", nil)
+	if _, err := d.Status(context.Background(), addr); err == nil {
+		t.Fatal("a plaintext peer call to a TLS server succeeded")
+	}
+}
