@@ -86,5 +86,8 @@ func (d *peerDialer) Join(ctx context.Context, apiAddr string, req membership.Jo
 	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists, connect.CodeFailedPrecondition:
 		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
 	}
+	if refused := certificateRefusal(err); refused != nil {
+		return refused
+	}
 	return err
 }

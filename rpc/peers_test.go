@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/certs"
+	"github.com/kvd-project/kvd/membership"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -90,8 +92,21 @@ func TestPeerDialerUsesTLSWithClientCertificate(t *testing.T) {
 	// A peer whose certificate comes from another CA is not trusted.
 	otherPool, otherCert := pki(t, "peer")
 	d = NewPeerDialer("", &tls.Config{RootCAs: otherPool, Certificates: []tls.Certificate{otherCert}})
-	if _, err := d.Status(context.Background(), addr); err == nil || !strings.Contains(err.Error(), "unknown authority") {
+	_, err = d.Status(context.Background(), addr)
+	if err == nil || !strings.Contains(err.Error(), "unknown authority") {
 		t.Fatalf("Status to a peer of another CA: %v, want an unknown-authority error", err)
+	}
+
+	// Join treats either certificate failure as a definite refusal (the
+	// joiner stops and says why instead of retrying forever).
+	err = d.Join(context.Background(), addr, membership.JoinRequest{ReplicaID: 5, RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"})
+	if !errors.Is(err, membership.ErrJoinRefused) || !strings.Contains(err.Error(), "not signed by this node's --trusted-ca-file") {
+		t.Fatalf("Join to a member of another CA: %v, want ErrJoinRefused naming the CA", err)
+	}
+	d = NewPeerDialer("", &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{otherCert}})
+	err = d.Join(context.Background(), addr, membership.JoinRequest{ReplicaID: 5, RaftAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"})
+	if !errors.Is(err, membership.ErrJoinRefused) || !strings.Contains(err.Error(), "refused this node's certificate") {
+		t.Fatalf("Join with a certificate of another CA: %v, want ErrJoinRefused naming our certificate", err)
 	}
 
 	// Without TLS the dialer speaks plaintext and fails against it.
