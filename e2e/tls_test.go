@@ -193,17 +193,23 @@ func TestTLSMutualClusterRefusesOutsiders(t *testing.T) {
 	// A client that trusts the cluster but has no certificate: refused, so
 	// it cannot even ask to Join, Promote or Remove.
 	stranger := boot.clusterWith(httpsClient(ca.client("")))
-	prompt("client without a certificate: Status", func() error { return statusErr(httpsClient(ca.client("")), "https://") })
+	unauthenticated := func(what string, f func() error) {
+		t.Helper()
+		if err := prompt(what, f); connect.CodeOf(err) != connect.CodeUnauthenticated || !strings.Contains(err.Error(), "requires a client certificate") {
+			t.Fatalf("%s: %v, want Unauthenticated naming the client certificate", what, err)
+		}
+	}
+	unauthenticated("client without a certificate: Status", func() error { return statusErr(httpsClient(ca.client("")), "https://") })
 	joinerID := before.Members[len(before.Members)-1].Id
-	prompt("client without a certificate: Join", func() error {
+	unauthenticated("client without a certificate: Join", func() error {
 		_, err := stranger.Join(ctx, connect.NewRequest(&kvdv1.JoinRequest{ReplicaId: 4242, RaftAddr: "127.0.0.1:1", ApiAddr: "127.0.0.1:2"}))
 		return err
 	})
-	prompt("client without a certificate: Promote", func() error {
+	unauthenticated("client without a certificate: Promote", func() error {
 		_, err := stranger.Promote(ctx, connect.NewRequest(&kvdv1.PromoteRequest{Id: joinerID}))
 		return err
 	})
-	prompt("client without a certificate: Remove", func() error {
+	unauthenticated("client without a certificate: Remove", func() error {
 		_, err := stranger.Remove(ctx, connect.NewRequest(&kvdv1.RemoveRequest{Id: joinerID}))
 		return err
 	})

@@ -159,6 +159,10 @@ func (s *Server) Start(ctx context.Context) error {
 	startMux.Handle("/", starting)
 	starting = startMux
 	s.handler.Store(&starting)
+	var root http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) })
+	if s.cfg.ClientCertAuth {
+		root = rpc.RequireClientCert(root)
+	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	if s.tls != nil {
@@ -167,7 +171,7 @@ func (s *Server) Start(ctx context.Context) error {
 		protocols.SetUnencryptedHTTP2(true)
 	}
 	s.http = &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) }),
+		Handler:           root,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

@@ -51,10 +51,9 @@ func newTLS(files node.TLSFiles, clientCertAuth bool, log *slog.Logger) (*tlsSet
 	if err := certs.load(); err != nil {
 		return nil, err
 	}
+	// A given client certificate must verify; a missing one is refused by
+	// rpc.RequireClientCert (with --client-cert-auth) with a clear answer.
 	clientAuth := tls.VerifyClientCertIfGiven
-	if clientCertAuth {
-		clientAuth = tls.RequireAndVerifyClientCert
-	}
 	return &tlsSetup{
 		server: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
