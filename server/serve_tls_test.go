@@ -145,6 +145,20 @@ func TestAPIServesOnlyTLS(t *testing.T) {
 	if err == nil || connect.CodeOf(err) == connect.CodeDeadlineExceeded || time.Since(start) > 5*time.Second {
 		t.Fatalf("h2c gRPC against TLS: err %v after %s, want a prompt failure", err, time.Since(start))
 	}
+	t.Logf("h2c gRPC client: %v", err)
+	// On the wire: SETTINGS, then GOAWAY whose debug data says what to do
+	// (gRPC clients print it).
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	raw.Write([]byte(h2cPreface + "\x00\x00\x00\x04\x00\x00\x00\x00\x00"))
+	answer, _ := io.ReadAll(raw)
+	raw.Close()
+	if !strings.Contains(string(answer), "serves only TLS") || len(answer) < 9 || answer[3] != 0x4 || answer[9+3] != 0x7 {
+		t.Fatalf("h2c preface answered with %q, want SETTINGS and GOAWAY saying TLS only", answer)
+	}
 
 	// A client that trusts another CA.
 	stranger := newPKI(t)

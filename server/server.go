@@ -184,7 +184,7 @@ func (s *Server) Start(ctx context.Context) error {
 	serve := s.http.Serve
 	if s.tls != nil {
 		s.http.TLSConfig = s.tls.server
-		serve = func(ln net.Listener) error { return s.http.ServeTLS(ln, "", "") }
+		serve = func(ln net.Listener) error { return s.http.ServeTLS(tlsOnlyListener{ln}, "", "") }
 		if s.cfg.ReloadOnSIGHUP {
 			s.watchSIGHUP()
 		}
