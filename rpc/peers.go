@@ -17,7 +17,8 @@ import (
 // peerDialer implements membership.PeerDialer with Connect clients.
 type peerDialer struct {
 	http   *http.Client
-	scheme string // "http://" or "https://"
+	scheme string      // "http://" or "https://"
+	tls    *tls.Config // nil = plaintext
 	secret string
 }
 
@@ -38,6 +39,7 @@ func NewPeerDialer(secret string, tlsConfig *tls.Config) membership.PeerDialer {
 	return &peerDialer{
 		http:   &http.Client{Timeout: 15 * time.Second, Transport: t},
 		scheme: scheme,
+		tls:    tlsConfig,
 		secret: secret,
 	}
 }
@@ -86,7 +88,7 @@ func (d *peerDialer) Join(ctx context.Context, apiAddr string, req membership.Jo
 	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists, connect.CodeFailedPrecondition:
 		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
 	}
-	if refused := certificateRefusal(err); refused != nil {
+	if refused := d.certificateRefusal(ctx, apiAddr, err); refused != nil {
 		return refused
 	}
 	return err
