@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,7 +105,7 @@ func TestAPIServesOnlyTLS(t *testing.T) {
 	c1, k1 := p.issue("node-a")
 	copyFile(t, c1, certFile)
 	copyFile(t, k1, keyFile)
-	s, logs := startTLS(t, p, certFile, keyFile, func(c *Config) { c.JoinSecret = "s3cret" })
+	s, logs := startTLS(t, p, certFile, keyFile, func(c *Config) { c.JoinSecret = "s3cret"; c.ReloadOnSIGHUP = true })
 	addr := s.Addr()
 	ctx := context.Background()
 
@@ -198,6 +200,16 @@ func TestAPIServesOnlyTLS(t *testing.T) {
 			t.Fatal("the rotated certificate is not served within 5s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// SIGHUP reloads at once (the server owns the handler while it runs).
+	copyFile(t, c1, certFile)
+	copyFile(t, k1, keyFile)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logs, "TLS certificate loaded", "why=signal")
+	if got := served(); got != "node-a" {
+		t.Fatalf("after SIGHUP serving %q, want node-a", got)
 	}
 }
 

@@ -132,14 +132,15 @@ func (r *certReloader) reload() {
 	r.reloadLocked("signal")
 }
 
-func (r *certReloader) reloadLocked(why string) {
-	old := r.stamp
+// reloadLocked reports whether the files loaded; if not, the previous
+// certificate stays.
+func (r *certReloader) reloadLocked(why string) bool {
 	if err := r.loadLocked(); err != nil {
-		r.stamp = old
 		r.log.Error("TLS certificate not reloaded; still serving the previous one", "why", why, "err", err)
-		return
+		return false
 	}
 	r.log.Info("TLS certificate loaded", "why", why, "cert_file", r.certFile, "not_after", r.cert.Leaf.NotAfter)
+	return true
 }
 
 func (r *certReloader) current() *tls.Certificate {
@@ -148,9 +149,10 @@ func (r *certReloader) current() *tls.Certificate {
 	if now := r.now(); now.Sub(r.checked) >= certCheckInterval {
 		r.checked = now
 		if st, err := r.stat(); err == nil && st != r.stamp {
-			r.reloadLocked("file changed")
-			// A broken pair is not retried until the files change again.
-			r.stamp = st
+			if !r.reloadLocked("file changed") {
+				// A broken pair is not retried until the files change again.
+				r.stamp = st
+			}
 		}
 	}
 	return r.cert
