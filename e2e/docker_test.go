@@ -104,7 +104,7 @@ func startCluster(t *testing.T, scenario string, n int, env ...string) *cluster 
 	c := &cluster{
 		t:       t,
 		project: fmt.Sprintf("kvd-e2e-%s-%d", strings.ToLower(scenario), os.Getpid()),
-		env:     env,
+		env:     append([]string{"KVD_JOIN_SECRET=" + dockerSecret}, env...),
 		http:    newHTTPClient(),
 		nodes:   map[string]string{},
 		volumes: map[string]bool{},
@@ -315,7 +315,29 @@ func (c *cluster) endpoint(name string) string {
 }
 
 func (c *cluster) clusterClient(ep string) kvdv1connect.ClusterClient {
-	return kvdv1connect.NewClusterClient(c.http, "http://"+ep)
+	return kvdv1connect.NewClusterClient(c.http, "http://"+ep, connect.WithInterceptors(secretHeader(dockerSecret)))
+}
+
+// dockerSecret is the compose cluster's join secret (KVD_JOIN_SECRET): the
+// nodes listen on 0.0.0.0 and refuse to start without one.
+const dockerSecret = "kvd-e2e-docker-secret"
+
+// secretHeader sends the join secret on unary calls (Remove needs it).
+type secretHeader string
+
+func (s secretHeader) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Kvd-Join-Secret", string(s))
+		return next(ctx, req)
+	}
+}
+
+func (s secretHeader) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (s secretHeader) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 func (c *cluster) status(ep string) (*kvdv1.StatusResponse, error) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/kvd-project/kvd/membership"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
-	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
 
 // fast Raft and autopilot timing for tests.
@@ -43,8 +41,7 @@ func newJoiner(t *testing.T, name string, seeds []*proc, extra ...string) *proc 
 }
 
 func membersOf(ctx context.Context, p *proc) (*kvdv1.MembersResponse, error) {
-	c := kvdv1connect.NewClusterClient(http.DefaultClient, "http://"+p.api)
-	resp, err := c.Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
+	resp, err := p.cluster().Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,6 +54,10 @@ type proc struct {
 	env  []string // extra environment for the next start only
 	api  string
 	log  *bytes.Buffer
+	// client and scheme reach the API: http.DefaultClient and "http://",
+	// or after useTLS an https client.
+	client *http.Client
+	scheme string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -92,7 +97,7 @@ func (b *syncBuffer) String() string {
 var logs sync.Map // *proc → *syncBuffer
 
 func newProc(t *testing.T, name, api string, args ...string) *proc {
-	p := &proc{t: t, name: name, api: api, args: args}
+	p := &proc{t: t, name: name, api: api, args: args, client: http.DefaultClient, scheme: "http://"}
 	buf := new(syncBuffer)
 	logs.Store(p, buf)
 	t.Cleanup(func() {
@@ -195,12 +200,22 @@ func (p *proc) stop() error {
 	return nil
 }
 
+// useTLS makes the helpers speak https with cfg (the node has TLS).
+func (p *proc) useTLS(cfg *tls.Config) {
+	p.client = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
+	p.scheme = "https://"
+}
+
 func (p *proc) kv() kvdv1connect.KVClient {
-	return kvdv1connect.NewKVClient(http.DefaultClient, "http://"+p.api)
+	return kvdv1connect.NewKVClient(p.client, p.scheme+p.api)
+}
+
+func (p *proc) cluster() kvdv1connect.ClusterClient {
+	return kvdv1connect.NewClusterClient(p.client, p.scheme+p.api)
 }
 
 func (p *proc) status(ctx context.Context) (*kvdv1.StatusResponse, error) {
-	c := kvdv1connect.NewClusterClient(http.DefaultClient, "http://"+p.api)
+	c := p.cluster()
 	resp, err := c.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
 	if err != nil {
 		return nil, err
@@ -213,7 +228,7 @@ func (p *proc) waitReady(timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + p.api + "/readyz")
+		resp, err := p.client.Get(p.scheme + p.api + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

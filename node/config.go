@@ -44,6 +44,9 @@ type Config struct {
 	Policy membership.Policy
 	// Peers calls other members' APIs (join, status, views).
 	Peers membership.PeerDialer
+	// TLS: with its files set, the Raft transport uses Dragonboat's mutual
+	// TLS (both ends present a certificate signed by the CA).
+	TLS TLSFiles
 
 	// RTT is Dragonboat's logical tick; ElectionTicks and HeartbeatTicks count it.
 	RTT            time.Duration
@@ -62,6 +65,32 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+}
+
+// TLSFiles are the PEM files of a node's certificate, its key and the
+// cluster CA (etcd's --cert-file, --key-file, --trusted-ca-file). All empty
+// = plaintext. Dragonboat reads them when the Raft transport starts (its
+// listener keeps that certificate until a restart) and again for every
+// connection it dials.
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+}
+
+// Enabled: the node has a certificate.
+func (t TLSFiles) Enabled() bool { return t.CertFile != "" }
+
+// Validate says which flag is missing: a certificate needs its key, and
+// the CA, against which nodes verify each other.
+func (t TLSFiles) Validate() error {
+	switch {
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		return fmt.Errorf("%w: --cert-file and --key-file go together: give both (the node's certificate and its private key), or neither to run without TLS", ErrBadConfig)
+	case t.CertFile != "" && t.CAFile == "":
+		return fmt.Errorf("%w: --cert-file needs --trusted-ca-file: nodes verify each other against the cluster CA (Raft's mutual TLS and the calls between members)", ErrBadConfig)
+	case t.CertFile == "" && t.CAFile != "":
+		return fmt.Errorf("%w: --trusted-ca-file needs --cert-file and --key-file: the node's own certificate, signed by that CA", ErrBadConfig)
+	}
+	return nil
 }
 
 // DefaultConfig is the embedded default: one voter on loopback in ./kvd-data.
@@ -105,6 +134,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: --bootstrap-expect and --initial-members exclude each other", ErrBadConfig)
 	}
 	if err := c.Policy.Validate(); err != nil {
+		return err
+	}
+	if err := c.TLS.Validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {

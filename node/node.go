@@ -261,6 +261,10 @@ func (n *Node) nodeHostConfig() config.NodeHostConfig {
 		ListenAddress:       n.cfg.RaftListen,
 		RaftEventListener:   n.events,
 		SystemEventListener: n.events,
+		MutualTLS:           n.cfg.TLS.Enabled(),
+		CAFile:              n.cfg.TLS.CAFile,
+		CertFile:            n.cfg.TLS.CertFile,
+		KeyFile:             n.cfg.TLS.KeyFile,
 		Expert: config.ExpertConfig{
 			LogDB: logdb,
 			Engine: config.EngineConfig{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"net/http"
 
 	"connectrpc.com/connect"
 
@@ -13,8 +14,9 @@ import (
 // SecretHeader carries the cluster join secret.
 const SecretHeader = "Kvd-Join-Secret"
 
-// guarded are the procedures that change membership: without the right
-// secret (when one is set) they get PermissionDenied and change nothing.
+// guarded are the procedures that change membership (and Snapshot): without
+// the secret or a verified client certificate (see newGuard) they get
+// PermissionDenied and change nothing.
 var guarded = map[string]bool{
 	kvdv1connect.ClusterJoinProcedure:           true,
 	kvdv1connect.ClusterPromoteProcedure:        true,
@@ -23,33 +25,69 @@ var guarded = map[string]bool{
 	kvdv1connect.ClusterSnapshotProcedure:       true,
 }
 
-type secretChecker struct{ secret []byte }
-
-// newSecretChecker guards membership changes; an empty secret lets all through.
-func newSecretChecker(secret string) connect.Interceptor {
-	return &secretChecker{secret: []byte(secret)}
+type guard struct {
+	secret      []byte
+	clientCerts bool
 }
 
-func (s *secretChecker) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// newGuard guards membership changes: a guarded call passes with the
+// secret (when one is set) or, with clientCertAuth, over a connection whose
+// client certificate was verified against the cluster CA (withClientCert
+// marks those). With neither set everything passes: kvd refuses to start
+// like that on a non-loopback address (server.CheckMembershipGuard).
+func newGuard(secret string, clientCertAuth bool) connect.Interceptor {
+	return &guard{secret: []byte(secret), clientCerts: clientCertAuth}
+}
+
+func (g *guard) allowed(ctx context.Context, h http.Header) bool {
+	if len(g.secret) == 0 && !g.clientCerts {
+		return true
+	}
+	// Constant time; the secret is never logged or echoed.
+	if len(g.secret) > 0 && subtle.ConstantTimeCompare([]byte(h.Get(SecretHeader)), g.secret) == 1 {
+		return true
+	}
+	return g.clientCerts && verifiedClient(ctx)
+}
+
+func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if len(s.secret) > 0 && guarded[req.Spec().Procedure] {
-			got := []byte(req.Header().Get(SecretHeader))
-			// Constant time; the secret is never logged or echoed.
-			if subtle.ConstantTimeCompare(got, s.secret) != 1 {
+		if guarded[req.Spec().Procedure] && !g.allowed(ctx, req.Header()) {
+			if g.clientCerts {
 				return nil, connect.NewError(connect.CodePermissionDenied,
-					errors.New("wrong or missing join secret: pass the cluster's --join-secret (KVD_JOIN_SECRET / KVCTL_JOIN_SECRET)"))
+					errors.New("this call changes membership: it needs a client certificate signed by the cluster CA (kvctl --cert/--key) or the cluster's join secret (KVCTL_JOIN_SECRET)"))
 			}
+			return nil, connect.NewError(connect.CodePermissionDenied,
+				errors.New("wrong or missing join secret: pass the cluster's --join-secret (KVD_JOIN_SECRET / KVCTL_JOIN_SECRET)"))
 		}
 		return next(ctx, req)
 	}
 }
 
-func (s *secretChecker) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return next
 }
 
-func (s *secretChecker) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+type clientCertKey struct{}
+
+// withClientCert marks requests that came over TLS with a client
+// certificate verified against the server's CA (tls.Config.ClientCAs).
+func withClientCert(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			r = r.WithContext(context.WithValue(r.Context(), clientCertKey{}, true))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func verifiedClient(ctx context.Context) bool {
+	v, _ := ctx.Value(clientCertKey{}).(bool)
+	return v
 }
 
 // secretSender adds the secret to outgoing calls.
@@ -70,4 +108,26 @@ func (s secretSender) WrapStreamingClient(next connect.StreamingClientFunc) conn
 
 func (s secretSender) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// RequireClientCert (--client-cert-auth) answers every request that came
+// without a client certificate verified against the cluster CA with
+// Unauthenticated (HTTP 401 outside RPCs) and a message saying what to
+// pass. The TLS handshake itself only verifies a certificate when one is
+// given: a client refused there learns little ("could not be
+// established"), while this answer names the fix.
+func RequireClientCert(h http.Handler) http.Handler {
+	errw := connect.NewErrorWriter()
+	const msg = "this node requires a client certificate signed by the cluster CA (--client-cert-auth): pass one, e.g. kvctl --cert NAME.crt --key NAME.key"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if errw.IsSupported(r) {
+			_ = errw.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New(msg)))
+			return
+		}
+		http.Error(w, msg, http.StatusUnauthorized)
+	})
 }

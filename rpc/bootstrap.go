@@ -40,7 +40,7 @@ func (b *bootstrapServer) Identify(context.Context, *connect.Request[kvdv1.Ident
 }
 
 func (d *peerDialer) Identify(ctx context.Context, apiAddr string) (membership.PeerIdentity, error) {
-	c := kvdv1connect.NewBootstrapClient(d.http, "http://"+apiAddr)
+	c := kvdv1connect.NewBootstrapClient(d.http, d.scheme+apiAddr)
 	resp, err := c.Identify(ctx, connect.NewRequest(&kvdv1.IdentifyRequest{}))
 	if err != nil {
 		return membership.PeerIdentity{}, err

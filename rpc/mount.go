@@ -25,8 +25,11 @@ type Node interface {
 type Options struct {
 	Limits     Limits
 	Version    string
-	JoinSecret string                // guards membership changes; empty = none
-	Registry   prometheus.Registerer // nil = no RPC metrics
+	JoinSecret string // guards membership changes; empty = none
+	// ClientCertAuth: a client certificate verified against the cluster CA
+	// also passes the guard (the server requires one on every connection).
+	ClientCertAuth bool
+	Registry       prometheus.Registerer // nil = no RPC metrics
 }
 
 // Mount registers the Connect services, gRPC health and reflection on mux.
@@ -36,11 +39,12 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 		// Don't gzip small responses: setting up gzip for a 5-byte Put
 		// response was the leader's largest CPU item (bench/README.md).
 		connect.WithCompressMinBytes(1024),
-		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newSecretChecker(opts.JoinSecret)),
+		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newGuard(opts.JoinSecret, opts.ClientCertAuth)),
 	}
 	kvPath, kv := kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...)
 	mux.Handle(kvPath, withoutStreamDeadlines(kv))
-	mux.Handle(kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...))
+	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
+	mux.Handle(clusterPath, withClientCert(cluster))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

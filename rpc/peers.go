@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"time"
@@ -16,23 +17,35 @@ import (
 // peerDialer implements membership.PeerDialer with Connect clients.
 type peerDialer struct {
 	http   *http.Client
+	scheme string      // "http://" or "https://"
+	tls    *tls.Config // nil = plaintext
 	secret string
 }
 
-// NewPeerDialer returns the PeerDialer nodes use to call each other's API;
-// it sends the join secret (if any) on every call.
-func NewPeerDialer(secret string) membership.PeerDialer {
+// NewPeerDialer returns the PeerDialer nodes use to call each other's API
+// (join, status probes, views, removal checks, Identify during formation);
+// it sends the join secret (if any) on every call. With tlsConfig (the
+// cluster CA as the only root, the node's own certificate as client
+// certificate) every call is https and verifies the peer; seeds stay
+// host:port.
+func NewPeerDialer(secret string, tlsConfig *tls.Config) membership.PeerDialer {
+	t := &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSHandshakeTimeout: 5 * time.Second}
+	scheme := "http://"
+	if tlsConfig != nil {
+		t.TLSClientConfig = tlsConfig
+		t.ForceAttemptHTTP2 = true
+		scheme = "https://"
+	}
 	return &peerDialer{
-		http: &http.Client{
-			Timeout:   15 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute},
-		},
+		http:   &http.Client{Timeout: 15 * time.Second, Transport: t},
+		scheme: scheme,
+		tls:    tlsConfig,
 		secret: secret,
 	}
 }
 
 func (d *peerDialer) client(apiAddr string) kvdv1connect.ClusterClient {
-	return kvdv1connect.NewClusterClient(d.http, "http://"+apiAddr,
+	return kvdv1connect.NewClusterClient(d.http, d.scheme+apiAddr,
 		connect.WithInterceptors(secretSender(d.secret)))
 }
 
@@ -92,6 +105,9 @@ func (d *peerDialer) Remove(ctx context.Context, apiAddr string, id membership.R
 		return nil // not a member (any more)
 	case connect.CodePermissionDenied, connect.CodeInvalidArgument:
 		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
+	}
+	if refused := d.certificateRefusal(ctx, apiAddr, err); refused != nil {
+		return refused
 	}
 	return err
 }

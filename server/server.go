@@ -2,14 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +34,17 @@ type Config struct {
 	Limits     rpc.Limits
 	Version    string
 	JoinSecret string // guards Join/Promote/Remove; sent when joining
+	// ClientCertAuth (--client-cert-auth): the API requires a client
+	// certificate signed by Node.TLS.CAFile, and such a certificate also
+	// passes the membership guard. Without it a client certificate is
+	// optional (verified when given). Node.TLS turns TLS on.
+	ClientCertAuth bool
+	// InsecureOpenMembership lets a node listening beyond loopback start
+	// with neither JoinSecret nor ClientCertAuth (see CheckMembershipGuard).
+	InsecureOpenMembership bool
+	// ReloadOnSIGHUP: SIGHUP re-reads the API certificate (it is also
+	// re-read when its files change).
+	ReloadOnSIGHUP bool
 	// LeaveOnExit: Stop transfers leadership if needed and removes this
 	// node from the cluster before stopping.
 	LeaveOnExit bool
@@ -56,9 +72,13 @@ type Server struct {
 	http *http.Server
 	node *node.Node
 
+	tls      *tlsSetup // nil = plaintext
+	guard    string    // warning logged once at Start
 	handler  atomic.Pointer[http.Handler]
 	errc     chan error
 	stopOnce sync.Once
+	stopSig  chan struct{} // ends the SIGHUP goroutine
+	sigDone  chan struct{}
 }
 
 // New checks the configuration; Start does the work.
@@ -75,7 +95,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Listen == "" {
 		return nil, errors.New("server: listen address is empty")
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "server")}, nil
+	log := cfg.Logger.With("component", "server")
+	t, err := newTLS(cfg.Node.TLS, cfg.ClientCertAuth, log)
+	if err != nil {
+		return nil, err
+	}
+	raftListen := cfg.Node.RaftListen
+	if raftListen == "" {
+		raftListen = cfg.Node.RaftAddr
+	}
+	warning, err := CheckMembershipGuard([]string{cfg.Listen, raftListen}, cfg.JoinSecret != "", cfg.ClientCertAuth, cfg.InsecureOpenMembership)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, tls: t, guard: warning}, nil
 }
 
 // Start binds the API address and serves /healthz and /readyz at once;
@@ -88,6 +121,9 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("server: listen on %s: %w (is another kvd running? use --listen)", s.cfg.Listen, err)
 	}
 	s.ln = ln
+	if s.guard != "" {
+		s.log.Warn(s.guard)
+	}
 	ncfg := s.cfg.Node
 	if ncfg.APIAddr == "" {
 		ncfg.APIAddr = ln.Addr().String()
@@ -96,7 +132,11 @@ func (s *Server) Start(ctx context.Context) error {
 		ncfg.Logger = s.cfg.Logger
 	}
 	if ncfg.Peers == nil {
-		ncfg.Peers = rpc.NewPeerDialer(s.cfg.JoinSecret)
+		var client *tls.Config
+		if s.tls != nil {
+			client = s.tls.client
+		}
+		ncfg.Peers = rpc.NewPeerDialer(s.cfg.JoinSecret, client)
 	}
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,22 +159,38 @@ func (s *Server) Start(ctx context.Context) error {
 	startMux.Handle("/", starting)
 	starting = startMux
 	s.handler.Store(&starting)
+	var root http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) })
+	if s.cfg.ClientCertAuth {
+		root = rpc.RequireClientCert(root)
+	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if s.tls != nil {
+		protocols.SetHTTP2(true) // by ALPN; plaintext is refused
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	s.http = &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) }),
+		Handler:           root,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog:          log.New(&handshakeLog{log: s.log, now: time.Now}, "", 0),
 	}
 	s.errc = make(chan error, 2)
+	serve := s.http.Serve
+	if s.tls != nil {
+		s.http.TLSConfig = s.tls.server
+		serve = func(ln net.Listener) error { return s.http.ServeTLS(tlsOnlyListener{ln}, "", "") }
+		if s.cfg.ReloadOnSIGHUP {
+			s.watchSIGHUP()
+		}
+	}
 	go func() {
-		if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			s.errc <- err
 		}
 	}()
@@ -142,6 +198,7 @@ func (s *Server) Start(ctx context.Context) error {
 	n, err := node.Start(ctx, ncfg)
 	if err != nil {
 		s.http.Close()
+		s.stopSIGHUP()
 		return err
 	}
 	s.node = n
@@ -152,7 +209,10 @@ func (s *Server) Start(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	rpc.MountBootstrap(mux, formation)
-	rpc.Mount(mux, n, rpc.Options{Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret, Registry: s.reg})
+	rpc.Mount(mux, n, rpc.Options{
+		Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret,
+		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg,
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -167,7 +227,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var h http.Handler = mux
 	s.handler.Store(&h)
-	s.log.Info("serving", "api", ln.Addr().String(), "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)
+	s.log.Info("serving", "api", ln.Addr().String(), "tls", s.tls != nil, "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)
 	return nil
 }
 
@@ -212,10 +272,39 @@ func (s *Server) Stop(ctx context.Context) error {
 				s.http.Close()
 			}
 		}
+		s.stopSIGHUP()
 		if s.node != nil {
 			s.node.Stop()
 		}
 		s.log.Info("stopped")
 	})
 	return err
+}
+
+// watchSIGHUP re-reads the API certificate on every SIGHUP until
+// stopSIGHUP.
+func (s *Server) watchSIGHUP() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	s.stopSig, s.sigDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.sigDone)
+		defer signal.Stop(sig)
+		for {
+			select {
+			case <-sig:
+				s.tls.certs.reload()
+			case <-s.stopSig:
+				return
+			}
+		}
+	}()
+}
+
+func (s *Server) stopSIGHUP() {
+	if s.stopSig != nil {
+		close(s.stopSig)
+		<-s.sigDone
+		s.stopSig = nil
+	}
 }

@@ -38,6 +38,11 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "discover", EnvVars: []string{"KVD_DISCOVER"}, Usage: "find peers' API addresses by DNS: dns:NAME[:PORT] (A/AAAA) or dns+srv:NAME; re-resolved while waiting"},
 			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"KVD_BOOTSTRAP_EXPECT"}, Usage: "with --discover and no state anywhere: once this many nodes see each other they bootstrap together (the lowest IDs); the rest join"},
 			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVD_JOIN_SECRET"}, Usage: "cluster secret required to join, promote or remove members (same on every node)"},
+			&cli.StringFlag{Name: "cert-file", EnvVars: []string{"KVD_CERT_FILE"}, Usage: "this node's certificate (PEM): the API then serves only TLS, Raft uses mutual TLS, calls to peers use https (kvctl certs issue makes one)"},
+			&cli.StringFlag{Name: "key-file", EnvVars: []string{"KVD_KEY_FILE"}, Usage: "the private key of --cert-file (PEM)"},
+			&cli.StringFlag{Name: "trusted-ca-file", EnvVars: []string{"KVD_TRUSTED_CA_FILE"}, Usage: "the cluster CA (PEM) peers and client certificates are verified against; needed with --cert-file"},
+			&cli.BoolFlag{Name: "client-cert-auth", EnvVars: []string{"KVD_CLIENT_CERT_AUTH"}, Usage: "require a client certificate signed by --trusted-ca-file on the API; such a certificate may also change membership"},
+			&cli.BoolFlag{Name: "insecure-open-membership", EnvVars: []string{"KVD_INSECURE_OPEN_MEMBERSHIP"}, Usage: "start on a non-loopback address with neither --join-secret nor --client-cert-auth: anyone who reaches the node can join, promote or remove members"},
 			&cli.BoolFlag{Name: "rejoin", EnvVars: []string{"KVD_REJOIN"}, Usage: "if this node was removed, or its Raft state was lost, wipe its state, have its old ID removed and join again under a new ID (a static member given it never bootstraps: don't use it on a cluster's first start)"},
 			&cli.BoolFlag{Name: "leave-on-exit", EnvVars: []string{"KVD_LEAVE_ON_EXIT"}, Usage: "on SIGTERM, hand over leadership and remove this node from the cluster"},
 			&cli.IntFlag{Name: "voters", Value: d.Node.Policy.Voters, EnvVars: []string{"KVD_VOTERS"}, Usage: "voter target (odd): caught-up observers promote themselves up to it, and the leader retires voters above it (default: 3, or the number of --initial-members, made odd, when more)"},
@@ -82,6 +87,12 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	}
 	cfg.Node.ReplicaID = membership.ReplicaID(c.Uint64("node-id"))
 	cfg.JoinSecret = c.String("join-secret")
+	cfg.Node.TLS.CertFile = c.String("cert-file")
+	cfg.Node.TLS.KeyFile = c.String("key-file")
+	cfg.Node.TLS.CAFile = c.String("trusted-ca-file")
+	cfg.ClientCertAuth = c.Bool("client-cert-auth")
+	cfg.InsecureOpenMembership = c.Bool("insecure-open-membership")
+	cfg.ReloadOnSIGHUP = true
 	cfg.LeaveOnExit = c.Bool("leave-on-exit")
 	cfg.Pprof = c.Bool("enable-pprof")
 	cfg.Node.Rejoin = c.Bool("rejoin")
