@@ -41,6 +41,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "cert-file", EnvVars: []string{"KVD_CERT_FILE"}, Usage: "this node's certificate (PEM): the API then serves only TLS, Raft uses mutual TLS, calls to peers use https (kvctl certs issue makes one)"},
 			&cli.StringFlag{Name: "key-file", EnvVars: []string{"KVD_KEY_FILE"}, Usage: "the private key of --cert-file (PEM)"},
 			&cli.StringFlag{Name: "trusted-ca-file", EnvVars: []string{"KVD_TRUSTED_CA_FILE"}, Usage: "the cluster CA (PEM) peers and client certificates are verified against; needed with --cert-file"},
+			&cli.StringFlag{Name: "issue-cert-from-ca", EnvVars: []string{"KVD_ISSUE_CERT_FROM_CA"}, Usage: "DIR holding a cluster CA (ca.crt, ca.key from kvctl certs ca): at start the node issues itself a certificate for the names it advertises into DATA-DIR/tls (reused while it covers them) and trusts DIR/ca.crt; for nodes whose names are not known in advance (containers). Instead of --cert-file, --key-file, --trusted-ca-file"},
 			&cli.BoolFlag{Name: "client-cert-auth", EnvVars: []string{"KVD_CLIENT_CERT_AUTH"}, Usage: "require a client certificate signed by --trusted-ca-file on the API; such a certificate may also change membership"},
 			&cli.BoolFlag{Name: "insecure-open-membership", EnvVars: []string{"KVD_INSECURE_OPEN_MEMBERSHIP"}, Usage: "start on a non-loopback address with neither --join-secret nor --client-cert-auth: anyone who reaches the node can join, promote or remove members"},
 			&cli.BoolFlag{Name: "rejoin", EnvVars: []string{"KVD_REJOIN"}, Usage: "if this node was removed, or its Raft state was lost, wipe its state, have its old ID removed and join again under a new ID (a static member given it never bootstraps: don't use it on a cluster's first start)"},
@@ -105,6 +106,11 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Node.BootstrapExpect = c.Int("bootstrap-expect")
 	if err := advertiseDefaults(&cfg); err != nil {
 		return cfg, err
+	}
+	if dir := c.String("issue-cert-from-ca"); dir != "" {
+		if err := issueOwnCert(&cfg, dir); err != nil {
+			return cfg, err
+		}
 	}
 	seeds, err := seedSource(c.String("join"), c.String("discover"), cfg)
 	if err != nil {
