@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +34,7 @@ import (
 
 var (
 	composeFile = mustAbs("../docker/compose.yaml")
+	composeTLS  = mustAbs("../docker/compose.tls.yaml")
 	buildScript = mustAbs("../docker/build.sh")
 	artifacts   = mustAbs("artifacts")
 )
@@ -83,11 +87,19 @@ func requireDocker(t *testing.T) {
 	}
 }
 
+// plaintext, in a scenario's env, runs it without TLS; every other
+// scenario runs with docker/compose.tls.yaml: a CA made by a one-shot job,
+// nodes that issue their own certificates, TLS-only APIs and mutual TLS on
+// Raft.
+const plaintext = "KVD_E2E_TLS=0"
+
 // cluster is one compose project.
 type cluster struct {
 	t       *testing.T
 	project string
 	env     []string
+	tls     bool
+	scheme  string // of the API endpoints: http or https
 	http    *http.Client
 
 	mu      sync.Mutex
@@ -105,15 +117,37 @@ func startCluster(t *testing.T, scenario string, n int, env ...string) *cluster 
 		t:       t,
 		project: fmt.Sprintf("kvd-e2e-%s-%d", strings.ToLower(scenario), os.Getpid()),
 		env:     append([]string{"KVD_JOIN_SECRET=" + dockerSecret}, env...),
-		http:    newHTTPClient(),
+		tls:     !slices.Contains(env, plaintext),
+		scheme:  "http",
+		http:    newHTTPClient(nil),
 		nodes:   map[string]string{},
 		volumes: map[string]bool{},
 	}
 	c.removeStale()
 	t.Cleanup(c.teardown)
 	c.compose(2*time.Minute, "up", "-d", "--scale", fmt.Sprintf("kvd=%d", n))
+	if c.tls {
+		c.trustClusterCA()
+	}
 	c.waitMembers(3, n-3, 90*time.Second)
 	return c
+}
+
+// trustClusterCA copies the CA certificate the one-shot job made out of
+// its container, and talks https to the nodes, trusting only that CA.
+func (c *cluster) trustClusterCA() {
+	c.t.Helper()
+	path := filepath.Join(c.t.TempDir(), "ca.crt")
+	c.docker("cp", c.project+"-certs-1:/certs/ca.crt", path)
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		c.t.Fatalf("%s from the certs job holds no certificate", path)
+	}
+	c.scheme, c.http = "https", newHTTPClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 }
 
 // removeStale tears down projects of this scenario left by test processes
@@ -134,12 +168,13 @@ func (c *cluster) removeStale() {
 		}
 		seen[p] = true
 		c.t.Logf("removing project %s left by a test process that is gone", p)
-		c.run(2*time.Minute, "docker", "compose", "-p", p, "-f", composeFile, "down", "-v", "--remove-orphans", "-t", "1")
+		c.run(2*time.Minute, "docker", "compose", "-p", p, "-f", composeFile, "-f", composeTLS, "down", "-v", "--remove-orphans", "-t", "1")
 	}
 }
 
-func newHTTPClient() *http.Client {
+func newHTTPClient(tlsConfig *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     tlsConfig,
 		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
@@ -198,7 +233,11 @@ func (c *cluster) dumpLogs() {
 }
 
 func (c *cluster) composeArgs(args ...string) []string {
-	return append([]string{"compose", "-p", c.project, "-f", composeFile}, args...)
+	files := []string{"compose", "-p", c.project, "-f", composeFile}
+	if c.tls {
+		files = append(files, "-f", composeTLS)
+	}
+	return append(files, args...)
 }
 
 // run runs a command with a bound and returns its combined output.
@@ -315,7 +354,7 @@ func (c *cluster) endpoint(name string) string {
 }
 
 func (c *cluster) clusterClient(ep string) kvdv1connect.ClusterClient {
-	return kvdv1connect.NewClusterClient(c.http, "http://"+ep, connect.WithInterceptors(secretHeader(dockerSecret)))
+	return kvdv1connect.NewClusterClient(c.http, c.scheme+"://"+ep, connect.WithInterceptors(secretHeader(dockerSecret)))
 }
 
 // dockerSecret is the compose cluster's join secret (KVD_JOIN_SECRET): the

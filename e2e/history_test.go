@@ -109,7 +109,7 @@ func (w *workload) kv(ep string) kvdv1connect.KVClient {
 	defer w.mu.Unlock()
 	k, ok := w.kvs[ep]
 	if !ok {
-		k = kvdv1connect.NewKVClient(w.c.http, "http://"+ep)
+		k = kvdv1connect.NewKVClient(w.c.http, w.c.scheme+"://"+ep)
 		w.kvs[ep] = k
 	}
 	return k

@@ -14,7 +14,8 @@ import (
 // issueOwnCert (--issue-cert-from-ca DIR) makes sure the node has a
 // certificate from the CA in DIR for every name it is reached by: its
 // advertised API and Raft hosts (Dragonboat checks the Raft host), its
-// hostname, and loopback (health checks inside a container). The
+// hostname, its interface addresses (DNS discovery dials peers by IP) and
+// loopback (health checks inside a container). The
 // certificate lives in DATA-DIR/tls and is reused while it still covers
 // them; DIR/ca.crt becomes the trusted CA.
 func issueOwnCert(cfg *server.Config, caDir string) error {
@@ -29,6 +30,15 @@ func issueOwnCert(cfg *server.Config, caDir string) error {
 	}
 	if h, err := os.Hostname(); err == nil && h != "" {
 		hosts = append(hosts, h)
+	}
+	// Discovery by DNS finds peers by IP address, so the certificate names
+	// this host's addresses too (reissued when they change).
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() {
+				hosts = append(hosts, ipn.IP.String())
+			}
+		}
 	}
 	dir := filepath.Join(cfg.Node.DataDir, "tls")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
