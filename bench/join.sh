@@ -10,6 +10,7 @@
 #   bash bench/join.sh                        # about a minute with etcd
 #   REPEAT=3 bash bench/join.sh               # 3 joins per cluster, medians: 1.5 min
 #   KEYS=20000 ETCD=0 bash bench/join.sh
+#   TLS=1 ETCD=0 REPEAT=3 bash bench/join.sh  # kvd with TLS beside kvd without
 #
 # What is timed:
 # - kvd: from starting `kvd --join BOOT --promote-after PROMOTE_AFTER` to the
@@ -49,7 +50,10 @@
 # kvd's dwell before it promotes itself; kvd's default is 2s), RTT_MS (50),
 # SNAPSHOT_COUNT (10000), LOAD_CLIENTS (64), EMPTY=0 skips the empty-store
 # joins, ETCD (auto|0|1), TIMEOUT (300: seconds any wait may take before the
-# script gives up), KEEP=1 keeps the temp dir (logs, data dirs).
+# script gives up), KEEP=1 keeps the temp dir (logs, data dirs), TLS=1 adds
+# "kvd-tls": the same kvd clusters and joins with --cert-file --key-file
+# --trusted-ca-file (certificates from kvctl certs; the API serves only TLS,
+# Raft runs mutual TLS, the snapshot streams over it), reported beside kvd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +68,7 @@ LOAD_CLIENTS=${LOAD_CLIENTS:-64}
 EMPTY=${EMPTY:-1}
 ETCD=${ETCD:-auto}
 TIMEOUT=${TIMEOUT:-300}
+TLS=${TLS:-0}
 export ETCDCTL_API=3
 READY_TIMEOUT=$TIMEOUT
 
@@ -115,29 +120,47 @@ stores=(full)
 if [ "$EMPTY" = 1 ]; then stores=(empty full); fi
 systems=(kvd)
 if [ $have_etcd = 1 ]; then systems+=(etcd); fi
+# tls_flags SYSTEM / tls_client SYSTEM: the kvd flags, and the kvctl/bench
+# flags, of SYSTEM (none but for kvd-tls).
+tls_flags=() tls_client=()
+if [ "$TLS" = 1 ]; then
+  systems+=(kvd-tls)
+  "$kvctl" certs ca --out "$work/tls" >/dev/null
+  "$kvctl" certs issue --ca "$work/tls" --name node --host 127.0.0.1,localhost --out "$work/tls" >/dev/null
+  tls_flags=(--cert-file "$work/tls/node.crt" --key-file "$work/tls/node.key" --trusted-ca-file "$work/tls/ca.crt")
+  tls_client=(--cacert "$work/tls/ca.crt")
+  curl_opts=(--cacert "$work/tls/ca.crt")
+fi
+flags_of() { if [ "$1" = kvd-tls ]; then echo "${tls_flags[@]}"; fi; }
+client_of() { if [ "$1" = kvd-tls ]; then echo "${tls_client[@]}"; fi; }
+scheme_of() { if [ "$1" = kvd-tls ]; then echo https; else echo http; fi; }
 
 # --- the clusters that are joined --------------------------------------------
 # One single-node cluster per system and store; each keeps its first member
 # for the whole run.
 declare -A boot
 ready=()
-base=$(pick_ports 8)
+base=$(pick_ports 12)
 for store in "${stores[@]}"; do
   kvd_compact=() etcd_compact=()
   if [ "$store" = full ]; then
     kvd_compact=(--snapshot-entries 100 --compaction-overhead 10)
     etcd_compact=(--snapshot-count "$SNAPSHOT_COUNT")
   fi
-  api=127.0.0.1:$base raft=127.0.0.1:$((base + 1))
-  base=$((base + 2))
-  boot[kvd-$store]=$api
-  "$kvd" --data-dir "$work/kvd-$store/boot" --listen "$api" --raft-addr "$raft" \
-    --rtt "${RTT_MS}ms" --promote-after "$PROMOTE_AFTER" \
-    "${kvd_compact[@]}" --log-level warn \
-    >"$work/kvd-$store-boot.log" 2>&1 &
-  pids+=($!)
-  ready+=("http://$api/readyz")
-  log "kvd ($store): 1 node, API $api"
+  for sys in kvd kvd-tls; do
+    if [ "$sys" = kvd-tls ] && [ "$TLS" != 1 ]; then continue; fi
+    api=127.0.0.1:$base raft=127.0.0.1:$((base + 1))
+    base=$((base + 2))
+    boot[$sys-$store]=$api
+    # shellcheck disable=SC2046 # flags_of prints separate words
+    "$kvd" --data-dir "$work/$sys-$store/boot" --listen "$api" --raft-addr "$raft" \
+      --rtt "${RTT_MS}ms" --promote-after "$PROMOTE_AFTER" \
+      "${kvd_compact[@]}" $(flags_of $sys) --log-level warn \
+      >"$work/$sys-$store-boot.log" 2>&1 &
+    pids+=($!)
+    ready+=("$(scheme_of $sys)://$api/readyz")
+    log "$sys ($store): 1 node, API $api"
+  done
   if [ $have_etcd = 1 ]; then
     client=http://127.0.0.1:$base peer=http://127.0.0.1:$((base + 1))
     base=$((base + 2))
@@ -164,7 +187,8 @@ for sys in "${systems[@]}"; do
   log "$sys: writing $KEYS keys × $VALUE_SIZE B ($mb MB of keys and values), $LOAD_CLIENTS clients"
   b=$work/bin/bench
   if [ "$sys" = etcd ]; then b=$work/bin/etcd-bench; fi
-  "$b" --endpoints "${boot[$sys-full]}" "${load_args[@]}" >"$work/load-$sys.json"
+  # shellcheck disable=SC2046
+  "$b" --endpoints "${boot[$sys-full]}" $(client_of "$sys") "${load_args[@]}" >"$work/load-$sys.json"
   jq -r --arg s "$sys" '"\($s): \(.ops) puts in \(.duration_s * 10 | round / 10) s, \(.ops_per_sec | round) puts/s, \(.errors) errors"' \
     "$work/load-$sys.json" >>"$work/notes.txt"
   jq -e --argjson k "$KEYS" '.ops == $k and .errors == 0' "$work/load-$sys.json" >/dev/null ||
@@ -178,18 +202,28 @@ dir_mb() { du -sk "$1" | awk '{ printf "%.0f", $1 / 1024 }'; }
 # --- kvd ---------------------------------------------------------------------------
 # kvd_join STORE ROUND: starts a node that joins the STORE cluster and times
 # it; appends one line to results.txt.
-kvd_join() {
-  local store=$1 round=$2 b=${boot[kvd-$1]} name="kvd-$1-r$2" port api raft t0 jpid st caught="" voter="" id
+kvd_join() { kvd_join_as kvd "$@"; }
+kvd-tls_join() { kvd_join_as kvd-tls "$@"; }
+
+# kvd_join_as SYSTEM STORE ROUND: kvd_join for kvd or kvd-tls.
+kvd_join_as() {
+  local sys=$1
+  shift
+  local store=$1 round=$2 b=${boot[$sys-$1]} name="$sys-$1-r$2" port api raft t0 jpid st caught="" voter="" id
+  local tf tc
+  tf=$(flags_of "$sys") tc=$(client_of "$sys")
   port=$(pick_ports 2)
   api=127.0.0.1:$port raft=127.0.0.1:$((port + 1))
   t0=$EPOCHREALTIME
-  "$kvd" --data-dir "$work/$name" --listen "$api" --raft-addr "$raft" --join "$b" \
+  # shellcheck disable=SC2086 # $tf: separate words
+  "$kvd" --data-dir "$work/$name" --listen "$api" --raft-addr "$raft" --join "$b" $tf \
     --rtt "${RTT_MS}ms" --promote-after "$PROMOTE_AFTER" --log-level info >"$work/$name.log" 2>&1 &
   jpid=$!
   pids+=("$jpid")
   local deadline=$((SECONDS + TIMEOUT))
   while :; do
-    st=$("$kvctl" --endpoints "$b" --timeout 2s -o json members 2>/dev/null |
+    # shellcheck disable=SC2086
+    st=$("$kvctl" --endpoints "$b" $tc --timeout 2s -o json members 2>/dev/null |
       jq -r --arg a "$api" '.[] | select(.api_addr == $a) | "\(.role) \(.ready)"' 2>/dev/null) || st=""
     case $st in
       "voter true") voter=$(since "$t0"); caught=${caught:-$voter}; break ;;
@@ -199,12 +233,14 @@ kvd_join() {
     ((SECONDS < deadline)) || die "$name: not a ready voter after $TIMEOUT s (last seen: ${st:-not listed})"
     sleep 0.05
   done
-  echo "kvd $store $round $caught $voter $(log_since "$t0" "$work/$name.log" "recovered from snapshot") $(dir_mb "$work/$name")" \
+  echo "$sys $store $round $caught $voter $(log_since "$t0" "$work/$name.log" "recovered from snapshot") $(dir_mb "$work/$name")" \
     >>"$work/results.txt"
   log "$name: caught up ${caught} s, voter ${voter} s"
   if [ "$round" -lt "$REPEAT" ]; then # make room for the next joiner
-    id=$("$kvctl" --endpoints "$b" -o json members | jq -r --arg a "$api" '.[] | select(.api_addr == $a) | .id')
-    retry "$name: members remove $id" "$kvctl" --endpoints "$b" --timeout 10s members remove "$id"
+    # shellcheck disable=SC2086
+    id=$("$kvctl" --endpoints "$b" $tc -o json members | jq -r --arg a "$api" '.[] | select(.api_addr == $a) | .id')
+    # shellcheck disable=SC2086
+    retry "$name: members remove $id" "$kvctl" --endpoints "$b" $tc --timeout 10s members remove "$id"
     stop_pid "$jpid"
     rm -rf "${work:?}/$name"
   fi
@@ -316,13 +352,14 @@ awk -v mb="$mb" -v keys="$KEYS" -v repeat="$REPEAT" '
   function row(sy, sto, rd, sn, cu, vo, dd,   r) {
     r = ""
     if (sy == "kvd" && (("etcd", sto, rd) in voter)) r = sprintf("%.2fx", vo / voter["etcd", sto, rd])
-    printf "%-6s %-19s %-7s %10s %10s %10s %7s %15s\n", sy, data(sto), rd, secs(sn), secs(cu), secs(vo), dd, r
+    if (sy == "kvd-tls" && (("kvd", sto, rd) in voter)) r = sprintf("%.2fx of kvd", vo / voter["kvd", sto, rd])
+    printf "%-7s %-19s %-7s %10s %10s %10s %7s %15s\n", sy, data(sto), rd, secs(sn), secs(cu), secs(vo), dd, r
   }
   { line[NR] = $0; voter[$1, $2, $3] = $5
     k = $1 SUBSEP $2; n[k]++; cs[k, n[k]] = $4; vs[k, n[k]] = $5
     if ($6 != "-") { ns[k]++; ss[k, ns[k]] = $6 } }
   END {
-    printf "%-6s %-19s %-7s %10s %10s %10s %7s %15s\n", "system", "data", "round", "snapshot", "caught up", "voter", "joiner", "kvd/etcd voter"
+    printf "%-7s %-19s %-7s %10s %10s %10s %7s %15s\n", "system", "data", "round", "snapshot", "caught up", "voter", "joiner", "kvd/etcd voter"
     for (i = 1; i <= NR; i++) { split(line[i], f, " "); row(f[1], f[2], f[3], f[6], f[4], f[5], f[7] " MB") }
     if (repeat < 2) exit
     print ""
@@ -332,8 +369,8 @@ awk -v mb="$mb" -v keys="$KEYS" -v repeat="$REPEAT" '
       msn[k] = "-"
       if (ns[k]) { for (i = 1; i <= ns[k]; i++) c[i] = ss[k, i]; msn[k] = med(c, ns[k]) }
     }
-    split("empty full", stores, " "); split("kvd etcd", systems, " ")
-    for (s = 1; s <= 2; s++) for (y = 1; y <= 2; y++) {
+    split("empty full", stores, " "); split("kvd etcd kvd-tls", systems, " ")
+    for (s = 1; s <= 2; s++) for (y = 1; y <= 3; y++) {
       k = systems[y] SUBSEP stores[s]
       if (k in n) row(systems[y], stores[s], "median", msn[k], mc[k], mv[k], "", "")
     }

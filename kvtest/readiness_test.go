@@ -49,8 +49,16 @@ func TestSurvivorStopsBeingReadyAndRecovers(t *testing.T) {
 	survivor := (c.Leader() + 1) % 3
 	n := c.Server(survivor).Node()
 	bound := n.NotReadyAfter()
-	if got, err := c.Get(survivor, "k", true); err != nil || got != "v" {
-		t.Fatalf("serializable get before the loss: %q, %v", got, err)
+	// A serializable read on a follower may trail the put by an apply:
+	// wait until it sees it.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := c.Get(survivor, "k", true)
+		if err == nil && got == "v" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serializable get before the loss: %q, %v", got, err)
+		}
 	}
 	lost := time.Now()
 	for i := 0; i < 3; i++ {

@@ -95,6 +95,9 @@ func (d *peerDialer) Join(ctx context.Context, apiAddr string, req membership.Jo
 	case connect.CodePermissionDenied, connect.CodeInvalidArgument, connect.CodeAlreadyExists:
 		return fmt.Errorf("%w: %v", membership.ErrJoinRefused, err)
 	}
+	if refused := d.certificateRefusal(ctx, apiAddr, err); refused != nil {
+		return refused
+	}
 	return err
 }
 
