@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,7 +14,7 @@ import (
 	"github.com/kvd-project/kvd/node"
 )
 
-// certCheckInterval: GetCertificate looks at the files' mtime and size at
+// certCheckInterval: GetCertificate looks at the files' contents at
 // most this often.
 const certCheckInterval = time.Second
 
@@ -72,10 +73,10 @@ func newTLS(files node.TLSFiles, clientCertAuth bool, log *slog.Logger) (*tlsSet
 }
 
 // certReloader serves the node's certificate and picks up a new one
-// written over its files: getCertificate re-reads them when their mtime or
-// size changed (looked at no more than once per certCheckInterval), and
-// reload re-reads them at once (SIGHUP). A pair that fails to load keeps
-// the old certificate and logs an error.
+// written over its files: getCertificate re-reads them when their contents
+// changed (looked at no more than once per certCheckInterval), and reload
+// re-reads them at once (SIGHUP). A pair that fails to load keeps the old
+// certificate and logs an error.
 type certReloader struct {
 	certFile, keyFile string
 	log               *slog.Logger
@@ -87,22 +88,27 @@ type certReloader struct {
 	checked time.Time
 }
 
-// fileStamp is what tells a rewritten file from the one loaded.
-type fileStamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
-}
+// fileStamp is a digest of both files' contents. Not mtime and size: a new
+// key has the same size as the old (ECDSA P-256), and a rewrite within the
+// file system's timestamp granularity (milliseconds) keeps the mtime, so a
+// key that arrives just after its certificate went unseen. The files are a
+// few hundred bytes, read at most once a second.
+type fileStamp [sha256.Size]byte
 
-func (r *certReloader) stat() (fileStamp, error) {
-	c, err := os.Stat(r.certFile)
-	if err != nil {
-		return fileStamp{}, err
+// read returns both files and their stamp.
+func (r *certReloader) read() (certPEM, keyPEM []byte, st fileStamp, err error) {
+	if certPEM, err = os.ReadFile(r.certFile); err != nil {
+		return nil, nil, st, err
 	}
-	k, err := os.Stat(r.keyFile)
-	if err != nil {
-		return fileStamp{}, err
+	if keyPEM, err = os.ReadFile(r.keyFile); err != nil {
+		return nil, nil, st, err
 	}
-	return fileStamp{certMod: c.ModTime(), keyMod: k.ModTime(), certSize: c.Size(), keySize: k.Size()}, nil
+	h := sha256.New()
+	h.Write(certPEM)
+	h.Write([]byte{0})
+	h.Write(keyPEM)
+	copy(st[:], h.Sum(nil))
+	return certPEM, keyPEM, st, nil
 }
 
 // load reads the pair; on error the old certificate stays.
@@ -113,10 +119,10 @@ func (r *certReloader) load() error {
 }
 
 func (r *certReloader) loadLocked() error {
-	st, err := r.stat()
+	certPEM, keyPEM, st, err := r.read()
 	if err == nil {
 		var pair tls.Certificate
-		if pair, err = tls.LoadX509KeyPair(r.certFile, r.keyFile); err == nil {
+		if pair, err = tls.X509KeyPair(certPEM, keyPEM); err == nil {
 			r.cert, r.stamp = &pair, st
 			return nil
 		}
@@ -148,7 +154,7 @@ func (r *certReloader) current() *tls.Certificate {
 	defer r.mu.Unlock()
 	if now := r.now(); now.Sub(r.checked) >= certCheckInterval {
 		r.checked = now
-		if st, err := r.stat(); err == nil && st != r.stamp {
+		if _, _, st, err := r.read(); err == nil && st != r.stamp {
 			if !r.reloadLocked("file changed") {
 				// A broken pair is not retried until the files change again.
 				r.stamp = st
