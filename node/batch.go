@@ -31,28 +31,57 @@ type write struct {
 // Two commands that write the same key never share an entry: a key's mod
 // revision (the entry's index) must name exactly one write, or a client
 // holding it could compare-and-swap over a write it never saw.
+//
+// Its proposers are goroutines it owns: they propose under ctx (the node's
+// lifetime, not a caller's: one caller giving up must not cancel an entry
+// that carries others' writes), and stop waits for them.
 type batcher struct {
+	ctx     context.Context
 	propose func(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, error)
 	// observe, if set, is told the size of each batch proposed.
 	observe func(n int)
 
+	wg       sync.WaitGroup
 	mu       sync.Mutex
 	queue    []*write
 	inflight int
+	stopped  bool
 }
 
-// submit queues ws and makes sure a proposer runs.
+// submit queues ws and makes sure a proposer runs. After stop, ws fail
+// with ErrStopped at once.
 func (b *batcher) submit(ws []*write) {
 	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		for _, w := range ws {
+			w.err = ErrStopped
+			close(w.done)
+		}
+		return
+	}
 	b.queue = append(b.queue, ws...)
 	start := b.inflight < batchMaxInflight
 	if start {
 		b.inflight++
+		b.wg.Add(1) // under mu: never concurrent with stop's Wait
 	}
 	b.mu.Unlock()
 	if start {
-		go b.run()
+		go func() {
+			defer b.wg.Done()
+			b.run()
+		}()
 	}
+}
+
+// stop refuses new writes and waits for the proposers, which end once the
+// queue is drained (with ctx cancelled, quickly: every proposal fails).
+func (b *batcher) stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // run proposes batches until the queue is empty.
@@ -75,7 +104,7 @@ func (b *batcher) run() {
 		if b.observe != nil {
 			b.observe(len(cmds))
 		}
-		res, err := b.propose(context.Background(), cmds)
+		res, err := b.propose(b.ctx, cmds)
 		for i, w := range batch {
 			if err != nil {
 				w.err = err

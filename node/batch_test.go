@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kvd-project/kvd/statemachine"
 )
@@ -101,7 +103,7 @@ func TestBatcherCoalesces(t *testing.T) {
 		proposals int
 		release   = make(chan struct{})
 	)
-	b := &batcher{propose: func(_ context.Context, cmds []statemachine.Command) ([]statemachine.Result, error) {
+	b := &batcher{ctx: context.Background(), propose: func(_ context.Context, cmds []statemachine.Command) ([]statemachine.Result, error) {
 		mu.Lock()
 		inflight++
 		proposals++
@@ -135,5 +137,44 @@ func TestBatcherCoalesces(t *testing.T) {
 	}
 	if proposals >= n/2 {
 		t.Fatalf("%d proposals for %d writes: not coalesced", proposals, n)
+	}
+}
+
+// stop waits for the proposers it started, cancels what they propose, and
+// fails later writes at once.
+func TestBatcherStopWaitsForItsProposers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	running.Add(1)
+	b := &batcher{ctx: ctx, propose: func(ctx context.Context, _ []statemachine.Command) ([]statemachine.Result, error) {
+		running.Done()
+		<-ctx.Done() // a proposal that only ends when the node stops
+		return nil, ctx.Err()
+	}}
+	w := &write{ctx: context.Background(), cmd: putCmd("a", 1), done: make(chan struct{})}
+	b.submit([]*write{w})
+	running.Wait()
+	stopped := make(chan struct{})
+	go func() { b.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("stop returned while a proposer was still proposing")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stop did not return after the node's context ended")
+	}
+	<-w.done
+	if !errors.Is(w.err, context.Canceled) {
+		t.Fatalf("in-flight write: %v, want context.Canceled", w.err)
+	}
+	late := &write{ctx: context.Background(), cmd: putCmd("b", 1), done: make(chan struct{})}
+	b.submit([]*write{late})
+	<-late.done
+	if !errors.Is(late.err, ErrStopped) {
+		t.Fatalf("write after stop: %v, want ErrStopped", late.err)
 	}
 }

@@ -14,6 +14,8 @@
 // Lifecycle rules: Start writes the identity file before Dragonboat writes
 // anything, so a restart with the same flags finds the same replica. Every
 // Dragonboat call runs under a context deadline. The node owns its
-// goroutines (the catch-up loop, metadata publication, the membership
-// controller) and Stop waits for them. *Node implements membership.Host.
+// goroutines (the readiness loop, metadata publication, the membership
+// controller, the write batcher's proposers, which propose under the
+// node's lifetime context, never a caller's) and Stop waits for them.
+// *Node implements membership.Host.
 package node

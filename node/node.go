@@ -194,6 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 	loopCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	n.batch.ctx = loopCtx
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -395,6 +396,7 @@ func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		n.stopped.Store(true)
 		n.cancel()
+		n.batch.stop()
 		n.wg.Wait()
 		n.nh.Close()
 		n.metrics.unregister()

@@ -8,5 +8,7 @@
 // and refuses a node that would leave membership open beyond loopback
 // (CheckMembershipGuard). The API certificate is re-read when its files
 // change (looked at no more than once a second) and, with ReloadOnSIGHUP,
-// on SIGHUP; that goroutine is the server's and ends in Stop.
+// on SIGHUP. Every goroutine the server starts (the HTTP server, the
+// watcher of the node's removal, the SIGHUP reloader) is the server's:
+// Stop ends and waits for them (TestStopWaitsForEveryGoroutine).
 package server

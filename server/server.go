@@ -77,8 +77,13 @@ type Server struct {
 	handler  atomic.Pointer[http.Handler]
 	errc     chan error
 	stopOnce sync.Once
-	stopSig  chan struct{} // ends the SIGHUP goroutine
-	sigDone  chan struct{}
+
+	// Every goroutine the server starts (the HTTP server, the watcher of
+	// the node's removal, the SIGHUP reloader) is in wg and ends once
+	// stopc is closed (by halt) and the HTTP server is shut down.
+	wg       sync.WaitGroup
+	stopc    chan struct{}
+	haltOnce sync.Once
 }
 
 // New checks the configuration; Start does the work.
@@ -108,7 +113,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: t, guard: warning}, nil
+	return &Server{cfg: cfg, log: log, tls: t, guard: warning, stopc: make(chan struct{})}, nil
 }
 
 // Start binds the API address and serves /healthz and /readyz at once;
@@ -189,22 +194,29 @@ func (s *Server) Start(ctx context.Context) error {
 			s.watchSIGHUP()
 		}
 	}
+	s.wg.Add(1)
 	go func() {
+		defer s.wg.Done()
 		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- err
+			s.errc <- err // buffered: each goroutine sends at most once
 		}
 	}()
 
 	n, err := node.Start(ctx, ncfg)
 	if err != nil {
 		s.http.Close()
-		s.stopSIGHUP()
+		s.halt()
 		return err
 	}
 	s.node = n
+	s.wg.Add(1)
 	go func() {
-		<-n.Removed()
-		s.errc <- fmt.Errorf("replica %d was removed from the cluster; restart with --rejoin to join again under a new ID", n.ID())
+		defer s.wg.Done()
+		select {
+		case <-n.Removed():
+			s.errc <- fmt.Errorf("replica %d was removed from the cluster; restart with --rejoin to join again under a new ID", n.ID())
+		case <-s.stopc:
+		}
 	}()
 
 	mux := http.NewServeMux()
@@ -272,39 +284,37 @@ func (s *Server) Stop(ctx context.Context) error {
 				s.http.Close()
 			}
 		}
-		s.stopSIGHUP()
 		if s.node != nil {
 			s.node.Stop()
 		}
+		s.halt()
 		s.log.Info("stopped")
 	})
 	return err
 }
 
-// watchSIGHUP re-reads the API certificate on every SIGHUP until
-// stopSIGHUP.
+// watchSIGHUP re-reads the API certificate on every SIGHUP until halt.
 func (s *Server) watchSIGHUP() {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGHUP)
-	s.stopSig, s.sigDone = make(chan struct{}), make(chan struct{})
+	s.wg.Add(1)
 	go func() {
-		defer close(s.sigDone)
+		defer s.wg.Done()
 		defer signal.Stop(sig)
 		for {
 			select {
 			case <-sig:
 				s.tls.certs.reload()
-			case <-s.stopSig:
+			case <-s.stopc:
 				return
 			}
 		}
 	}()
 }
 
-func (s *Server) stopSIGHUP() {
-	if s.stopSig != nil {
-		close(s.stopSig)
-		<-s.sigDone
-		s.stopSig = nil
-	}
+// halt ends the server's goroutines and waits for them; the HTTP server
+// must be closed or shut down first. Idempotent.
+func (s *Server) halt() {
+	s.haltOnce.Do(func() { close(s.stopc) })
+	s.wg.Wait()
 }
