@@ -79,14 +79,21 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	if membership.IsRemoved(cfg.DataDir) {
-		if _, err := membership.DecideStart(membership.LocalState{Identity: ident, Removed: true}, flags); err != nil {
+		plan, err := membership.DecideStart(membership.LocalState{Identity: ident, Removed: true}, flags)
+		if err != nil {
 			return nil, err
 		}
-		log.Warn("this replica was removed from the cluster: wiping its state to join under a new ID (--rejoin)", "old_replica", uint64(ident.ReplicaID))
-		if err := membership.Wipe(cfg.DataDir, "raft", "sm"); err != nil {
-			return nil, fmt.Errorf("node: wipe removed replica: %w", err)
+		if plan.Wipe {
+			var old uint64
+			if ident != nil {
+				old = uint64(ident.ReplicaID)
+			}
+			log.Warn("this replica was removed from the cluster: wiping its state to join under a new ID (--rejoin)", "old_replica", old)
+			if err := membership.Wipe(cfg.DataDir, "raft", "sm"); err != nil {
+				return nil, fmt.Errorf("node: wipe removed replica: %w", err)
+			}
+			ident = nil
 		}
-		ident = nil
 	}
 
 	n := &Node{cfg: cfg, log: log, removed: make(chan struct{}), leaderC: make(chan struct{}, 1)}
