@@ -58,13 +58,25 @@ func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	t.Helper()
 	logs := newTestWriter(t)
 	c := &Cluster{t: t, logs: logs, proxies: map[string]*raftProxy{}}
+	// FreeAddr may hand out a port twice (it was free each time it was
+	// asked): Dragonboat refuses two members at one address, so the
+	// cluster's addresses are made distinct.
+	used := map[string]bool{}
+	distinct := func() string {
+		for {
+			if a := FreeAddr(t); !used[a] {
+				used[a] = true
+				return a
+			}
+		}
+	}
 	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
-		members[membership.ReplicaID(i+1)] = FreeAddr(t)
+		members[membership.ReplicaID(i+1)] = distinct()
 	}
 	for i := 0; i < n; i++ {
 		cfg := server.DefaultConfig()
-		cfg.Listen = FreeAddr(t)
+		cfg.Listen = distinct()
 		cfg.Node.DataDir = t.TempDir()
 		cfg.Node.ReplicaID = membership.ReplicaID(i + 1)
 		cfg.Node.RaftAddr = members[cfg.Node.ReplicaID]
