@@ -2,7 +2,6 @@ package membership
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -55,35 +54,11 @@ func RanBefore(ctx context.Context, d PeerDialer, seeds []string, id ReplicaID) 
 // The quorum guard still applies: a removal that would leave the reachable
 // voters short of a quorum is refused, and retried until they are back.
 func RemoveOld(ctx context.Context, d PeerDialer, seeds func() []string, old ReplicaID, log *slog.Logger) error {
-	backoff := 200 * time.Millisecond
-	for round := 1; ; round++ {
-		list := seeds()
-		var errs []error
-		for _, seed := range list {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := d.Remove(cctx, seed, old)
-			cancel()
-			if err == nil {
-				log.Info("the old replica ID of this node is no member any more", "old_replica", uint64(old), "via", seed)
-				return nil
-			}
-			if errors.Is(err, ErrJoinRefused) {
-				return fmt.Errorf("remove old replica %d via %s: %w", old, seed, err)
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
-		}
-		if len(list) == 0 {
-			errs = append(errs, errors.New("no seed addresses (check --join)"))
-		}
-		if round == 1 || round%5 == 0 {
-			log.Warn("waiting for a member to remove this node's old replica ID; retrying", "old_replica", uint64(old),
-				"round", round, "seeds", list, "err", errors.Join(errs...))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("remove old replica %d: %w (last errors: %v)", old, ctx.Err(), errors.Join(errs...))
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+	seed, err := askSeeds(ctx, seeds, log.With("wait", "for a member to remove this node's old replica ID", "old_replica", uint64(old)),
+		func(ctx context.Context, seed string) error { return d.Remove(ctx, seed, old) })
+	if err != nil {
+		return fmt.Errorf("remove old replica %d %w", old, err)
 	}
+	log.Info("the old replica ID of this node is no member any more", "old_replica", uint64(old), "via", seed)
+	return nil
 }
