@@ -367,6 +367,14 @@ func checkRecord(key, val []byte, applied uint64) error {
 		if m.mod > applied {
 			return fmt.Errorf("key %q modified at %d, after applied index %d", key, m.mod, applied)
 		}
+	case nsHist:
+		e, err := decodeEvent(key, val)
+		if err != nil {
+			return err
+		}
+		if e.Revision > applied {
+			return fmt.Errorf("event %x at revision %d, after applied index %d", key, e.Revision, applied)
+		}
 	case nsSys:
 		var want uint64
 		switch {
@@ -374,6 +382,11 @@ func checkRecord(key, val []byte, applied uint64) error {
 			want = applied
 		case bytes.Equal(key, sysFormatKey):
 			want = storeFormat
+		case bytes.Equal(key, sysHistFloorKey):
+			if len(val) != 8 || binary.BigEndian.Uint64(val) > applied+1 {
+				return fmt.Errorf("history floor %x past applied index %d", val, applied)
+			}
+			return nil
 		default:
 			return fmt.Errorf("unknown system key %q", key)
 		}
