@@ -38,6 +38,10 @@ type Config struct {
 	// until this many nodes see each other, then all bootstrap the same
 	// initial set (the lowest IDs) and the rest join. 0 = off.
 	BootstrapExpect int
+	// WatchHistory is how many revisions of change events the state
+	// machine keeps for watchers; 0 = statemachine.DefaultHistoryRevisions,
+	// < 0 = none (Watch is refused).
+	WatchHistory int
 	// Formation is published to peers (kvd.v1.Bootstrap); nil = not published.
 	Formation *membership.Formation
 	// Policy drives self-promotion and dead-voter replacement.

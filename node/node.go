@@ -51,6 +51,7 @@ type Node struct {
 	removeOnce  sync.Once
 	leaving     atomic.Bool
 	clusterID   atomic.Pointer[string] // once known (clusterid.go)
+	applied     *applySignal           // fired after each apply (watch.go)
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -97,7 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 
-	n := &Node{cfg: cfg, log: log, removed: make(chan struct{}), leaderC: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, removed: make(chan struct{}), leaderC: make(chan struct{}, 1), applied: newApplySignal()}
 	n.events = &listener{n: n}
 	if cfg.Peers != nil {
 		// Created before the NodeHost: its event listener wakes it.
@@ -184,7 +185,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	for id, addr := range plan.Members {
 		members[uint64(id)] = addr
 	}
-	create := statemachine.New(filepath.Join(cfg.DataDir, "sm"), statemachine.Config{Logger: cfg.Logger, CacheSize: 32 << 20})
+	create := statemachine.New(filepath.Join(cfg.DataDir, "sm"), statemachine.Config{
+		Logger: cfg.Logger, CacheSize: 32 << 20, HistoryRevisions: cfg.WatchHistory, OnApply: n.applied.fire})
 	if err := nh.StartOnDiskReplica(members, plan.Join, create, n.replicaConfig(plan.NonVoting)); err != nil {
 		if errors.Is(err, dragonboat.ErrReplicaRemoved) {
 			n.markRemoved()

@@ -48,7 +48,8 @@ type Event struct {
 	Created  bool   // a put that created the key
 }
 
-// HistoryQuery reads the events of revisions From and later (From ≥ 1)
+// HistoryQuery reads the events of revisions From and later (From 0:
+// none, only Next = the applied index + 1, "from now")
 // for keys matching Key/End: End nil = the key Key only; otherwise the
 // range [Key, End), with End = {0} meaning every key ≥ Key. Limit bounds
 // the events returned (the revision being read is finished, so a page
@@ -169,7 +170,7 @@ func getFloor(r getter) (floor uint64, ok bool, err error) {
 
 // history reads a HistoryQuery from one consistent snapshot.
 func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
-	if q.From == 0 || q.Limit < 0 || q.MaxScan < 0 {
+	if q.Limit < 0 || q.MaxScan < 0 {
 		return HistoryResult{}, fmt.Errorf("%w: history from %d, limit %d, max scan %d", ErrInvalidQuery, q.From, q.Limit, q.MaxScan)
 	}
 	snap := s.db.NewSnapshot()
@@ -186,6 +187,9 @@ func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
 		floor = applied + 1
 	}
 	res := HistoryResult{Applied: applied, Floor: floor, Next: max(q.From, applied+1)}
+	if q.From == 0 {
+		return res, nil
+	}
 	if q.From < floor {
 		return res, &CompactedError{Floor: floor}
 	}
