@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/kvd-project/kvd/membership"
+)
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testConfig is a single voter in a temp dir with fast Raft timing.
+func testConfig(t *testing.T) Config {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.RaftAddr = freeAddr(t)
+	cfg.APIAddr = "127.0.0.1:1"
+	cfg.RTT = 10 * time.Millisecond
+	cfg.ElectionTicks = 10
+	cfg.HeartbeatTicks = 1
+	cfg.Logger = slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return cfg
+}
+
+// testLog sends log lines to the test's output.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// startReady starts a node and waits (bounded) until it is ready.
+func startReady(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !n.Ready() {
+		if ctx.Err() != nil {
+			n.Stop()
+			t.Fatalf("not ready: %+v", n.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n
+}
+
+// Stop leaves no goroutine of the node behind (nor of Dragonboat or Pebble
+// for this node: NodeHost.Close waits for them).
+func TestStopLeavesNoGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t, ignoredGoroutines()...)
+	n := startReady(t, testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := n.Membership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.Stop()
+	n.Stop() // idempotent
+}
+
+// MarkRemoved has recorded the removal when it returns (no goroutine left
+// to do it later, after Stop), and Stop waits for everything.
+func TestMarkRemovedIsDoneWhenItReturns(t *testing.T) {
+	defer goleak.VerifyNone(t, ignoredGoroutines()...)
+	cfg := testConfig(t)
+	n := startReady(t, cfg)
+	defer n.Stop() // also when the test fails: before VerifyNone
+	n.MarkRemoved()
+	select {
+	case <-n.Removed():
+	default:
+		t.Fatal("Removed() not closed when MarkRemoved returned")
+	}
+	if !membership.IsRemoved(cfg.DataDir) {
+		t.Fatal("no removal marker when MarkRemoved returned")
+	}
+	n.MarkRemoved() // once only
+	n.Stop()
+	if got := n.Status().State; got != StateStopped {
+		t.Fatalf("state after Stop = %s, want stopped", got)
+	}
+}
