@@ -24,7 +24,7 @@ func (n *Node) markRemoved() {
 		}
 		n.revoke(StateRemoved, removedReason)
 		if n.leaving.Load() {
-			n.log.Info("left the cluster", "replica", uint64(n.id.ReplicaID))
+			n.log.Info("left the cluster")
 		} else {
 			n.log.Error("this replica was removed from the cluster; it stops serving. " +
 				"The leader's autopilot removes a voter that was down for --dead-after once an observer took its seat, " +
