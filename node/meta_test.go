@@ -68,7 +68,7 @@ func TestEncodeMetaIsReadByOldAndNew(t *testing.T) {
 // A row that cannot be read is left out of Metas and logged at ERROR once
 // per row and revision, not on every read.
 func TestMetasLogsABadRowOncePerRevision(t *testing.T) {
-	defer goleak.VerifyNone(t, ignoredGoroutines()...)
+	defer goleak.VerifyNone(t)
 	cfg := testConfig(t)
 	logs := newErrorLog(cfg.Logger.Handler())
 	cfg.Logger = slog.New(logs)

@@ -67,7 +67,7 @@ func startReady(t *testing.T, cfg Config) *Node {
 // Stop leaves no goroutine of the node behind (nor of Dragonboat or Pebble
 // for this node: NodeHost.Close waits for them).
 func TestStopLeavesNoGoroutines(t *testing.T) {
-	defer goleak.VerifyNone(t, ignoredGoroutines()...)
+	defer goleak.VerifyNone(t)
 	n := startReady(t, testConfig(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -81,7 +81,7 @@ func TestStopLeavesNoGoroutines(t *testing.T) {
 // MarkRemoved has recorded the removal when it returns (no goroutine left
 // to do it later, after Stop), and Stop waits for everything.
 func TestMarkRemovedIsDoneWhenItReturns(t *testing.T) {
-	defer goleak.VerifyNone(t, ignoredGoroutines()...)
+	defer goleak.VerifyNone(t)
 	cfg := testConfig(t)
 	n := startReady(t, cfg)
 	defer n.Stop() // also when the test fails: before VerifyNone
