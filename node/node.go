@@ -48,12 +48,12 @@ type Node struct {
 // joining node first asks a member to admit it (retrying until ctx ends).
 // It returns once Dragonboat has started the replica; the node becomes
 // Ready after its first successful ReadIndex. The steps, in order:
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	cfg, err = prepare(cfg) // config.go
 	if err != nil {
 		return nil, err
 	}
-	n = newNode(cfg)
+	n := newNode(cfg)
 	defer func() {
 		if err != nil {
 			n.abort()

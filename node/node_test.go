@@ -100,3 +100,18 @@ func TestMarkRemovedIsDoneWhenItReturns(t *testing.T) {
 		t.Fatalf("state after Stop = %s, want stopped", got)
 	}
 }
+
+// A Start refused after the NodeHost opened (here: the flags contradict
+// the identity on disk) leaves nothing running.
+func TestRefusedStartLeavesNoGoroutines(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	cfg := testConfig(t)
+	startReady(t, cfg).Stop()
+	cfg.ReplicaID = 5
+	n, err := Start(context.Background(), cfg)
+	if err == nil {
+		n.Stop()
+		t.Fatal("a restart under another replica ID was not refused")
+	}
+	t.Log(err)
+}
