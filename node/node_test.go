@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/kvd-project/kvd/membership"
+	"github.com/kvd-project/kvd/statemachine"
 )
 
 // freeAddr returns a loopback address whose port was free a moment ago.
@@ -114,4 +116,39 @@ func TestRefusedStartLeavesNoGoroutines(t *testing.T) {
 		t.Fatal("a restart under another replica ID was not refused")
 	}
 	t.Log(err)
+}
+
+// The typed reads: Get, Range and ReadAll return the state machine's
+// results as their own types, linearizable or local; a stopped node
+// refuses them with ErrStopped.
+func TestTypedReads(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	n := startReady(t, testConfig(t))
+	defer n.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, k := range []string{"a", "b"} {
+		cmd := statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpPut, Key: []byte(k), Value: []byte("v" + k)}}}
+		if _, err := n.Write(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []ReadMode{Linearizable, Serializable} {
+		g, err := n.Get(ctx, statemachine.GetQuery{Key: []byte("a")}, mode)
+		if err != nil || g.KV == nil || string(g.KV.Value) != "va" {
+			t.Fatalf("get a (mode %d) = %+v, %v", mode, g, err)
+		}
+		r, err := n.Range(ctx, statemachine.RangeQuery{Start: []byte("a"), End: []byte("c")}, mode)
+		if err != nil || len(r.KVs) != 2 || string(r.KVs[1].Key) != "b" {
+			t.Fatalf("range (mode %d) = %+v, %v", mode, r, err)
+		}
+		all, err := n.ReadAll(ctx, []statemachine.GetQuery{{Key: []byte("b")}, {Key: []byte("zz")}}, mode)
+		if err != nil || len(all) != 2 || string(all[0].KV.Value) != "vb" || all[1].KV != nil {
+			t.Fatalf("read all (mode %d) = %+v, %v", mode, all, err)
+		}
+	}
+	n.Stop()
+	if _, err := n.Get(ctx, statemachine.GetQuery{Key: []byte("a")}, Linearizable); !errors.Is(err, ErrStopped) {
+		t.Fatalf("get after Stop: %v, want ErrStopped", err)
+	}
 }
