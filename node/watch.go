@@ -45,11 +45,11 @@ func (n *Node) NextApply() <-chan struct{} { return n.applied.next() }
 // it is refused while the node is not ready: a watcher must not be served
 // from a node that may be behind without knowing it.
 func (n *Node) History(ctx context.Context, q statemachine.HistoryQuery) (statemachine.HistoryResult, error) {
-	v, err := n.Read(ctx, q, Serializable)
+	vs, err := n.read(ctx, Serializable, q)
 	if err != nil {
 		return statemachine.HistoryResult{}, err
 	}
-	return v.(statemachine.HistoryResult), nil
+	return vs[0].(statemachine.HistoryResult), nil
 }
 
 // HistoryEnabled reports whether this node keeps watch events.
