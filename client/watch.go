@@ -126,8 +126,8 @@ func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchReques
 	for stream.Receive() {
 		m := stream.Msg()
 		delivered = true
-		if m.Revision+1 <= *next && len(m.Events) == 0 {
-			continue // progress we already passed
+		if m.Revision+1 < *next && len(m.Events) == 0 {
+			continue // progress behind what we saw (a node that lags, after a failover)
 		}
 		resp := WatchResponse{Revision: m.Revision, Events: make([]WatchEvent, 0, len(m.Events))}
 		for _, e := range m.Events {
@@ -136,7 +136,7 @@ func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchReques
 			}
 			resp.Events = append(resp.Events, watchEventFromProto(e))
 		}
-		*next = m.Revision + 1
+		*next = max(*next, m.Revision+1)
 		select {
 		case out <- resp:
 		case <-ctx.Done():

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/kvd-project/kvd/statemachine"
@@ -45,11 +46,15 @@ func (n *Node) NextApply() <-chan struct{} { return n.applied.next() }
 // it is refused while the node is not ready: a watcher must not be served
 // from a node that may be behind without knowing it.
 func (n *Node) History(ctx context.Context, q statemachine.HistoryQuery) (statemachine.HistoryResult, error) {
-	vs, err := n.read(ctx, Serializable, q)
-	if err != nil {
+	// Not n.read: watch polls are not client reads in the read metrics.
+	if err := n.consistent(ctx, Serializable); err != nil {
 		return statemachine.HistoryResult{}, err
 	}
-	return vs[0].(statemachine.HistoryResult), nil
+	v, err := n.nh.StaleRead(ShardID, q)
+	if err != nil {
+		return statemachine.HistoryResult{}, fmt.Errorf("watch: %w", err)
+	}
+	return v.(statemachine.HistoryResult), nil
 }
 
 // HistoryEnabled reports whether this node keeps watch events.
