@@ -26,6 +26,7 @@ type Controller struct {
 	tracker *tracker
 	wake    chan struct{}
 	next    time.Duration // delay before the next step; Run's goroutine only
+	now     func() time.Time
 
 	mu            sync.Mutex
 	notReady      time.Time // since when the node has not been ready
@@ -38,7 +39,7 @@ type Controller struct {
 
 // NewController; Run does the work.
 func NewController(h Host, d PeerDialer, p Policy, dataDir string, log *slog.Logger) *Controller {
-	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1)}
+	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1), now: time.Now}
 	c.tracker = newTracker(h, d, p, c.Reason)
 	return c
 }
@@ -119,9 +120,9 @@ func (c *Controller) step(ctx context.Context) {
 		}
 		c.mu.Lock()
 		if c.notReady.IsZero() {
-			c.notReady = time.Now()
+			c.notReady = c.now()
 		}
-		stuck := time.Since(c.notReady) > 3*time.Second
+		stuck := c.now().Sub(c.notReady) > 3*time.Second
 		c.mu.Unlock()
 		if stuck {
 			c.checkRemoved(ctx)
@@ -235,7 +236,7 @@ func (c *Controller) promote(ctx context.Context, local Local) {
 			leaderApplied = m.Applied
 		}
 	}
-	now := time.Now()
+	now := c.now()
 	c.mu.Lock()
 	if leaderApplied > local.Applied+c.policy.MaxLag {
 		c.caughtUpSince = time.Time{}
