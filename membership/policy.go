@@ -69,6 +69,12 @@ type View struct {
 	Stable time.Duration
 }
 
+// leaderApplied is the leader's applied index in v; 0 = unknown.
+func (v View) leaderApplied() uint64 {
+	m, _ := v.member(v.LeaderID)
+	return m.Applied
+}
+
 func (v View) member(id ReplicaID) (MemberState, bool) {
 	for _, m := range v.Members {
 		if m.ID == id {
