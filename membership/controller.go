@@ -77,7 +77,7 @@ func (c *Controller) logDecision(msg string, d Decision) {
 	c.lastLogged = kind
 	c.mu.Unlock()
 	if !same {
-		c.log.Info(msg, "action", [...]string{"wait", "promote", "remove"}[d.Action], "target", uint64(d.Target), "reason", d.Reason)
+		c.log.Info(msg, "action", d.Action.String(), "target", uint64(d.Target), "reason", d.Reason)
 	}
 }
 

@@ -93,6 +93,18 @@ const (
 	Remove
 )
 
+func (a Action) String() string {
+	switch a {
+	case Wait:
+		return "wait"
+	case Promote:
+		return "promote"
+	case Remove:
+		return "remove"
+	}
+	return "unknown"
+}
+
 // Decision is an action with its target and the reason, which is logged and
 // shown in `kvctl members`.
 type Decision struct {

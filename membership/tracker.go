@@ -200,10 +200,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		row := MemberInfo{ID: id, Role: t.ms.RoleOf(id), RaftAddr: addr, APIAddr: t.metas[id].APIAddr, Leader: id == self.LeaderID}
 		if id == t.host.ID() {
 			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
-			row.State = stateOf(self.Ready, true)
-			if self.State != "" {
-				row.State = self.State
-			}
+			row.State = selfState(self)
 		} else if p := t.peers[id]; p != nil {
 			since := p.lastLive
 			if since.IsZero() {
@@ -216,14 +213,14 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 			case p.ok:
 				row.Applied, row.Ready, row.State, row.Reason = p.st.Applied, p.st.Ready, p.st.State, p.err
 				if p.st.Ready {
-					row.State = "stalled"
+					row.State = StateStalled
 				}
 				row.DownFor = max(now.Sub(since), time.Millisecond)
 			case row.APIAddr == "":
-				row.State, row.Reason = "joining", "has not published its API address yet"
+				row.State, row.Reason = StateJoining, "has not published its API address yet"
 				row.DownFor = now.Sub(p.firstSeen)
 			default:
-				row.State, row.Reason = "unreachable", p.err
+				row.State, row.Reason = StateUnreachable, p.err
 				row.DownFor = max(now.Sub(since), time.Millisecond)
 			}
 		}
@@ -236,7 +233,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		}
 	}
 	for i := range rows {
-		if rows[i].State != "unreachable" && rows[i].State != "joining" && leaderApplied > rows[i].Applied {
+		if rows[i].State != StateUnreachable && rows[i].State != StateJoining && leaderApplied > rows[i].Applied {
 			rows[i].Lag = leaderApplied - rows[i].Applied
 		}
 	}
@@ -244,14 +241,17 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 	return rows, t.ms.ConfigChangeID, true
 }
 
-func stateOf(ready, started bool) string {
+// selfState is this node's state in its own view: the node's word when it
+// says why it is not ready any more (isolated, removed), else ready or
+// catching up.
+func selfState(l Local) State {
 	switch {
-	case ready:
-		return "ready"
-	case started:
-		return "catching-up"
+	case l.State != "":
+		return ParseState(l.State)
+	case l.Ready:
+		return StateReady
 	}
-	return "joining"
+	return StateCatchingUp
 }
 
 // ViewOf turns Members rows into the View the policy reads.

@@ -94,7 +94,7 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 		}
 		out.Members = append(out.Members, &kvdv1.Member{
 			Id: uint64(r.ID), Role: roleProto(r.Role), RaftAddr: r.RaftAddr, ApiAddr: r.APIAddr,
-			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State, Lag: r.Lag,
+			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State.String(), Lag: r.Lag,
 			Reason: r.Reason, DownForMs: uint64(r.DownFor / time.Millisecond),
 		})
 	}
