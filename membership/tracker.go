@@ -25,6 +25,9 @@ type tracker struct {
 	metas  map[ReplicaID]Meta
 	peers  map[ReplicaID]*peer
 	reason func() string // this node's own explanation
+	// leaderApplied is the leader's applied index as the last probe found
+	// it (leaderAppliedOf); 0 = unknown.
+	leaderApplied uint64
 }
 
 type peer struct {
@@ -67,7 +70,7 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	if changed {
 		t.ccAt = now
 	}
-	t.ms, t.msOK, t.metas = ms, true, metas
+	t.ms, t.msOK, t.metas, t.leaderApplied = ms, true, metas, leaderApplied
 	t.syncPeers(ms, now)
 	for _, a := range answers {
 		t.peers[a.id].judge(t.policy, a, leaderApplied, now)
@@ -226,15 +229,9 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		}
 		rows = append(rows, row)
 	}
-	var leaderApplied uint64
-	for _, r := range rows {
-		if r.Leader {
-			leaderApplied = r.Applied
-		}
-	}
 	for i := range rows {
-		if rows[i].State != StateUnreachable && rows[i].State != StateJoining && leaderApplied > rows[i].Applied {
-			rows[i].Lag = leaderApplied - rows[i].Applied
+		if rows[i].State != StateUnreachable && rows[i].State != StateJoining && t.leaderApplied > rows[i].Applied {
+			rows[i].Lag = t.leaderApplied - rows[i].Applied
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -111,6 +112,9 @@ func TestTrackerJudgesRaftProgress(t *testing.T) {
 	if r := rows[3]; r.DownFor != 0 {
 		t.Fatalf("slow but moving member 3 = %+v; want live", r)
 	}
+	if rows[1].Lag != 0 || rows[2].Lag != 4900 || rows[3].Lag != 4600 {
+		t.Fatalf("lags %d, %d, %d; want 0, 4900, 4600 behind the leader's 5000", rows[1].Lag, rows[2].Lag, rows[3].Lag)
+	}
 	if r := rows[4]; r.DownFor == 0 || r.State != StateIsolated || !strings.Contains(r.Reason, "no leader for 3s") {
 		t.Fatalf("not-ready member 4 = %+v; want down with its reason", r)
 	}
@@ -183,3 +187,17 @@ type selfHost struct {
 }
 
 func (h *selfHost) Local() Local { return h.local }
+
+// The leader's applied index: this node's own when it leads, the leader's
+// answer otherwise, unknown when the leader did not answer.
+func TestLeaderAppliedOf(t *testing.T) {
+	answers := []answer{{id: 2, st: PeerStatus{ID: 2, Applied: 70}}, {id: 3, err: errors.New("refused")}}
+	for _, tt := range []struct {
+		leader ReplicaID
+		want   uint64
+	}{{1, 50}, {2, 70}, {3, 0}, {0, 0}} {
+		if got := leaderAppliedOf(1, Local{LeaderID: tt.leader, Applied: 50}, answers); got != tt.want {
+			t.Errorf("leader %d: %d, want %d", tt.leader, got, tt.want)
+		}
+	}
+}

@@ -115,6 +115,9 @@ var (
 	// ErrNotSameNode: a Join names an existing member but does not prove it
 	// is that member (its join token); the member is left untouched.
 	ErrNotSameNode = errors.New("membership: join for an existing member without its join token")
+	// ErrNoView: this node has not probed the members yet (it is starting
+	// or catching up); ask again, or ask another node.
+	ErrNoView = errors.New("membership: this node has no view of the members yet")
 	// ErrStateLost: this replica ran before, but its Raft state is gone; it
 	// must not vote again with an empty log.
 	ErrStateLost = errors.New("membership: replica's Raft state was lost")

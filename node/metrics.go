@@ -18,7 +18,12 @@ type metrics struct {
 	read       *prometheus.HistogramVec
 }
 
-var latencyBuckets = []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 5}
+// LatencyBuckets are the buckets, in seconds, of every latency histogram
+// of kvd (node and RPC metrics), so that their quantiles line up: 0.5 ms
+// doubling to 512 ms, then 1, 2 and 5 s. A new slice on every call.
+func LatencyBuckets() []float64 {
+	return []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 5}
+}
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -27,14 +32,14 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Name: "kvd_node_proposals_total", Help: "Raft proposals by result (ok or the error).",
 		}, []string{"result"}),
 		propose: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "kvd_node_propose_duration_seconds", Help: "Time from proposal to applied result.", Buckets: latencyBuckets,
+			Name: "kvd_node_propose_duration_seconds", Help: "Time from proposal to applied result.", Buckets: LatencyBuckets(),
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kvd_node_write_batch_commands", Help: "Writes coalesced into one Raft entry by the batcher.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 		read: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "kvd_node_read_duration_seconds", Help: "Read latency by consistency.", Buckets: latencyBuckets,
+			Name: "kvd_node_read_duration_seconds", Help: "Read latency by consistency.", Buckets: LatencyBuckets(),
 		}, []string{"consistency"}),
 	}
 	m.collectors = []prometheus.Collector{

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvd-project/kvd/node"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
 
@@ -94,7 +95,7 @@ func newMetricsInterceptor(reg prometheus.Registerer) connect.Interceptor {
 		}, []string{"procedure", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "kvd_rpc_duration_seconds", Help: "RPC latency by procedure.",
-			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 5},
+			Buckets: node.LatencyBuckets(),
 		}, []string{"procedure"}),
 	}
 	if reg != nil {
