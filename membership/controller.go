@@ -185,7 +185,11 @@ func (c *Controller) checkRemoved(ctx context.Context) {
 func (c *Controller) roleChanged(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.host.Snapshot(sctx); err != nil && !errors.Is(err, dragonboat.ErrRejected) {
+	switch err := c.host.Snapshot(sctx); {
+	case err == nil, errors.Is(err, dragonboat.ErrRejected):
+	case ctx.Err() != nil:
+		return // stopping: the snapshot is not needed for that
+	default:
 		c.log.Warn("snapshot after role change", "err", err)
 		return
 	}

@@ -36,6 +36,12 @@ func (h *ctlHost) AddVoter(_ context.Context, id ReplicaID, addr string, ccid ui
 	return nil
 }
 func (h *ctlHost) MarkRemoved() { h.removed = true }
+func (h *ctlHost) Snapshot(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return errors.New("request canceled") // as Dragonboat says it
+	}
+	return errors.New("disk full")
+}
 
 // ctlDialer answers View with a published view per API address.
 type ctlDialer struct {
@@ -224,5 +230,34 @@ func TestControllerStuckButNotRemoved(t *testing.T) {
 	}
 	if c.Reason() != "no leader for 3s" {
 		t.Fatalf("reason %q; want the node's own", c.Reason())
+	}
+}
+
+// levels records the level of every log record.
+type levels struct{ got []slog.Level }
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	l.got = append(l.got, r.Level)
+	return nil
+}
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *levels) WithGroup(string) slog.Handler      { return l }
+
+// A snapshot after a role change that fails is a warning, unless the node
+// is stopping (its context ended): then it is not needed and says nothing.
+func TestControllerSnapshotAfterRoleChange(t *testing.T) {
+	rec := &levels{}
+	c := NewController(&ctlHost{}, &ctlDialer{}, DefaultPolicy(), t.TempDir(), slog.New(rec))
+	c.roleChanged(context.Background())
+	if len(rec.got) != 1 || rec.got[0] != slog.LevelWarn {
+		t.Fatalf("failed snapshot: logged at %v; want one warning", rec.got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec.got = nil
+	c.roleChanged(ctx)
+	if len(rec.got) != 0 {
+		t.Fatalf("snapshot cut by stopping: logged at %v; want nothing", rec.got)
 	}
 }
