@@ -12,24 +12,24 @@ import (
 	"testing"
 )
 
-// recorder keeps the level and message of every record it is given.
-type recorder struct {
+// dbRecorder keeps the level and message of every record it is given.
+type dbRecorder struct {
 	min  slog.Level
 	mu   sync.Mutex
 	logs []string // "LEVEL message"
 }
 
-func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return l >= r.min }
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+func (r *dbRecorder) Enabled(_ context.Context, l slog.Level) bool { return l >= r.min }
+func (r *dbRecorder) Handle(_ context.Context, rec slog.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.logs = append(r.logs, rec.Level.String()+" "+rec.Message)
 	return nil
 }
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *recorder) WithGroup(string) slog.Handler      { return r }
+func (r *dbRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *dbRecorder) WithGroup(string) slog.Handler      { return r }
 
-func (r *recorder) take() []string {
+func (r *dbRecorder) take() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.logs
@@ -37,9 +37,9 @@ func (r *recorder) take() []string {
 	return out
 }
 
-// withRecorder points the Dragonboat adapter at a recorder for one test.
-func withRecorder(t *testing.T, min slog.Level) *recorder {
-	r := &recorder{min: min}
+// withDBRecorder points the Dragonboat adapter at a dbRecorder for one test.
+func withDBRecorder(t *testing.T, min slog.Level) *dbRecorder {
+	r := &dbRecorder{min: min}
 	old := dbLogger.Load()
 	dbLogger.Store(slog.New(r))
 	t.Cleanup(func() { dbLogger.Store(old) })
@@ -51,7 +51,7 @@ func withRecorder(t *testing.T, min slog.Level) *recorder {
 // warning; real warnings stay warnings, and only the named logger's
 // message is demoted.
 func TestDragonboatLevels(t *testing.T) {
-	r := withRecorder(t, slog.LevelDebug)
+	r := withDBRecorder(t, slog.LevelDebug)
 	desc := "[f:1,l:8,t:2,c:8,a:8] [1:3] t2"
 	for _, tt := range []struct {
 		pkg  string
@@ -93,7 +93,7 @@ func TestDragonboatLevels(t *testing.T) {
 // At the default level (info) Dragonboat's chatter stays out, and a normal
 // election shows as its milestones only.
 func TestDragonboatElectionAtInfo(t *testing.T) {
-	r := withRecorder(t, slog.LevelInfo)
+	r := withDBRecorder(t, slog.LevelInfo)
 	a := &dbAdapter{pkg: "raft"}
 	desc := "[f:1,l:8,t:2,c:8,a:8] [1:3] t2"
 	a.Warningf("%s became PreVote candidate", desc)
