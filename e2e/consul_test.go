@@ -1,0 +1,574 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+)
+
+// The Consul harness: a real Consul dev agent (its state lives in memory,
+// so a restart is a registry that forgot everything) on loopback ports
+// chosen free, and kvd nodes that find each other in its catalog with
+// --discover consul:kvd. The agent's log and catalog are printed when a
+// test fails; the kvd logs are printed by newProc's cleanup.
+
+const consulService = "kvd"
+
+// consulAgent is one Consul dev agent; start, stop and kill may repeat.
+type consulAgent struct {
+	t      *testing.T
+	bin    string
+	args   []string
+	addr   string // HTTP API, 127.0.0.1:port
+	leader string // its server (RPC) address, which it reports as leader
+	log    *syncBuffer
+	api    *api.Client
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// consulBinary finds the consul binary: $KVD_CONSUL_BIN, else consul on
+// PATH, else where scripts/install-consul puts it. Without one the test is
+// skipped, or fails under CI=true.
+func consulBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("KVD_CONSUL_BIN"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p
+	}
+	tools := os.Getenv("KVD_TOOLS")
+	if tools == "" {
+		home, _ := os.UserHomeDir()
+		tools = filepath.Join(home, ".cache", "kvd")
+	}
+	p := filepath.Join(tools, "bin", "consul")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true and no consul binary ($KVD_CONSUL_BIN, PATH, %s): run scripts/install-consul", p)
+	}
+	t.Skipf("no consul binary ($KVD_CONSUL_BIN, PATH, %s): run scripts/install-consul (set CI=true to make this a failure)", p)
+	return ""
+}
+
+// freeAddrs returns n distinct free loopback addresses (all held open
+// together while chosen, so that no two are the same port).
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+func portOf(addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return port
+}
+
+// startConsul starts a dev agent on free loopback ports (gRPC and HTTPS
+// off) and waits until it has elected itself leader.
+func startConsul(t *testing.T) *consulAgent {
+	t.Helper()
+	bin := consulBinary(t)
+	ports := freeAddrs(t, 5)
+	a := &consulAgent{t: t, bin: bin, addr: ports[0], leader: ports[2], log: new(syncBuffer)}
+	a.args = []string{"agent", "-dev", "-node=kvd-e2e", "-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=info",
+		"-http-port=" + portOf(ports[0]), "-dns-port=" + portOf(ports[1]), "-server-port=" + portOf(ports[2]),
+		"-serf-lan-port=" + portOf(ports[3]), "-serf-wan-port=" + portOf(ports[4]),
+		"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"}
+	client, err := api.NewClient(&api.Config{Address: a.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.api = client
+	t.Cleanup(a.cleanup)
+	a.start()
+	return a
+}
+
+func (a *consulAgent) cleanup() {
+	if a.t.Failed() && a.cmd != nil {
+		a.t.Logf("---- consul catalog of %s at the failure ----%s", consulService, a.describe())
+	}
+	a.kill()
+	if a.t.Failed() {
+		a.t.Logf("---- consul agent log ----\n%s", a.log.String())
+	}
+}
+
+// start runs the agent (with empty state: it is a dev agent) on the same
+// ports and waits up to 30 s for it to lead.
+func (a *consulAgent) start() {
+	a.t.Helper()
+	cmd := exec.Command(a.bin, a.args...)
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	fmt.Fprintf(a.log, "---- start %s %s\n", a.bin, strings.Join(a.args, " "))
+	if err := cmd.Start(); err != nil {
+		a.t.Fatalf("consul: start: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	a.cmd, a.done = cmd, done
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader, err := a.api.Status().Leader()
+		if err == nil && leader == a.leader {
+			return
+		}
+		select {
+		case <-done:
+			a.t.Fatalf("consul agent exited at start: %v\n%s", cmd.ProcessState, a.log.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("consul agent on %s has no leader after 30s (last: %q, %v)", a.addr, leader, err)
+		}
+	}
+}
+
+// stop interrupts the agent (a dev agent exits with code 1 then: normal)
+// and waits for it to be gone.
+func (a *consulAgent) stop() {
+	a.t.Helper()
+	if a.cmd == nil {
+		return
+	}
+	a.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-a.done:
+	case <-time.After(15 * time.Second):
+		a.kill()
+		a.t.Fatal("consul agent still running 15s after SIGINT")
+	}
+	a.cmd = nil
+}
+
+// kill SIGKILLs the agent and waits for it to be gone.
+func (a *consulAgent) kill() {
+	if a.cmd == nil {
+		return
+	}
+	a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	a.cmd = nil
+}
+
+// instances returns every instance of the service with its health.
+func (a *consulAgent) instances() ([]*api.ServiceEntry, error) {
+	entries, _, err := a.api.Health().Service(consulService, "", false, nil)
+	return entries, err
+}
+
+// describe prints the service's instances, for failure messages.
+func (a *consulAgent) describe() string {
+	entries, err := a.instances()
+	if err != nil {
+		return fmt.Sprintf("\n  (catalog unreadable: %v)", err)
+	}
+	if len(entries) == 0 {
+		return "\n  (no instances)"
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		var keys []string
+		for k := range e.Service.Meta {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(&b, "\n  %s %s:%d %s", e.Service.ID, e.Service.Address, e.Service.Port, e.Checks.AggregatedStatus())
+		for _, k := range keys {
+			fmt.Fprintf(&b, " %s=%q", k, e.Service.Meta[k])
+		}
+	}
+	return b.String()
+}
+
+// waitCatalog polls the service's instances until check returns nil, and
+// fails with its last error and the catalog after timeout. It returns how
+// long it took.
+func (a *consulAgent) waitCatalog(what string, timeout time.Duration, check func([]*api.ServiceEntry) error) time.Duration {
+	a.t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		var entries []*api.ServiceEntry
+		if entries, err = a.instances(); err == nil {
+			if err = check(entries); err == nil {
+				return time.Since(start)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.t.Fatalf("after %s, not %s: %v\ncatalog:%s", timeout, what, err, a.describe())
+	return 0
+}
+
+// instanceID is the ID a kvd node registers under.
+func instanceID(api string) string { return consulService + "-" + api }
+
+func byID(entries []*api.ServiceEntry) map[string]*api.ServiceEntry {
+	out := map[string]*api.ServiceEntry{}
+	for _, e := range entries {
+		out[e.Service.ID] = e
+	}
+	return out
+}
+
+func roleName(r kvdv1.Role) string {
+	switch r {
+	case kvdv1.Role_ROLE_VOTER:
+		return "voter"
+	case kvdv1.Role_ROLE_OBSERVER:
+		return "observer"
+	}
+	return r.String()
+}
+
+// matchesMember says why a member's instance does not show it as it is:
+// passing, ready, its replica ID, role and Raft address.
+func matchesMember(e *api.ServiceEntry, m *kvdv1.Member) error {
+	meta := e.Service.Meta
+	addr := net.JoinHostPort(e.Service.Address, strconv.Itoa(e.Service.Port))
+	switch {
+	case e.Checks.AggregatedStatus() != api.HealthPassing:
+		return fmt.Errorf("%s is %s", e.Service.ID, e.Checks.AggregatedStatus())
+	case addr != m.ApiAddr:
+		return fmt.Errorf("%s: address %s, want %s", e.Service.ID, addr, m.ApiAddr)
+	case meta["replica_id"] != strconv.FormatUint(m.Id, 10):
+		return fmt.Errorf("%s: replica_id %q, want %d", e.Service.ID, meta["replica_id"], m.Id)
+	case meta["role"] != roleName(m.Role):
+		return fmt.Errorf("%s: role %q, want %q", e.Service.ID, meta["role"], roleName(m.Role))
+	case meta["raft_addr"] != m.RaftAddr:
+		return fmt.Errorf("%s: raft_addr %q, want %q", e.Service.ID, meta["raft_addr"], m.RaftAddr)
+	case meta["ready"] != "true":
+		return fmt.Errorf("%s: ready %q", e.Service.ID, meta["ready"])
+	}
+	return nil
+}
+
+// registered checks that every member of ms has a passing instance that
+// shows it as it is, and that every passing instance carries one and the
+// same non-empty cluster ID, which it returns. With exact, the passing
+// instances must be the members and no more.
+func registered(entries []*api.ServiceEntry, ms *kvdv1.MembersResponse, exact bool) (string, error) {
+	ids := byID(entries)
+	for _, m := range ms.Members {
+		e := ids[instanceID(m.ApiAddr)]
+		if e == nil {
+			return "", fmt.Errorf("member %d (%s) has no instance %s", m.Id, m.ApiAddr, instanceID(m.ApiAddr))
+		}
+		if err := matchesMember(e, m); err != nil {
+			return "", err
+		}
+	}
+	clusters, passing := map[string]bool{}, 0
+	for _, e := range entries {
+		if e.Checks.AggregatedStatus() == api.HealthPassing {
+			clusters[e.Service.Meta["cluster_id"]] = true
+			passing++
+		}
+	}
+	if exact && passing != len(ms.Members) {
+		return "", fmt.Errorf("%d passing instances for %d members", passing, len(ms.Members))
+	}
+	if len(clusters) != 1 || clusters[""] {
+		return "", fmt.Errorf("passing instances carry cluster IDs %v, want one", keys(clusters))
+	}
+	return keys(clusters)[0], nil
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitRegistered waits until the catalog shows the members of ms (see
+// registered) and returns their cluster ID.
+func (a *consulAgent) waitRegistered(ms *kvdv1.MembersResponse, exact bool, timeout time.Duration) string {
+	a.t.Helper()
+	var cluster string
+	took := a.waitCatalog("showing the members as they are", timeout, func(entries []*api.ServiceEntry) (err error) {
+		cluster, err = registered(entries, ms, exact)
+		return err
+	})
+	a.t.Logf("catalog shows the %d members (cluster %s) after %s", len(ms.Members), cluster, took.Round(10*time.Millisecond))
+	return cluster
+}
+
+// waitHealth waits until instance id has the given aggregated status.
+func (a *consulAgent) waitHealth(id, status string, timeout time.Duration) time.Duration {
+	a.t.Helper()
+	return a.waitCatalog(id+" "+status, timeout, func(entries []*api.ServiceEntry) error {
+		e := byID(entries)[id]
+		if e == nil {
+			return errors.New("no such instance")
+		}
+		if got := e.Checks.AggregatedStatus(); got != status {
+			return fmt.Errorf("%s is %s", id, got)
+		}
+		return nil
+	})
+}
+
+// newConsulNode prepares (does not start) a kvd node that finds its peers
+// in a's catalog and forms a cluster of 3 voters with them.
+func newConsulNode(t *testing.T, a *consulAgent, name string, extra ...string) *proc {
+	t.Helper()
+	addrs := freeAddrs(t, 2)
+	args := append([]string{"--data-dir", t.TempDir(), "--listen", addrs[0], "--raft-addr", addrs[1],
+		"--discover", "consul:" + consulService, "--consul-addr", a.addr,
+		"--bootstrap-expect", "3", "--voters", "3", "--log-level", "info"}, fastFlags...)
+	return newProc(t, name, addrs[0], append(args, extra...)...)
+}
+
+// startConsulCluster starts n nodes at once and waits until they form one
+// cluster of 3 voters (and n-3 observers) that the catalog shows.
+func startConsulCluster(t *testing.T, a *consulAgent, n int) ([]*proc, *kvdv1.MembersResponse, string) {
+	t.Helper()
+	procs := make([]*proc, n)
+	for i := range procs {
+		procs[i] = newConsulNode(t, a, fmt.Sprintf("kvd%d", i+1))
+	}
+	for _, p := range procs {
+		p.start()
+	}
+	for _, p := range procs {
+		p.waitReady(60 * time.Second)
+	}
+	ms := waitShape(t, procs[0], 3, n-3, 60*time.Second)
+	for _, p := range procs[1:] {
+		// A second cluster would show another shape or other IDs.
+		if got := waitShape(t, p, 3, n-3, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
+			t.Fatalf("%s sees another cluster:%s\nvs%s", p.name, describe(got), describe(ms))
+		}
+	}
+	return procs, ms, a.waitRegistered(ms, true, 15*time.Second)
+}
+
+// running says whether p's process has not exited.
+func running(p *proc) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func readyz(p *proc) int {
+	resp, err := p.client.Get(p.scheme + p.api + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// The harness itself: the agent starts, serves its catalog and health,
+// stops on SIGINT, comes back with empty state, and dies on SIGKILL.
+func TestConsulAgentHarness(t *testing.T) {
+	a := startConsul(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	register := func() {
+		t.Helper()
+		host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
+		p, _ := strconv.Atoi(port)
+		err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+			ID: instanceID(host + ":" + port), Name: consulService, Address: host, Port: p,
+			Meta:  map[string]string{"role": "voter"},
+			Check: &api.AgentServiceCheck{HTTP: srv.URL + "/readyz", Interval: "1s", Timeout: "1s"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.waitHealth(instanceID(host+":"+port), api.HealthPassing, 10*time.Second)
+	}
+	empty := func() {
+		t.Helper()
+		a.waitCatalog("empty", time.Second, func(entries []*api.ServiceEntry) error {
+			if len(entries) > 0 {
+				return fmt.Errorf("%d instances after a restart", len(entries))
+			}
+			return nil
+		})
+	}
+	register()
+	a.stop()
+	if _, err := a.api.Status().Leader(); err == nil {
+		t.Fatal("the agent still answers after SIGINT")
+	}
+	a.start()
+	empty()
+	register()
+	a.kill()
+	if _, err := a.api.Status().Leader(); err == nil {
+		t.Fatal("the agent still answers after SIGKILL")
+	}
+	a.start()
+	empty()
+}
+
+// Cold start from zero: five nodes started at once form one cluster of 3
+// voters + 2 observers through Consul's catalog, which shows each of them
+// passing with its role and one cluster ID; a sixth node started later
+// joins that cluster and shows up beside them.
+func TestConsulColdStartFiveAtOnce(t *testing.T) {
+	a := startConsul(t)
+	procs, _, cluster := startConsulCluster(t, a, 5)
+	sixth := newConsulNode(t, a, "kvd6")
+	sixth.start()
+	sixth.waitReady(60 * time.Second)
+	ms := waitShape(t, procs[0], 3, 3, 60*time.Second)
+	if got := waitShape(t, sixth, 3, 3, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
+		t.Fatalf("kvd6 sees another cluster:%s\nvs%s", describe(got), describe(ms))
+	}
+	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after kvd6 joined, %s before", again, cluster)
+	}
+}
+
+// A SIGKILLed node's instance stays in the catalog and turns critical
+// within a few seconds; restarted, it is passing again.
+func TestConsulHealthFollowsKilledNode(t *testing.T) {
+	a := startConsul(t)
+	procs, ms, _ := startConsulCluster(t, a, 3)
+	victim := procs[1]
+	victim.kill()
+	took := a.waitHealth(instanceID(victim.api), api.HealthCritical, 10*time.Second)
+	t.Logf("%s critical %s after SIGKILL", victim.name, took.Round(10*time.Millisecond))
+	victim.start()
+	victim.waitReady(30 * time.Second)
+	took = a.waitHealth(instanceID(victim.api), api.HealthPassing, 10*time.Second)
+	t.Logf("%s passing %s after it was ready again", victim.name, took.Round(10*time.Millisecond))
+	a.waitRegistered(ms, true, 10*time.Second)
+}
+
+// Life without the registry: with Consul dead every node restarts from its
+// own state and the cluster serves; a new node without state waits and
+// says why instead of forming a cluster of its own. Consul back (empty):
+// every node registers again within seconds, and the new node joins.
+func TestConsulDownRestartAndReturn(t *testing.T) {
+	a := startConsul(t)
+	procs, ms, cluster := startConsulCluster(t, a, 3)
+	put(t, procs[0], "before", "consul-up")
+	a.kill()
+	for _, p := range procs {
+		if err := p.stop(); err != nil {
+			t.Fatal(err)
+		}
+		p.start()
+	}
+	for _, p := range procs {
+		p.waitReady(60 * time.Second)
+	}
+	acked := map[string]string{"before": "consul-up"}
+	for i, p := range procs {
+		key := fmt.Sprintf("during-%d", i)
+		put(t, p, key, "consul-down")
+		acked[key] = "consul-down"
+	}
+	for _, p := range procs {
+		checkAll(t, p, acked, kvdv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	}
+
+	newcomer := newConsulNode(t, a, "kvd-new")
+	newcomer.start()
+	waitFor(t, "kvd-new to log that it cannot reach Consul", 30*time.Second, func() bool {
+		l := strings.ToLower(newcomer.logs())
+		return strings.Contains(l, "consul") && strings.Contains(l, "connection refused")
+	})
+	if !running(newcomer) || readyz(newcomer) == http.StatusOK {
+		t.Fatalf("kvd-new should wait for Consul, not ready (running=%v, /readyz %d)", running(newcomer), readyz(newcomer))
+	}
+	waitShape(t, procs[0], 3, 0, 10*time.Second)
+
+	back := time.Now()
+	a.start()
+	if again := a.waitRegistered(ms, false, 15*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after Consul came back, %s before", again, cluster)
+	}
+	t.Logf("every node registered again %s after Consul started", time.Since(back).Round(10*time.Millisecond))
+	newcomer.waitReady(60 * time.Second)
+	all := waitShape(t, procs[0], 3, 1, 60*time.Second)
+	if again := a.waitRegistered(all, true, 15*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
+	}
+	checkAll(t, newcomer, acked, kvdv1.Consistency_CONSISTENCY_SERIALIZABLE)
+}
+
+// Stale instances (dead addresses: one of another cluster, one that never
+// knew its cluster) do not mislead a new node: it joins the real cluster,
+// whose voters stay 3, and no second cluster appears.
+func TestConsulStaleInstancesIgnored(t *testing.T) {
+	a := startConsul(t)
+	procs, _, cluster := startConsulCluster(t, a, 3)
+	dead := freeAddrs(t, 4)
+	a.registerStale(dead[0], map[string]string{"replica_id": "4242", "raft_addr": dead[1], "role": "voter",
+		"ready": "true", "cluster_id": "0123456789abcdef", "state": "ready"})
+	a.registerStale(dead[2], map[string]string{"replica_id": "", "raft_addr": dead[3], "role": "joining",
+		"ready": "false", "cluster_id": "", "state": "joining"})
+	a.waitHealth(instanceID(dead[0]), api.HealthCritical, 10*time.Second)
+	a.waitHealth(instanceID(dead[2]), api.HealthCritical, 10*time.Second)
+
+	newcomer := newConsulNode(t, a, "kvd-new")
+	newcomer.start()
+	newcomer.waitReady(60 * time.Second)
+	ms := waitShape(t, procs[0], 3, 1, 60*time.Second)
+	if got := waitShape(t, newcomer, 3, 1, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
+		t.Fatalf("kvd-new sees another cluster:%s\nvs%s", describe(got), describe(ms))
+	}
+	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
+	}
+}
+
+// registerStale registers by hand an instance at addr, where nothing
+// listens, with an HTTP check that therefore stays critical.
+func (a *consulAgent) registerStale(addr string, meta map[string]string) {
+	a.t.Helper()
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: instanceID(addr), Name: consulService, Address: host, Port: port, Meta: meta,
+		Check: &api.AgentServiceCheck{HTTP: "http://" + addr + "/readyz", Interval: "1s", Timeout: "1s"},
+	})
+	if err != nil {
+		a.t.Fatalf("register a stale instance: %v", err)
+	}
+}
