@@ -363,7 +363,7 @@ func startConsulCluster(t *testing.T, a *consulAgent, n int) ([]*proc, *kvdv1.Me
 		p.start()
 	}
 	for _, p := range procs {
-		p.waitReady(60 * time.Second)
+		waitServing(t, p, 60*time.Second)
 	}
 	ms := waitShape(t, procs[0], 3, n-3, 60*time.Second)
 	for _, p := range procs[1:] {
@@ -390,6 +390,22 @@ func running(p *proc) bool {
 	}
 }
 
+// waitServing is waitReady that fails at once when p exits (a flag it
+// does not know, a refusal) instead of after timeout.
+func waitServing(t *testing.T, p *proc, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for readyz(p) != http.StatusOK {
+		if !running(p) {
+			t.Fatalf("%s exited before it was ready", p.name)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within %s", p.name, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func readyz(p *proc) int {
 	resp, err := p.client.Get(p.scheme + p.api + "/readyz")
 	if err != nil {
@@ -397,6 +413,21 @@ func readyz(p *proc) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// registerStale registers by hand an instance at addr, where nothing
+// listens, with an HTTP check that therefore stays critical.
+func (a *consulAgent) registerStale(addr string, meta map[string]string) {
+	a.t.Helper()
+	host, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+		ID: instanceID(addr), Name: consulService, Address: host, Port: port, Meta: meta,
+		Check: &api.AgentServiceCheck{HTTP: "http://" + addr + "/readyz", Interval: "1s", Timeout: "1s"},
+	})
+	if err != nil {
+		a.t.Fatalf("register a stale instance: %v", err)
+	}
 }
 
 // The harness itself: the agent starts, serves its catalog and health,
@@ -442,133 +473,4 @@ func TestConsulAgentHarness(t *testing.T) {
 	}
 	a.start()
 	empty()
-}
-
-// Cold start from zero: five nodes started at once form one cluster of 3
-// voters + 2 observers through Consul's catalog, which shows each of them
-// passing with its role and one cluster ID; a sixth node started later
-// joins that cluster and shows up beside them.
-func TestConsulColdStartFiveAtOnce(t *testing.T) {
-	a := startConsul(t)
-	procs, _, cluster := startConsulCluster(t, a, 5)
-	sixth := newConsulNode(t, a, "kvd6")
-	sixth.start()
-	sixth.waitReady(60 * time.Second)
-	ms := waitShape(t, procs[0], 3, 3, 60*time.Second)
-	if got := waitShape(t, sixth, 3, 3, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
-		t.Fatalf("kvd6 sees another cluster:%s\nvs%s", describe(got), describe(ms))
-	}
-	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
-		t.Fatalf("cluster ID %s after kvd6 joined, %s before", again, cluster)
-	}
-}
-
-// A SIGKILLed node's instance stays in the catalog and turns critical
-// within a few seconds; restarted, it is passing again.
-func TestConsulHealthFollowsKilledNode(t *testing.T) {
-	a := startConsul(t)
-	procs, ms, _ := startConsulCluster(t, a, 3)
-	victim := procs[1]
-	victim.kill()
-	took := a.waitHealth(instanceID(victim.api), api.HealthCritical, 10*time.Second)
-	t.Logf("%s critical %s after SIGKILL", victim.name, took.Round(10*time.Millisecond))
-	victim.start()
-	victim.waitReady(30 * time.Second)
-	took = a.waitHealth(instanceID(victim.api), api.HealthPassing, 10*time.Second)
-	t.Logf("%s passing %s after it was ready again", victim.name, took.Round(10*time.Millisecond))
-	a.waitRegistered(ms, true, 10*time.Second)
-}
-
-// Life without the registry: with Consul dead every node restarts from its
-// own state and the cluster serves; a new node without state waits and
-// says why instead of forming a cluster of its own. Consul back (empty):
-// every node registers again within seconds, and the new node joins.
-func TestConsulDownRestartAndReturn(t *testing.T) {
-	a := startConsul(t)
-	procs, ms, cluster := startConsulCluster(t, a, 3)
-	put(t, procs[0], "before", "consul-up")
-	a.kill()
-	for _, p := range procs {
-		if err := p.stop(); err != nil {
-			t.Fatal(err)
-		}
-		p.start()
-	}
-	for _, p := range procs {
-		p.waitReady(60 * time.Second)
-	}
-	acked := map[string]string{"before": "consul-up"}
-	for i, p := range procs {
-		key := fmt.Sprintf("during-%d", i)
-		put(t, p, key, "consul-down")
-		acked[key] = "consul-down"
-	}
-	for _, p := range procs {
-		checkAll(t, p, acked, kvdv1.Consistency_CONSISTENCY_LINEARIZABLE)
-	}
-
-	newcomer := newConsulNode(t, a, "kvd-new")
-	newcomer.start()
-	waitFor(t, "kvd-new to log that it cannot reach Consul", 30*time.Second, func() bool {
-		l := strings.ToLower(newcomer.logs())
-		return strings.Contains(l, "consul") && strings.Contains(l, "connection refused")
-	})
-	if !running(newcomer) || readyz(newcomer) == http.StatusOK {
-		t.Fatalf("kvd-new should wait for Consul, not ready (running=%v, /readyz %d)", running(newcomer), readyz(newcomer))
-	}
-	waitShape(t, procs[0], 3, 0, 10*time.Second)
-
-	back := time.Now()
-	a.start()
-	if again := a.waitRegistered(ms, false, 15*time.Second); again != cluster {
-		t.Fatalf("cluster ID %s after Consul came back, %s before", again, cluster)
-	}
-	t.Logf("every node registered again %s after Consul started", time.Since(back).Round(10*time.Millisecond))
-	newcomer.waitReady(60 * time.Second)
-	all := waitShape(t, procs[0], 3, 1, 60*time.Second)
-	if again := a.waitRegistered(all, true, 15*time.Second); again != cluster {
-		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
-	}
-	checkAll(t, newcomer, acked, kvdv1.Consistency_CONSISTENCY_SERIALIZABLE)
-}
-
-// Stale instances (dead addresses: one of another cluster, one that never
-// knew its cluster) do not mislead a new node: it joins the real cluster,
-// whose voters stay 3, and no second cluster appears.
-func TestConsulStaleInstancesIgnored(t *testing.T) {
-	a := startConsul(t)
-	procs, _, cluster := startConsulCluster(t, a, 3)
-	dead := freeAddrs(t, 4)
-	a.registerStale(dead[0], map[string]string{"replica_id": "4242", "raft_addr": dead[1], "role": "voter",
-		"ready": "true", "cluster_id": "0123456789abcdef", "state": "ready"})
-	a.registerStale(dead[2], map[string]string{"replica_id": "", "raft_addr": dead[3], "role": "joining",
-		"ready": "false", "cluster_id": "", "state": "joining"})
-	a.waitHealth(instanceID(dead[0]), api.HealthCritical, 10*time.Second)
-	a.waitHealth(instanceID(dead[2]), api.HealthCritical, 10*time.Second)
-
-	newcomer := newConsulNode(t, a, "kvd-new")
-	newcomer.start()
-	newcomer.waitReady(60 * time.Second)
-	ms := waitShape(t, procs[0], 3, 1, 60*time.Second)
-	if got := waitShape(t, newcomer, 3, 1, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
-		t.Fatalf("kvd-new sees another cluster:%s\nvs%s", describe(got), describe(ms))
-	}
-	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
-		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
-	}
-}
-
-// registerStale registers by hand an instance at addr, where nothing
-// listens, with an HTTP check that therefore stays critical.
-func (a *consulAgent) registerStale(addr string, meta map[string]string) {
-	a.t.Helper()
-	host, portStr, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portStr)
-	err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
-		ID: instanceID(addr), Name: consulService, Address: host, Port: port, Meta: meta,
-		Check: &api.AgentServiceCheck{HTTP: "http://" + addr + "/readyz", Interval: "1s", Timeout: "1s"},
-	})
-	if err != nil {
-		a.t.Fatalf("register a stale instance: %v", err)
-	}
 }
