@@ -51,7 +51,7 @@ func askSeeds(ctx context.Context, seeds func() []string, log *slog.Logger, call
 			errs = append(errs, fmt.Errorf("%s: %w", seed, err))
 		}
 		if len(list) == 0 {
-			errs = append(errs, errors.New("no seed addresses (check --join)"))
+			errs = append(errs, errors.New("no seed addresses (check --join or --discover)"))
 		}
 		if round == 1 || round%5 == 0 {
 			log.Warn("no member answered yet; retrying", "round", round, "seeds", list, "err", errors.Join(errs...))

@@ -50,6 +50,7 @@ type Node struct {
 	removed     chan struct{}
 	removeOnce  sync.Once
 	leaving     atomic.Bool
+	clusterID   atomic.Pointer[string] // once known (clusterid.go)
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -206,6 +207,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	go func() {
 		defer n.wg.Done()
 		n.stayReady(loopCtx)
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.settleClusterID(loopCtx)
 	}()
 	if n.ctrl != nil {
 		n.wg.Add(1)
@@ -587,9 +593,16 @@ func (n *Node) refreshCatchUpTarget(ctx context.Context) {
 			addrs = append(addrs, m.APIAddr)
 		}
 	}
-	if n.cfg.Seeds != nil {
-		addrs = append(addrs, n.cfg.Seeds()...)
+	if n.askTarget(ctx, addrs) || n.cfg.Seeds == nil {
+		return
 	}
+	// The seeds only when the leader did not answer: listing them may
+	// ask a registry.
+	n.askTarget(ctx, n.cfg.Seeds())
+}
+
+// askTarget stores the first applied index one of addrs reports.
+func (n *Node) askTarget(ctx context.Context, addrs []string) bool {
 	for _, a := range addrs {
 		if a == n.cfg.APIAddr {
 			continue
@@ -599,9 +612,10 @@ func (n *Node) refreshCatchUpTarget(ctx context.Context) {
 		cancel()
 		if err == nil && st.Applied > 0 {
 			n.catchTarget.Store(st.Applied)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

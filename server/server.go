@@ -49,8 +49,10 @@ type Config struct {
 	// node from the cluster before stopping.
 	LeaveOnExit bool
 	// Pprof serves Go's profiles under /debug/pprof/ on the API address.
-	Pprof  bool
-	Logger *slog.Logger
+	Pprof bool
+	// Registry, when set, holds this node's entry (--discover consul:).
+	Registry Registry
+	Logger   *slog.Logger
 }
 
 // DefaultConfig is the embedded default single node.
@@ -71,6 +73,11 @@ type Server struct {
 	ln   net.Listener
 	http *http.Server
 	node *node.Node
+	// running is node once started, for goroutines that outlive Start's
+	// beginning (the registry's).
+	running      atomic.Pointer[node.Node]
+	apiAddr      string
+	stopRegistry func() // nil without a registry
 
 	tls      *tlsSetup // nil = plaintext
 	guard    string    // warning logged once at Start
@@ -202,13 +209,18 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}()
 
+	s.apiAddr = ncfg.APIAddr
+	s.startRegistry(ncfg.APIAddr, ncfg.RaftAddr, formation)
+
 	n, err := node.Start(ctx, ncfg)
 	if err != nil {
+		s.leaveRegistry(false)
 		s.http.Close()
 		s.halt()
 		return err
 	}
 	s.node = n
+	s.running.Store(n)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -273,12 +285,16 @@ func (s *Server) Done() <-chan error { return s.errc }
 func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
+		left := false
 		if s.cfg.LeaveOnExit && s.node != nil {
 			if e := s.node.Leave(ctx); e != nil {
 				s.log.Error("leave the cluster", "err", e)
 				err = e
+			} else {
+				left = true
 			}
 		}
+		s.leaveRegistry(left || s.removed())
 		if s.http != nil {
 			if e := s.http.Shutdown(ctx); e != nil {
 				s.http.Close()
@@ -291,6 +307,19 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.log.Info("stopped")
 	})
 	return err
+}
+
+// removed reports whether this node's replica was removed from the cluster.
+func (s *Server) removed() bool {
+	if s.node == nil {
+		return false
+	}
+	select {
+	case <-s.node.Removed():
+		return true
+	default:
+		return false
+	}
 }
 
 // watchSIGHUP re-reads the API certificate on every SIGHUP until halt.

@@ -9,12 +9,14 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kvd-project/kvd/discovery"
 	"github.com/kvd-project/kvd/membership"
+	"github.com/kvd-project/kvd/registry"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -35,7 +37,9 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "node-id", EnvVars: []string{"KVD_NODE_ID"}, Usage: "replica ID (default: from the data dir, or from --initial-members by raft address, random when joining, or 1)"},
 			&cli.StringFlag{Name: "initial-members", EnvVars: []string{"KVD_INITIAL_MEMBERS"}, Usage: "bootstrap these voters: 1=host:port,2=host:port,... (Raft addresses)"},
 			&cli.StringFlag{Name: "join", EnvVars: []string{"KVD_JOIN"}, Usage: "join a running cluster through any of these members' API addresses (host:port,...) as an observer; it promotes itself while voters < --voters. Give it to static members too: with an empty data dir they ask these members whether their ID has run before (a lost disk)"},
-			&cli.StringFlag{Name: "discover", EnvVars: []string{"KVD_DISCOVER"}, Usage: "find peers' API addresses by DNS: dns:NAME[:PORT] (A/AAAA) or dns+srv:NAME; re-resolved while waiting"},
+			&cli.StringFlag{Name: "discover", EnvVars: []string{"KVD_DISCOVER"}, Usage: "find peers' API addresses by DNS: dns:NAME[:PORT] (A/AAAA) or dns+srv:NAME, re-resolved while waiting; or in Consul: consul:SERVICE, where the node also registers itself (role, readiness, IDs, a /readyz check)"},
+			&cli.StringFlag{Name: "consul-addr", EnvVars: []string{"KVD_CONSUL_ADDR"}, Usage: "Consul's HTTP API for --discover consul:, host:port or http(s)://host:port (default: CONSUL_HTTP_ADDR, else 127.0.0.1:8500; CONSUL_HTTP_TOKEN, CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY apply)"},
+			&cli.DurationFlag{Name: "consul-deregister-after", Value: time.Hour, EnvVars: []string{"KVD_CONSUL_DEREGISTER_AFTER"}, Usage: "Consul drops this node's entry after its check stayed critical this long (at least 1m)"},
 			&cli.IntFlag{Name: "bootstrap-expect", EnvVars: []string{"KVD_BOOTSTRAP_EXPECT"}, Usage: "with --discover and no state anywhere: once this many nodes see each other they bootstrap together (the lowest IDs); the rest join"},
 			&cli.StringFlag{Name: "join-secret", EnvVars: []string{"KVD_JOIN_SECRET"}, Usage: "cluster secret required to join, promote or remove members (same on every node)"},
 			&cli.StringFlag{Name: "cert-file", EnvVars: []string{"KVD_CERT_FILE"}, Usage: "this node's certificate (PEM): the API then serves only TLS, Raft uses mutual TLS, calls to peers use https (kvctl certs issue makes one)"},
@@ -112,7 +116,11 @@ func configFrom(c *cli.Context) (server.Config, error) {
 			return cfg, err
 		}
 	}
-	seeds, err := seedSource(c.String("join"), c.String("discover"), cfg)
+	src, err := discoverySource(c, &cfg)
+	if err != nil {
+		return cfg, err
+	}
+	seeds, err := seedSource(c.String("join"), src, cfg)
 	if err != nil {
 		return cfg, err
 	}
@@ -180,21 +188,47 @@ func advertiseDefaults(cfg *server.Config) error {
 	return nil
 }
 
-// seedSource combines --join (static) and --discover (DNS) into the seed
-// function the node calls on every join or formation round; this node's own
-// addresses are left out.
-func seedSource(join, discover string, cfg server.Config) (func() []string, error) {
+// discoverySource reads --discover: DNS, or Consul, which also becomes
+// the server's registry. nil without --discover.
+func discoverySource(c *cli.Context, cfg *server.Config) (discovery.Source, error) {
+	spec := c.String("discover")
+	if spec == "" {
+		return nil, nil
+	}
+	service, isConsul, err := registry.ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if !isConsul {
+		src, err := discovery.Parse(spec, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--discover: %w (or consul:SERVICE)", err)
+		}
+		return src, nil
+	}
+	after := c.Duration("consul-deregister-after")
+	if after < time.Minute {
+		return nil, fmt.Errorf("--consul-deregister-after %v: Consul's minimum is 1m", after)
+	}
+	reg, err := registry.New(registry.Config{
+		Service: service, Addr: c.String("consul-addr"), DeregisterAfter: after,
+		CheckTLS: cfg.Node.TLS.CertFile != "", Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Registry = reg
+	return reg, nil
+}
+
+// seedSource combines --join (static) and --discover (DNS or Consul) into
+// the seed function the node calls on every join or formation round; this
+// node's own addresses are left out.
+func seedSource(join string, src discovery.Source, cfg server.Config) (func() []string, error) {
 	var static []string
 	for _, a := range strings.Split(join, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			static = append(static, a)
-		}
-	}
-	var src discovery.Source
-	if discover != "" {
-		var err error
-		if src, err = discovery.Parse(discover, nil); err != nil {
-			return nil, fmt.Errorf("--discover: %w", err)
 		}
 	}
 	if len(static) == 0 && src == nil {
@@ -202,7 +236,7 @@ func seedSource(join, discover string, cfg server.Config) (func() []string, erro
 	}
 	_, port, _ := net.SplitHostPort(cfg.Listen)
 	advHost, _, _ := net.SplitHostPort(cfg.Node.APIAddr)
-	log := cfg.Logger
+	warn := quietLog(cfg.Logger, 10*time.Second)
 	return func() []string {
 		peers := append([]string(nil), static...)
 		if src != nil {
@@ -210,12 +244,31 @@ func seedSource(join, discover string, cfg server.Config) (func() []string, erro
 			found, err := src.Peers(ctx)
 			cancel()
 			if err != nil {
-				log.Warn("discovery", "source", src.String(), "err", err)
+				warn("cannot list peers; waiting and retrying", "discover", src.String(), "err", err)
 			}
 			peers = append(peers, found...)
 		}
 		return discovery.Without(peers, port, advHost, cfg.Node.APIAddr)
 	}, nil
+}
+
+// quietLog returns a warning logger that repeats a message only when its
+// error changed or every period: seeds are listed on every join and
+// formation round, several times a second.
+func quietLog(log *slog.Logger, period time.Duration) func(msg string, args ...any) {
+	var mu sync.Mutex
+	var last string
+	var at time.Time
+	return func(msg string, args ...any) {
+		key := fmt.Sprint(append([]any{msg}, args...)...)
+		mu.Lock()
+		defer mu.Unlock()
+		if key == last && time.Since(at) < period {
+			return
+		}
+		last, at = key, time.Now()
+		log.Warn(msg, args...)
+	}
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
