@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -110,9 +111,9 @@ func TestConsulStaleInstancesIgnored(t *testing.T) {
 	a := startConsul(t)
 	procs, _, cluster := startConsulCluster(t, a, 3)
 	dead := freeAddrs(t, 4)
-	a.registerStale(dead[0], map[string]string{"replica_id": "4242", "raft_addr": dead[1], "role": "voter",
+	a.registerByHand(dead[0], map[string]string{"replica_id": "4242", "raft_addr": dead[1], "role": "voter",
 		"ready": "true", "cluster_id": "0123456789abcdef", "state": "ready"})
-	a.registerStale(dead[2], map[string]string{"replica_id": "", "raft_addr": dead[3], "role": "joining",
+	a.registerByHand(dead[2], map[string]string{"replica_id": "", "raft_addr": dead[3], "role": "joining",
 		"ready": "false", "cluster_id": "", "state": "joining"})
 	a.waitHealth(instanceID(dead[0]), api.HealthCritical, 10*time.Second)
 	a.waitHealth(instanceID(dead[2]), api.HealthCritical, 10*time.Second)
@@ -124,6 +125,39 @@ func TestConsulStaleInstancesIgnored(t *testing.T) {
 	if got := waitShape(t, newcomer, 3, 1, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
 		t.Fatalf("kvd-new sees another cluster:%s\nvs%s", describe(got), describe(ms))
 	}
+	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
+	}
+}
+
+// Healthy instances of two clusters under one service: a new node refuses
+// to pick one, says why and waits (not ready, not a member); once the
+// other cluster's instance is gone it joins the real cluster.
+func TestConsulTwoHealthyClustersRefused(t *testing.T) {
+	a := startConsul(t)
+	procs, _, cluster := startConsulCluster(t, a, 3)
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer other.Close()
+	otherAddr := strings.TrimPrefix(other.URL, "http://")
+	a.registerByHand(otherAddr, map[string]string{"replica_id": "7", "raft_addr": freeAddr(t), "role": "voter",
+		"ready": "true", "cluster_id": "00000000feedface", "state": "ready"})
+	a.waitHealth(instanceID(otherAddr), api.HealthPassing, 10*time.Second)
+
+	newcomer := newConsulNode(t, a, "kvd-new")
+	newcomer.start()
+	waitFor(t, "kvd-new to log that healthy instances belong to 2 clusters", 30*time.Second, func() bool {
+		return strings.Contains(newcomer.logs(), "belong to 2 clusters")
+	})
+	if !running(newcomer) || readyz(newcomer) == http.StatusOK {
+		t.Fatalf("kvd-new should refuse to pick a cluster, not be ready (running=%v, /readyz %d)", running(newcomer), readyz(newcomer))
+	}
+	waitShape(t, procs[0], 3, 0, 10*time.Second)
+
+	if err := a.api.Agent().ServiceDeregister(instanceID(otherAddr)); err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, newcomer, 60*time.Second)
+	ms := waitShape(t, procs[0], 3, 1, 60*time.Second)
 	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
 		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
 	}

@@ -415,9 +415,9 @@ func readyz(p *proc) int {
 	return resp.StatusCode
 }
 
-// registerStale registers by hand an instance at addr, where nothing
-// listens, with an HTTP check that therefore stays critical.
-func (a *consulAgent) registerStale(addr string, meta map[string]string) {
+// registerByHand registers an instance at addr with an HTTP check on
+// addr/readyz, as a kvd node would: critical where nothing listens.
+func (a *consulAgent) registerByHand(addr string, meta map[string]string) {
 	a.t.Helper()
 	host, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
@@ -426,7 +426,7 @@ func (a *consulAgent) registerStale(addr string, meta map[string]string) {
 		Check: &api.AgentServiceCheck{HTTP: "http://" + addr + "/readyz", Interval: "1s", Timeout: "1s"},
 	})
 	if err != nil {
-		a.t.Fatalf("register a stale instance: %v", err)
+		a.t.Fatalf("register %s by hand: %v", instanceID(addr), err)
 	}
 }
 
@@ -436,19 +436,11 @@ func TestConsulAgentHarness(t *testing.T) {
 	a := startConsul(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
 	register := func() {
 		t.Helper()
-		host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "http://"))
-		p, _ := strconv.Atoi(port)
-		err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
-			ID: instanceID(host + ":" + port), Name: consulService, Address: host, Port: p,
-			Meta:  map[string]string{"role": "voter"},
-			Check: &api.AgentServiceCheck{HTTP: srv.URL + "/readyz", Interval: "1s", Timeout: "1s"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.waitHealth(instanceID(host+":"+port), api.HealthPassing, 10*time.Second)
+		a.registerByHand(addr, map[string]string{"role": "voter"})
+		a.waitHealth(instanceID(addr), api.HealthPassing, 10*time.Second)
 	}
 	empty := func() {
 		t.Helper()
