@@ -92,7 +92,7 @@ func TestConsulDownRestartAndReturn(t *testing.T) {
 
 	back := time.Now()
 	a.start()
-	if again := a.waitRegistered(ms, false, 15*time.Second); again != cluster {
+	if again := a.waitRegistered(ms, false, 10*time.Second); again != cluster {
 		t.Fatalf("cluster ID %s after Consul came back, %s before", again, cluster)
 	}
 	t.Logf("every node registered again %s after Consul started", time.Since(back).Round(10*time.Millisecond))
