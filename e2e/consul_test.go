@@ -29,18 +29,33 @@ import (
 
 const consulService = "kvd"
 
+// catalog reads (and writes by hand) the service's instances in a Consul
+// agent: the one consulAgent runs, or one in a container.
+type catalog struct {
+	t   *testing.T
+	api *api.Client
+}
+
 // consulAgent is one Consul dev agent; start, stop and kill may repeat.
 type consulAgent struct {
-	t      *testing.T
+	*catalog
 	bin    string
 	args   []string
 	addr   string // HTTP API, 127.0.0.1:port
 	leader string // its server (RPC) address, which it reports as leader
 	log    *syncBuffer
-	api    *api.Client
 
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+func newCatalog(t *testing.T, addr string) *catalog {
+	t.Helper()
+	client, err := api.NewClient(&api.Config{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &catalog{t: t, api: client}
 }
 
 // consulBinary finds the consul binary: $KVD_CONSUL_BIN, else consul on
@@ -97,16 +112,11 @@ func startConsul(t *testing.T) *consulAgent {
 	t.Helper()
 	bin := consulBinary(t)
 	ports := freeAddrs(t, 5)
-	a := &consulAgent{t: t, bin: bin, addr: ports[0], leader: ports[2], log: new(syncBuffer)}
+	a := &consulAgent{catalog: newCatalog(t, ports[0]), bin: bin, addr: ports[0], leader: ports[2], log: new(syncBuffer)}
 	a.args = []string{"agent", "-dev", "-node=kvd-e2e", "-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=info",
 		"-http-port=" + portOf(ports[0]), "-dns-port=" + portOf(ports[1]), "-server-port=" + portOf(ports[2]),
 		"-serf-lan-port=" + portOf(ports[3]), "-serf-wan-port=" + portOf(ports[4]),
 		"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"}
-	client, err := api.NewClient(&api.Config{Address: a.addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.api = client
 	t.Cleanup(a.cleanup)
 	a.start()
 	return a
@@ -180,14 +190,14 @@ func (a *consulAgent) kill() {
 }
 
 // instances returns every instance of the service with its health.
-func (a *consulAgent) instances() ([]*api.ServiceEntry, error) {
-	entries, _, err := a.api.Health().Service(consulService, "", false, nil)
+func (c *catalog) instances() ([]*api.ServiceEntry, error) {
+	entries, _, err := c.api.Health().Service(consulService, "", false, nil)
 	return entries, err
 }
 
 // describe prints the service's instances, for failure messages.
-func (a *consulAgent) describe() string {
-	entries, err := a.instances()
+func (c *catalog) describe() string {
+	entries, err := c.instances()
 	if err != nil {
 		return fmt.Sprintf("\n  (catalog unreadable: %v)", err)
 	}
@@ -196,13 +206,13 @@ func (a *consulAgent) describe() string {
 	}
 	var b strings.Builder
 	for _, e := range entries {
-		var keys []string
+		var names []string
 		for k := range e.Service.Meta {
-			keys = append(keys, k)
+			names = append(names, k)
 		}
-		sort.Strings(keys)
+		sort.Strings(names)
 		fmt.Fprintf(&b, "\n  %s %s:%d %s", e.Service.ID, e.Service.Address, e.Service.Port, e.Checks.AggregatedStatus())
-		for _, k := range keys {
+		for _, k := range names {
 			fmt.Fprintf(&b, " %s=%q", k, e.Service.Meta[k])
 		}
 	}
@@ -212,25 +222,25 @@ func (a *consulAgent) describe() string {
 // waitCatalog polls the service's instances until check returns nil, and
 // fails with its last error and the catalog after timeout. It returns how
 // long it took.
-func (a *consulAgent) waitCatalog(what string, timeout time.Duration, check func([]*api.ServiceEntry) error) time.Duration {
-	a.t.Helper()
+func (c *catalog) waitCatalog(what string, timeout time.Duration, check func([]*api.ServiceEntry) error) time.Duration {
+	c.t.Helper()
 	start := time.Now()
 	var err error
 	for time.Since(start) < timeout {
 		var entries []*api.ServiceEntry
-		if entries, err = a.instances(); err == nil {
+		if entries, err = c.instances(); err == nil {
 			if err = check(entries); err == nil {
 				return time.Since(start)
 			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	a.t.Fatalf("after %s, not %s: %v\ncatalog:%s", timeout, what, err, a.describe())
+	c.t.Fatalf("after %s, not %s: %v\ncatalog:%s", timeout, what, err, c.describe())
 	return 0
 }
 
 // instanceID is the ID a kvd node registers under.
-func instanceID(api string) string { return consulService + "-" + api }
+func instanceID(apiAddr string) string { return consulService + "-" + apiAddr }
 
 func byID(entries []*api.ServiceEntry) map[string]*api.ServiceEntry {
 	out := map[string]*api.ServiceEntry{}
@@ -314,21 +324,21 @@ func keys(m map[string]bool) []string {
 
 // waitRegistered waits until the catalog shows the members of ms (see
 // registered) and returns their cluster ID.
-func (a *consulAgent) waitRegistered(ms *kvdv1.MembersResponse, exact bool, timeout time.Duration) string {
-	a.t.Helper()
+func (c *catalog) waitRegistered(ms *kvdv1.MembersResponse, exact bool, timeout time.Duration) string {
+	c.t.Helper()
 	var cluster string
-	took := a.waitCatalog("showing the members as they are", timeout, func(entries []*api.ServiceEntry) (err error) {
+	took := c.waitCatalog("showing the members as they are", timeout, func(entries []*api.ServiceEntry) (err error) {
 		cluster, err = registered(entries, ms, exact)
 		return err
 	})
-	a.t.Logf("catalog shows the %d members (cluster %s) after %s", len(ms.Members), cluster, took.Round(10*time.Millisecond))
+	c.t.Logf("catalog shows the %d members (cluster %s) after %s", len(ms.Members), cluster, took.Round(10*time.Millisecond))
 	return cluster
 }
 
 // waitHealth waits until instance id has the given aggregated status.
-func (a *consulAgent) waitHealth(id, status string, timeout time.Duration) time.Duration {
-	a.t.Helper()
-	return a.waitCatalog(id+" "+status, timeout, func(entries []*api.ServiceEntry) error {
+func (c *catalog) waitHealth(id, status string, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	return c.waitCatalog(id+" "+status, timeout, func(entries []*api.ServiceEntry) error {
 		e := byID(entries)[id]
 		if e == nil {
 			return errors.New("no such instance")
@@ -417,16 +427,16 @@ func readyz(p *proc) int {
 
 // registerByHand registers an instance at addr with an HTTP check on
 // addr/readyz, as a kvd node would: critical where nothing listens.
-func (a *consulAgent) registerByHand(addr string, meta map[string]string) {
-	a.t.Helper()
+func (c *catalog) registerByHand(addr string, meta map[string]string) {
+	c.t.Helper()
 	host, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
-	err := a.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
+	err := c.api.Agent().ServiceRegister(&api.AgentServiceRegistration{
 		ID: instanceID(addr), Name: consulService, Address: host, Port: port, Meta: meta,
 		Check: &api.AgentServiceCheck{HTTP: "http://" + addr + "/readyz", Interval: "1s", Timeout: "1s"},
 	})
 	if err != nil {
-		a.t.Fatalf("register %s by hand: %v", instanceID(addr), err)
+		c.t.Fatalf("register %s by hand: %v", instanceID(addr), err)
 	}
 }
 
