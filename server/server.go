@@ -5,21 +5,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
@@ -136,9 +132,35 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.guard != "" {
 		s.log.Warn(s.guard)
 	}
+	ncfg := s.nodeConfig()
+	s.handler.Store(ptr(startingHandler(ncfg.Formation)))
+	s.serve()
+	s.apiAddr = ncfg.APIAddr
+	s.startRegistry(ncfg.APIAddr, ncfg.RaftAddr, ncfg.Formation)
+
+	n, err := node.Start(ctx, ncfg)
+	if err != nil {
+		s.leaveRegistry(false)
+		s.http.Close()
+		s.halt()
+		return err
+	}
+	s.node = n
+	s.running.Store(n)
+	s.watchRemoval(n)
+	s.handler.Store(ptr(s.apiHandler(n, ncfg.Formation)))
+	s.log.Info("serving", "api", ln.Addr().String(), "tls", s.tls != nil, "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)
+	return nil
+}
+
+// nodeConfig completes the node's configuration with what the server
+// owns: the advertised address, the logger, the peer dialer (with the
+// cluster CA under TLS), the metrics registry and the formation state the
+// Identify handler publishes.
+func (s *Server) nodeConfig() node.Config {
 	ncfg := s.cfg.Node
 	if ncfg.APIAddr == "" {
-		ncfg.APIAddr = ln.Addr().String()
+		ncfg.APIAddr = s.ln.Addr().String()
 	}
 	if ncfg.Logger == nil {
 		ncfg.Logger = s.cfg.Logger
@@ -153,74 +175,12 @@ func (s *Server) Start(ctx context.Context) error {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ncfg.Registry = s.reg
+	ncfg.Formation = new(membership.Formation)
+	return ncfg
+}
 
-	var starting http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// HTTP 503 is Unavailable to Connect, gRPC and gRPC-Web clients.
-		w.Header().Set("Retry-After", "1")
-		switch r.URL.Path {
-		case "/healthz":
-			fmt.Fprintln(w, "ok")
-		default:
-			http.Error(w, "starting: joining the cluster or opening the data dir", http.StatusServiceUnavailable)
-		}
-	})
-	formation := new(membership.Formation)
-	ncfg.Formation = formation
-	startMux := http.NewServeMux()
-	rpc.MountBootstrap(startMux, formation)
-	startMux.Handle("/", starting)
-	starting = startMux
-	s.handler.Store(&starting)
-	var root http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) })
-	if s.cfg.ClientCertAuth {
-		root = rpc.RequireClientCert(root)
-	}
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	if s.tls != nil {
-		protocols.SetHTTP2(true) // by ALPN; plaintext is refused
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
-	s.http = &http.Server{
-		Handler:           root,
-		Protocols:         protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(&handshakeLog{log: s.log, now: time.Now}, "", 0),
-	}
-	s.errc = make(chan error, 2)
-	serve := s.http.Serve
-	if s.tls != nil {
-		s.http.TLSConfig = s.tls.server
-		serve = func(ln net.Listener) error { return s.http.ServeTLS(tlsOnlyListener{ln}, "", "") }
-		if s.cfg.ReloadOnSIGHUP {
-			s.watchSIGHUP()
-		}
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- err // buffered: each goroutine sends at most once
-		}
-	}()
-
-	s.apiAddr = ncfg.APIAddr
-	s.startRegistry(ncfg.APIAddr, ncfg.RaftAddr, formation)
-
-	n, err := node.Start(ctx, ncfg)
-	if err != nil {
-		s.leaveRegistry(false)
-		s.http.Close()
-		s.halt()
-		return err
-	}
-	s.node = n
-	s.running.Store(n)
+// watchRemoval ends the server (Done) when the replica is removed.
+func (s *Server) watchRemoval(n *node.Node) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -230,44 +190,6 @@ func (s *Server) Start(ctx context.Context) error {
 		case <-s.stopc:
 		}
 	}()
-
-	mux := http.NewServeMux()
-	rpc.MountBootstrap(mux, formation)
-	rpc.Mount(mux, n, rpc.Options{
-		Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret,
-		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg,
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	if s.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	var h http.Handler = mux
-	s.handler.Store(&h)
-	s.log.Info("serving", "api", ln.Addr().String(), "tls", s.tls != nil, "raft", ncfg.RaftAddr, "replica", uint64(n.ID()), "data_dir", ncfg.DataDir)
-	return nil
-}
-
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	st := s.node.Status()
-	if !st.Ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		if st.CatchUpTarget > st.Applied {
-			fmt.Fprintf(w, "not ready: %s, applied %d of %d (%d behind), leader %d\n",
-				st.State, st.Applied, st.CatchUpTarget, st.CatchUpTarget-st.Applied, st.LeaderID)
-			return
-		}
-		fmt.Fprintf(w, "not ready: %s, applied index %d, leader %d: %s\n", st.State, st.Applied, st.LeaderID, st.Reason)
-		return
-	}
-	fmt.Fprintf(w, "ready: %s, applied index %d, leader %d\n", st.Role, st.Applied, st.LeaderID)
 }
 
 // Addr is the bound API address (useful with port 0).

@@ -92,22 +92,25 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	}
 	cfg.Node.ReplicaID = membership.ReplicaID(c.Uint64("node-id"))
 	cfg.JoinSecret = c.String("join-secret")
-	cfg.Node.TLS.CertFile = c.String("cert-file")
-	cfg.Node.TLS.KeyFile = c.String("key-file")
-	cfg.Node.TLS.CAFile = c.String("trusted-ca-file")
-	cfg.ClientCertAuth = c.Bool("client-cert-auth")
-	cfg.InsecureOpenMembership = c.Bool("insecure-open-membership")
+	securityFrom(c, &cfg)
 	cfg.ReloadOnSIGHUP = true
 	cfg.LeaveOnExit = c.Bool("leave-on-exit")
 	cfg.Pprof = c.Bool("enable-pprof")
 	cfg.Node.Rejoin = c.Bool("rejoin")
-	cfg.Node.Policy.Voters = c.Int("voters")
-	cfg.Node.Policy.PromoteAfter = c.Duration("promote-after")
-	cfg.Node.Policy.DeadAfter = c.Duration("dead-after")
-	if err := cfg.Node.Policy.Validate(); err != nil {
+	cfg.Node.BootstrapExpect = c.Int("bootstrap-expect")
+	cfg.Node.RTT = c.Duration("rtt")
+	cfg.Node.SnapshotEntries = c.Uint64("snapshot-entries")
+	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
+	cfg.Limits.MaxKeySize = c.Int("max-key-size")
+	cfg.Limits.MaxValueSize = c.Int("max-value-size")
+	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")
+	cfg.Limits.MaxRangeBytes = c.Int("max-range-bytes")
+	if err := cfg.Limits.Validate(); err != nil {
 		return cfg, err
 	}
-	cfg.Node.BootstrapExpect = c.Int("bootstrap-expect")
+	if err := membersFrom(c, &cfg); err != nil {
+		return cfg, err
+	}
 	if err := advertiseDefaults(&cfg); err != nil {
 		return cfg, err
 	}
@@ -120,22 +123,28 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	seeds, err := seedSource(c.String("join"), src, cfg)
-	if err != nil {
-		return cfg, err
-	}
-	cfg.Node.Seeds = seeds
-	cfg.Node.RTT = c.Duration("rtt")
-	cfg.Node.SnapshotEntries = c.Uint64("snapshot-entries")
-	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
-	cfg.Limits.MaxKeySize = c.Int("max-key-size")
-	cfg.Limits.MaxValueSize = c.Int("max-value-size")
-	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")
-	cfg.Limits.MaxRangeBytes = c.Int("max-range-bytes")
+	cfg.Node.Seeds, err = seedSource(c.String("join"), src, cfg)
+	return cfg, err
+}
+
+// securityFrom reads the TLS and membership-guard flags.
+func securityFrom(c *cli.Context, cfg *server.Config) {
+	cfg.Node.TLS.CertFile = c.String("cert-file")
+	cfg.Node.TLS.KeyFile = c.String("key-file")
+	cfg.Node.TLS.CAFile = c.String("trusted-ca-file")
+	cfg.ClientCertAuth = c.Bool("client-cert-auth")
+	cfg.InsecureOpenMembership = c.Bool("insecure-open-membership")
+}
+
+// membersFrom reads --initial-members and the autopilot's policy.
+func membersFrom(c *cli.Context, cfg *server.Config) error {
+	cfg.Node.Policy.Voters = c.Int("voters")
+	cfg.Node.Policy.PromoteAfter = c.Duration("promote-after")
+	cfg.Node.Policy.DeadAfter = c.Duration("dead-after")
 	if s := c.String("initial-members"); s != "" {
 		m, err := membership.ParseMembers(s)
 		if err != nil {
-			return cfg, fmt.Errorf("--initial-members: %w", err)
+			return fmt.Errorf("--initial-members: %w", err)
 		}
 		cfg.Node.InitialMembers = m
 		// The autopilot retires voters above --voters: a static cluster
@@ -144,10 +153,7 @@ func configFrom(c *cli.Context) (server.Config, error) {
 			cfg.Node.Policy.Voters = len(m) | 1
 		}
 	}
-	if err := cfg.Limits.Validate(); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	return cfg.Node.Policy.Validate()
 }
 
 // advertiseDefaults: a node listening on all interfaces (0.0.0.0, ::, or
