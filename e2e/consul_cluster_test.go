@@ -162,3 +162,28 @@ func TestConsulTwoHealthyClustersRefused(t *testing.T) {
 		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
 	}
 }
+
+// A node stopped with --leave-on-exit leaves the cluster and takes its
+// instance out of the catalog (a plain stop keeps it, critical).
+func TestConsulLeaveOnExitDeregisters(t *testing.T) {
+	a := startConsul(t)
+	procs, _, cluster := startConsulCluster(t, a, 3)
+	leaver := newConsulNode(t, a, "kvd-leaver", "--leave-on-exit")
+	leaver.start()
+	waitServing(t, leaver, 60*time.Second)
+	a.waitRegistered(waitShape(t, procs[0], 3, 1, 60*time.Second), true, 15*time.Second)
+	if err := leaver.stop(); err != nil {
+		t.Fatal(err)
+	}
+	ms := waitShape(t, procs[0], 3, 0, 30*time.Second)
+	took := a.waitCatalog(instanceID(leaver.api)+" deregistered", 10*time.Second, func(entries []*api.ServiceEntry) error {
+		if e := byID(entries)[instanceID(leaver.api)]; e != nil {
+			return fmt.Errorf("%s still listed, %s", e.Service.ID, e.Checks.AggregatedStatus())
+		}
+		return nil
+	})
+	t.Logf("%s deregistered %s after its exit", leaver.name, took.Round(10*time.Millisecond))
+	if again := a.waitRegistered(ms, true, 10*time.Second); again != cluster {
+		t.Fatalf("cluster ID %s after kvd-leaver left, %s before", again, cluster)
+	}
+}
