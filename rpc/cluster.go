@@ -58,18 +58,8 @@ func (s *clusterServer) Status(ctx context.Context, _ *connect.Request[kvdv1.Sta
 	resp := &kvdv1.StatusResponse{
 		Id: uint64(st.ReplicaID), Role: roleProto(st.Role), LeaderId: uint64(st.LeaderID), Term: st.Term,
 		AppliedIndex: st.Applied, Ready: st.Ready, RaftAddr: st.RaftAddr, ApiAddr: st.APIAddr,
-		State: st.State, Version: s.version, Voters: uint64(st.Voters), Reason: st.Reason,
-		CatchUpTarget: st.CatchUpTarget,
-	}
-	if rows, _, ok := s.view.Members(); ok {
-		resp.Voters, resp.Observers = 0, 0
-		for _, r := range rows {
-			if r.Role == membership.RoleVoter {
-				resp.Voters++
-			} else {
-				resp.Observers++
-			}
-		}
+		State: st.State.String(), Version: s.version, Voters: uint64(st.Voters), Observers: uint64(st.Observers),
+		Reason: st.Reason, CatchUpTarget: st.CatchUpTarget,
 	}
 	return connect.NewResponse(resp), nil
 }

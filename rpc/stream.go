@@ -122,7 +122,7 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, va
 		cmds  []statemachine.Command
 		wrote []int // index in calls of each cmd
 		reads [2]struct {
-			qs    []interface{}
+			qs    []statemachine.GetQuery
 			idx   []int
 			large []largeGet
 		}
@@ -177,7 +177,7 @@ func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, va
 					setError(res, toConnect(err))
 					continue
 				}
-				if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > inlineValueBytes {
+				if r := vs[j]; r.KV != nil && r.ValueSize > inlineValueBytes {
 					g.large = append(g.large, largeGet{call: i, mode: m, size: r.ValueSize})
 					continue
 				}
@@ -264,7 +264,7 @@ func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out
 		if len(gs) == 0 {
 			continue
 		}
-		qs := make([]interface{}, len(gs))
+		qs := make([]statemachine.GetQuery, len(gs))
 		for j, g := range gs {
 			qs[j] = statemachine.GetQuery{Key: calls[g.call].GetGet().GetKey(), ValueLimit: g.size}
 		}
@@ -281,7 +281,7 @@ func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out
 				setError(res, toConnect(err))
 				continue
 			}
-			if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > g.size {
+			if r := vs[j]; r.KV != nil && r.ValueSize > g.size {
 				setError(res, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
 					"stream: the value of key %q grew while it was read; ask for it again", r.KV.Key)))
 				continue
