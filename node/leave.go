@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,10 +17,7 @@ const handOverWait = 5 * time.Second
 // the reachable voters left would not be a quorum.
 func (n *Node) Leave(ctx context.Context) error {
 	rows, ccid, ok := n.Members()
-	if !ok {
-		return errors.New("leave: no view of the members yet")
-	}
-	if err := membership.CheckRemoval(membership.ViewOf(rows, ccid), n.id.ReplicaID); err != nil {
+	if err := membership.CheckRemoval(rows, ccid, ok, n.id.ReplicaID); err != nil {
 		return fmt.Errorf("leave: %w", err)
 	}
 	if err := n.handOver(ctx, rows); err != nil {

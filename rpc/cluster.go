@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -70,9 +69,7 @@ func (s *clusterServer) Status(ctx context.Context, _ *connect.Request[kvdv1.Sta
 func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.MembersRequest]) (*connect.Response[kvdv1.MembersResponse], error) {
 	rows, ccid, ok := s.view.Members()
 	if !ok {
-		st := s.view.Status()
-		return nil, connect.NewError(connect.CodeUnavailable,
-			fmt.Errorf("this node (%s) has no view of the members yet; ask another node", st.State))
+		return nil, toConnect(fmt.Errorf("%w (it is %s)", membership.ErrNoView, s.view.Status().State))
 	}
 	out := &kvdv1.MembersResponse{ConfigChangeId: ccid}
 	for _, id := range s.view.RemovedIDs() {
@@ -84,7 +81,7 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 		}
 		out.Members = append(out.Members, &kvdv1.Member{
 			Id: uint64(r.ID), Role: roleProto(r.Role), RaftAddr: r.RaftAddr, ApiAddr: r.APIAddr,
-			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State, Lag: r.Lag,
+			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State.String(), Lag: r.Lag,
 			Reason: r.Reason, DownForMs: uint64(r.DownFor / time.Millisecond),
 		})
 	}
@@ -131,10 +128,7 @@ func (s *clusterServer) Remove(ctx context.Context, req *connect.Request[kvdv1.R
 		return nil, toConnect(fmt.Errorf("%w: replica %d is not a member (see kvctl members)", membership.ErrNotMember, id))
 	}
 	rows, ccid, ok := s.view.Members()
-	if !ok {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this node has no view of the members yet; retry or ask another node"))
-	}
-	if err := membership.CheckRemoval(membership.ViewOf(rows, ccid), id); err != nil {
+	if err := membership.CheckRemoval(rows, ccid, ok, id); err != nil {
 		return nil, toConnect(err)
 	}
 	if err := s.view.RemoveReplica(ctx, id, ms.ConfigChangeID); err != nil {

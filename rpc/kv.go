@@ -27,13 +27,14 @@ type Store interface {
 }
 
 type kvServer struct {
-	store  Store
-	limits Limits
+	store   Store
+	limits  Limits
+	metrics *rpcMetrics // of the calls a stream carries
 }
 
 // NewKVServer returns the kvd.v1.KV handler implementation.
 func NewKVServer(store Store, limits Limits) kvdv1connect.KVHandler {
-	return &kvServer{store: store, limits: limits}
+	return &kvServer{store: store, limits: limits, metrics: newRPCMetrics(nil)}
 }
 
 func readMode(c kvdv1.Consistency) (node.ReadMode, error) {
