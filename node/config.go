@@ -43,6 +43,9 @@ type Config struct {
 	// machine keeps for watchers; 0 = statemachine.DefaultHistoryRevisions,
 	// < 0 = none (Watch is refused).
 	WatchHistory int
+	// WatchHistoryBytes caps the history's size (estimated; checked every
+	// 1024 events); 0 = statemachine.DefaultHistoryBytes, < 0 = no cap.
+	WatchHistoryBytes int64
 	// Formation is published to peers (kvd.v1.Bootstrap); nil = not published.
 	Formation *membership.Formation
 	// Policy drives self-promotion and dead-voter replacement.

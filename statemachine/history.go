@@ -21,6 +21,9 @@ import (
 // further back than that plus a slack, it drops the older ones with one
 // range deletion (Pebble reclaims the space in background compactions)
 // and raises the floor, "s/histfloor", the oldest revision still served.
+// When the history's files grow past Config.HistoryBytes (large values),
+// it drops the oldest quarter. Retention is the node's own setting: nodes
+// configured alike hold the same history; a snapshot carries the sender's.
 // A store without a floor (new, or from before the history) gets
 // applied+1 at its next Update: nothing older is there.
 
@@ -30,6 +33,9 @@ var sysHistFloorKey = []byte("s/histfloor")
 
 // DefaultHistoryRevisions is the history kept when Config says none.
 const DefaultHistoryRevisions = 100_000
+
+// DefaultHistoryBytes is the history's size cap when Config says none.
+const DefaultHistoryBytes = 512 << 20
 
 // EventType says what an event did.
 type EventType uint8
@@ -128,12 +134,16 @@ func (a *applier) record(index uint64, t EventType, created bool, key, value []b
 	a.hkey = histKey(a.hkey, index, a.seq)
 	a.hval = encodeEvent(a.hval, t, created, key, value)
 	a.seq++
+	a.sinceCheck++
 	return a.b.Set(a.hkey, a.hval, nil)
 }
 
 // compactHistory runs before the batch commits: it sets the floor of a
-// store that has none and drops revisions older than the last keep.
-func (a *applier) compactHistory(applied, last, keep uint64) error {
+// store that has none, drops revisions older than the last keep, and,
+// when the history's files pass maxBytes, the oldest revisions beyond
+// 7/8 of it (checked every historyCheckEvents events: the size is an
+// estimate from Pebble's file metadata, cheap but not free).
+func (a *applier) compactHistory(applied, last, keep uint64, maxBytes int64) error {
 	floor, ok, err := getFloor(a.db)
 	if err != nil {
 		return err
@@ -141,16 +151,35 @@ func (a *applier) compactHistory(applied, last, keep uint64) error {
 	if !ok {
 		return a.b.Set(sysHistFloorKey, be64(applied+1), nil)
 	}
-	slack := max(keep/16, 64)
-	if last+1 < floor+keep+slack {
+	newFloor := floor
+	if slack := max(keep/16, 64); last+1 >= floor+keep+slack {
+		newFloor = last + 1 - keep
+	}
+	if maxBytes > 0 && a.sinceCheck >= historyCheckEvents {
+		a.sinceCheck = 0
+		// From the floor on: dropped revisions wait for Pebble's
+		// compactions, and must not count again.
+		used, err := a.db.EstimateDiskUsage(histKey(nil, newFloor, 0), []byte{nsHist + 1})
+		if err == nil && used > uint64(maxBytes) {
+			// Keep the newest revisions that fit in 7/8 of the cap,
+			// assuming events of even size.
+			span := last + 1 - newFloor
+			fit := uint64(float64(span) * float64(maxBytes) / float64(used) * 7 / 8)
+			newFloor = last + 1 - fit
+		}
+	}
+	if newFloor == floor {
 		return nil
 	}
-	newFloor := last + 1 - keep
 	if err := a.b.DeleteRange(histKey(nil, floor, 0), histKey(nil, newFloor, 0), nil); err != nil {
 		return err
 	}
 	return a.b.Set(sysHistFloorKey, be64(newFloor), nil)
 }
+
+// historyCheckEvents is how many events pass between checks of the
+// history's size.
+const historyCheckEvents = 1024
 
 // getFloor reads the history's floor; ok is false when the store has none.
 func getFloor(r getter) (floor uint64, ok bool, err error) {

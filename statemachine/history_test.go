@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -150,4 +151,31 @@ func TestHistoryInSnapshot(t *testing.T) {
 
 func delCmd(k string) Command {
 	return Command{Ops: []Op{{Type: OpDelete, Key: []byte(k)}}}
+}
+
+// Large values: the byte cap drops old revisions long before the
+// revision count would.
+func TestHistoryByteCap(t *testing.T) {
+	s, err := Open(t.TempDir(), Config{Logger: testLogger(t), HistoryRevisions: 1_000_000, HistoryBytes: 2 << 20, MemTableSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	value := make([]byte, 4096) // random: Pebble compresses blocks
+	for i := uint64(1); i <= 5000; i++ { // ~20 MB of events
+		for j := range value {
+			value[j] = byte(rng.Uint32())
+		}
+		mustUpdate(t, s, entry(i, putCmd(fmt.Sprint("k", i%100), string(value))))
+	}
+	res := history(t, s, HistoryQuery{From: 0})
+	if res.Floor < 2500 {
+		t.Fatalf("floor %d after 20 MB of events with a 2 MB cap", res.Floor)
+	}
+	used, _ := s.db.EstimateDiskUsage(histKey(nil, res.Floor, 0), []byte{nsHist + 1})
+	t.Logf("floor %d, history files %d bytes", res.Floor, used)
 }

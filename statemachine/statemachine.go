@@ -29,6 +29,9 @@ type Config struct {
 	// HistoryRevisions is how many revisions of watch events the store
 	// keeps (history.go); 0 means DefaultHistoryRevisions, < 0 none.
 	HistoryRevisions int
+	// HistoryBytes caps the history's files (estimated); 0 means
+	// DefaultHistoryBytes, < 0 no cap.
+	HistoryBytes int64
 	// OnApply, when set, is called after each Update that applied
 	// entries, with the new applied index (watchers wait for it). It must
 	// not block.
@@ -76,6 +79,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.HistoryRevisions == 0 {
 		c.HistoryRevisions = DefaultHistoryRevisions
+	}
+	if c.HistoryBytes == 0 {
+		c.HistoryBytes = DefaultHistoryBytes
 	}
 }
 

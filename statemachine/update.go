@@ -84,7 +84,7 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 		return ents, nil
 	}
 	if a.history {
-		if err := a.compactHistory(applied, last, uint64(s.cfg.HistoryRevisions)); err != nil {
+		if err := a.compactHistory(applied, last, uint64(s.cfg.HistoryRevisions), s.cfg.HistoryBytes); err != nil {
 			return nil, s.fail(err)
 		}
 	}
@@ -113,6 +113,8 @@ type applier struct {
 	seq     uint32             // next event of the entry being applied
 	hkey    []byte             // scratch event key
 	hval    []byte             // scratch event value
+	// sinceCheck counts events since the history's size was last checked.
+	sinceCheck int
 }
 
 func (a *applier) begin(db *pebble.DB) {
