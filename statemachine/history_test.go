@@ -165,7 +165,7 @@ func TestHistoryByteCap(t *testing.T) {
 	}
 	defer s.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
-	value := make([]byte, 4096) // random: Pebble compresses blocks
+	value := make([]byte, 4096)          // random: Pebble compresses blocks
 	for i := uint64(1); i <= 5000; i++ { // ~20 MB of events
 		for j := range value {
 			value[j] = byte(rng.Uint32())
