@@ -4,7 +4,7 @@
 import { call } from "./api.js";
 import { bindSecret } from "./secret.js";
 import { h, $, clock } from "./dom.js";
-import { normalize, diff } from "./timeline.js";
+import { normalize, markJoining, diff } from "./timeline.js";
 import * as members from "./members.js";
 import * as metrics from "./metrics.js";
 import { draw } from "./chart.js";
@@ -30,7 +30,7 @@ function event(kind, id, text, t = Date.now()) {
 async function pollMembers() {
   let snap;
   try {
-    snap = normalize(await call("Cluster/Members"));
+    snap = markJoining(state.snap, normalize(await call("Cluster/Members")));
   } catch (e) {
     banner(`Members: ${e.message}`);
     return;

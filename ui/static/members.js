@@ -12,10 +12,11 @@ export function render(el, snap, selfId, act) {
   const leaderApplied = snap.members.get(snap.leaderId)?.applied || 0;
   const keep = new Map([...el.children].map((c) => [c.dataset.id, c]));
   const cards = [...snap.members.values()].map((m) => {
-    const sig = JSON.stringify([m, selfId, leaderApplied, pendingFor(m.id)]);
+    const role = shownRole(snap, m);
+    const sig = JSON.stringify([m, role, selfId, leaderApplied, pendingFor(m.id)]);
     const old = keep.get(m.id);
     if (old && old.dataset.sig === sig) return old;
-    const card = card_(m, selfId, leaderApplied, act);
+    const card = card_(m, role, selfId, leaderApplied, act);
     card.dataset.sig = sig;
     return card;
   });
@@ -26,18 +27,18 @@ function pendingFor(id) {
   return pending && pending.id === id && pending.until > Date.now() ? pending.action : "";
 }
 
-function card_(m, selfId, leaderApplied, act) {
-  const role = shownRole(m);
+function card_(m, role, selfId, leaderApplied, act) {
   const applied = leaderApplied ? Math.min(1, m.applied / leaderApplied) : m.ready ? 1 : 0;
   const bar = h("span");
   bar.style.width = `${Math.round(applied * 100)}%`;
-  return h("article", { class: `member role-${role} state-${m.state}`, dataset: { id: m.id, role, state: m.state } },
+  const look = role === "joining" ? "joining" : m.state; // a joiner is not yet down
+  return h("article", { class: `member role-${role} state-${look}`, dataset: { id: m.id, role, state: m.state } },
     h("header", {},
       h("span", { class: "id" }, m.id),
-      h("span", { class: `badge ${role}` }, role === "joining" ? "joining (catching up)" : role),
+      h("span", { class: `badge ${role}` }, role),
       m.leader && h("span", { class: "badge leader" }, "★ leader"),
       m.id === selfId && h("span", { class: "badge self" }, "this node")),
-    h("p", { class: "state" }, stateText(m)),
+    h("p", { class: "state" }, stateText(m, role)),
     h("div", { class: "progress", title: `applied ${m.applied} of the leader's ${leaderApplied}` }, bar),
     h("p", { class: "muted" }, `applied ${m.applied}${m.lag ? ` · ${m.lag} behind` : ""}`),
     m.reason && h("p", { class: "reason" }, m.reason),
@@ -47,9 +48,9 @@ function card_(m, selfId, leaderApplied, act) {
       button("remove", m.id, act)));
 }
 
-function stateText(m) {
-  if (m.state === "joining") return "joining: in the Raft membership, catching up (has not published its address yet)";
-  if (m.downForMs > 0 && m.state !== "joining") return `${m.state} · down for ${duration(m.downForMs)}`;
+function stateText(m, role) {
+  if (role === "joining") return `joined, catching up (${m.state})`;
+  if (m.downForMs > 0) return `${m.state} · down for ${duration(m.downForMs)}`;
   return m.state;
 }
 

@@ -33,15 +33,29 @@ function roleName(role) {
   return "unknown";
 }
 
-// shownRole is the role the page shows: a member in the Raft membership
-// that has not caught up and published its address yet is "joining".
-export function shownRole(m) {
-  return m.state === "joining" ? "joining" : m.role;
+// markJoining sets snap.joining: the members still joining, as the page
+// saw them. A member the server calls "joining" is one; so is a member that
+// appeared after the page opened and has not been ready since (while it
+// starts and catches up, the server probes it as unreachable or
+// catching-up: for a newcomer that means joining, not down).
+export function markJoining(prev, snap) {
+  snap.joining = new Set();
+  for (const [id, m] of snap.members) {
+    const newcomer = prev && (!prev.members.has(id) || prev.joining.has(id));
+    if (m.state === "joining" || (newcomer && !m.ready)) snap.joining.add(id);
+  }
+  return snap;
+}
+
+// shownRole is the role the page shows: voter, observer or joining.
+export function shownRole(snap, m) {
+  return snap.joining.has(m.id) ? "joining" : m.role;
 }
 
 const down = new Set(["unreachable", "stalled", "isolated"]);
 
-// diff returns the events between two snapshots (prev null: none), each
+// diff returns the events between two snapshots marked by markJoining
+// (prev null: none), each
 // {kind, id, text}; kinds: leader, removed, joined, caught-up, promoted,
 // demoted, down (unreachable, stalled, isolated), back, state.
 export function diff(prev, cur) {
@@ -62,9 +76,16 @@ export function diff(prev, cur) {
       if (m.ready) out.push({ kind: "caught-up", id, text: `${id} caught up` });
       continue;
     }
-    out.push(...memberChanges(p, m));
+    out.push(...(prev.joining.has(id) ? joinerChanges(p, m) : memberChanges(p, m)));
   }
   return out;
+}
+
+function joinerChanges(p, m) {
+  const id = m.id;
+  if (m.ready) return [{ kind: "caught-up", id, text: `${id} caught up as ${m.role}` }];
+  if (m.state === p.state) return [];
+  return [{ kind: "state", id, text: `${id} joining: ${m.state}${m.reason ? ` (${m.reason})` : ""}` }];
 }
 
 function memberChanges(p, m) {

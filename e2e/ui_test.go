@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/kvd-project/kvd/membership"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+)
+
+// pageView is what the cluster page shows, read from its DOM.
+type pageView struct {
+	Cards []struct {
+		ID, Role, State, Text string
+	}
+	Events []struct {
+		Kind, ID, Text string
+	} // oldest first
+	Banner, Action, Value, KeysResult string
+	Keys                              []string
+}
+
+const pageViewJS = `(() => {
+  const q = (s) => document.querySelector(s);
+  return {
+    cards: [...document.querySelectorAll("#members .member")].map((c) => ({id: c.dataset.id, role: c.dataset.role, state: c.dataset.state, text: c.innerText})),
+    events: [...document.querySelectorAll("#timeline li")].reverse().map((l) => ({kind: l.dataset.kind, id: l.dataset.id || "", text: l.innerText})),
+    banner: q("#banner").hidden ? "" : q("#banner").innerText,
+    action: q("#action-result").innerText,
+    keys: [...document.querySelectorAll("#keys tbody tr")].map((r) => r.dataset.key),
+    value: q("#value").hidden ? "" : q("#value-body").innerText,
+    keysResult: q("#keys-result").innerText,
+  };
+})()`
+
+func (v pageView) card(id string) (role, state string, ok bool) {
+	for _, c := range v.Cards {
+		if c.ID == id {
+			return c.Role, c.State, true
+		}
+	}
+	return "", "", false
+}
+
+// kinds lists the timeline's event kinds for member id, oldest first.
+func (v pageView) kinds(id string) []string {
+	var out []string
+	for _, e := range v.Events {
+		if e.ID == id {
+			out = append(out, e.Kind)
+		}
+	}
+	return out
+}
+
+// waitPage polls the page until cond holds, or fails with the page's text
+// (and, through the procs' cleanup, the kvd logs).
+func (b *browser) waitPage(what string, timeout time.Duration, cond func(pageView) bool) pageView {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var v pageView
+	var err error
+	for time.Now().Before(deadline) {
+		v = pageView{}
+		if err = b.eval(pageViewJS, &v); err == nil && cond(v) {
+			return v
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	view, _ := json.MarshalIndent(v, "", "  ")
+	b.fail("after %s the page does not show %s (last read error: %v)\n---- page view ----\n%s", timeout, what, err, view)
+	return v
+}
+
+func kvctl(t *testing.T, p *proc, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(bin.kvctl, append([]string{"--endpoints", p.api}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func roleWord(r kvdv1.Role) string {
+	return map[kvdv1.Role]string{kvdv1.Role_ROLE_VOTER: "voter", kvdv1.Role_ROLE_OBSERVER: "observer"}[r]
+}
+
+func hasInOrder(got []string, want ...string) bool {
+	for _, g := range got {
+		if len(want) > 0 && g == want[0] {
+			want = want[1:]
+		}
+	}
+	return len(want) == 0
+}
+
+// The cluster page, in a real headless Chromium, follows a cluster of real
+// kvd processes live: 3 voters and 2 observers with their roles; a
+// SIGKILLed voter shown unreachable, then replaced (promotion and removal in
+// the timeline); a joiner moving joining → caught up → observer without a
+// reload; a kvctl put in the key browser, a put from the page; a member
+// removal refused without the join secret and done with it.
+func TestUIClusterPage(t *testing.T) {
+	const secret = "ui-test-secret"
+	flags := []string{"--dead-after", "3s", "--join-secret", secret}
+	boot := startBootstrap(t, flags...)
+	procs := map[string]*proc{boot.api: boot}
+	for i := 1; i <= 4; i++ {
+		j := newJoiner(t, fmt.Sprintf("kvd-join%d", i), []*proc{boot}, flags...)
+		j.start()
+		procs[j.api] = j
+	}
+	before := waitShape(t, boot, 3, 2, 60*time.Second)
+	b := newBrowser(t, 1100, 900)
+	b.do("open the node's root", chromedp.Navigate("http://"+boot.api+"/"))
+
+	// Every member with the role the API gives it.
+	b.waitPage("the 5 members with their roles", 10*time.Second, func(v pageView) bool {
+		if len(v.Cards) != len(before.Members) {
+			return false
+		}
+		for _, m := range before.Members {
+			if role, state, _ := v.card(fmt.Sprint(m.Id)); role != roleWord(m.Role) || state != "ready" {
+				return false
+			}
+		}
+		return true
+	})
+	b.screenshot("members")
+
+	victim, victimID := killFollowerVoter(t, before, procs, boot)
+	b.waitPage("the killed voter unreachable", 10*time.Second, func(v pageView) bool {
+		_, state, _ := v.card(victimID)
+		return state == "unreachable"
+	})
+	b.screenshot("voter-unreachable")
+	t.Logf("killed voter %s (%s)", victimID, victim.name)
+
+	observers := map[string]bool{}
+	for _, m := range before.Members {
+		if m.Role == kvdv1.Role_ROLE_OBSERVER {
+			observers[fmt.Sprint(m.Id)] = true
+		}
+	}
+	b.waitPage("an observer's promotion and the dead voter's removal in the timeline", 30*time.Second, func(v pageView) bool {
+		promoted := false
+		for _, e := range v.Events {
+			promoted = promoted || (e.Kind == "promoted" && observers[e.ID])
+		}
+		_, _, present := v.card(victimID)
+		return promoted && !present && hasInOrder(v.kinds(victimID), "down", "removed")
+	})
+	b.screenshot("voter-replaced")
+
+	lateID := joinLate(t, b, boot, flags)
+
+	// A put made with kvctl shows in the key browser.
+	if out, err := kvctl(t, boot, "put", "ui/greeting", "hello from kvctl"); err != nil {
+		t.Fatalf("kvctl put: %v\n%s", err, out)
+	}
+	b.do("list keys under ui/",
+		chromedp.SendKeys(chromedp.CSS("#prefix"), "ui/"),
+		chromedp.Click(chromedp.CSS("#range-form button")))
+	b.waitPage("ui/greeting in the key list", 10*time.Second, func(v pageView) bool {
+		return len(v.Keys) == 1 && v.Keys[0] == "ui/greeting"
+	})
+	b.do("open ui/greeting", chromedp.Click(chromedp.CSS(`#keys tbody button`)))
+	b.waitPage("the value of ui/greeting", 10*time.Second, func(v pageView) bool { return v.Value == "hello from kvctl" })
+	b.screenshot("key-browser")
+
+	// A put from the page reaches the cluster.
+	b.do("put from the page",
+		chromedp.SendKeys(chromedp.CSS("#put-key"), "ui/from-page"),
+		chromedp.SendKeys(chromedp.CSS("#put-value"), "written in the browser"),
+		chromedp.Click(chromedp.CSS("#put-form button")))
+	b.waitPage("the put's revision", 10*time.Second, func(v pageView) bool { return strings.Contains(v.KeysResult, "revision") })
+	if out, err := kvctl(t, boot, "get", "ui/from-page"); err != nil || strings.TrimSpace(out) != "written in the browser" {
+		t.Fatalf("kvctl get ui/from-page after the page's put: %v %q", err, out)
+	}
+
+	removeFromPage(t, b, boot, lateID, secret)
+}
+
+// killFollowerVoter SIGKILLs a voter that is neither the leader nor the
+// node serving the page.
+func killFollowerVoter(t *testing.T, ms *kvdv1.MembersResponse, procs map[string]*proc, page *proc) (*proc, string) {
+	t.Helper()
+	for _, m := range ms.Members {
+		if p := procs[m.ApiAddr]; m.Role == kvdv1.Role_ROLE_VOTER && !m.Leader && p != nil && p != page {
+			p.kill()
+			return p, fmt.Sprint(m.Id)
+		}
+	}
+	t.Fatalf("no follower voter to kill besides the page's node:%s", describe(ms))
+	return nil, ""
+}
+
+// joinLate starts a node with --join that dies right after its Join (so
+// the page sees it joining, not caught up), then starts it again: the page
+// must show it move to a ready observer. It returns the new member's ID.
+func joinLate(t *testing.T, b *browser, boot *proc, flags []string) string {
+	t.Helper()
+	j := newJoiner(t, "kvd-late", []*proc{boot}, flags...)
+	j.env = []string{membership.CrashEnv + "=" + membership.CrashAfterJoin}
+	j.start()
+	if err := j.wait(60 * time.Second); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("late joiner did not stop after its join: %v\n%s", err, j.logs())
+	}
+	var id string
+	b.waitPage("the late joiner as joining", 15*time.Second, func(v pageView) bool {
+		for _, c := range v.Cards {
+			if c.Role == "joining" {
+				id = c.ID
+				return hasInOrder(v.kinds(id), "joined")
+			}
+		}
+		return false
+	})
+	b.screenshot("joining")
+	j.start()
+	b.waitPage("the late joiner caught up as an observer", 30*time.Second, func(v pageView) bool {
+		role, state, _ := v.card(id)
+		return role == "observer" && state == "ready" && hasInOrder(v.kinds(id), "joined", "caught-up")
+	})
+	b.screenshot("joiner-caught-up")
+	return id
+}
+
+// removeFromPage removes member id from the page: refused without the join
+// secret (the member stays), done with it.
+func removeFromPage(t *testing.T, b *browser, boot *proc, id, secret string) {
+	t.Helper()
+	remove := chromedp.CSS(fmt.Sprintf(`.member[data-id="%s"] button[data-action="remove"]`, id))
+	confirm := func() {
+		b.do("arm remove", chromedp.Click(remove))
+		b.waitPage("the confirm button", 5*time.Second, func(v pageView) bool {
+			for _, c := range v.Cards {
+				if c.ID == id {
+					return strings.Contains(c.Text, "Confirm remove")
+				}
+			}
+			return false
+		})
+		b.do("confirm remove", chromedp.Click(remove))
+	}
+	confirm()
+	b.waitPage("the removal refused without the secret", 10*time.Second, func(v pageView) bool {
+		return strings.Contains(v.Action, "permission_denied")
+	})
+	b.screenshot("remove-refused")
+	ms := waitShape(t, boot, 3, 2, 10*time.Second)
+	if _, ok := roles(ms)[parseID(t, id)]; !ok {
+		t.Fatalf("member %s gone after a refused removal:%s", id, describe(ms))
+	}
+
+	b.do("type the join secret", chromedp.SendKeys(chromedp.CSS("#secret"), secret))
+	confirm()
+	b.waitPage("the removal done and in the timeline", 15*time.Second, func(v pageView) bool {
+		_, _, present := v.card(id)
+		return strings.Contains(v.Action, "done") && !present && hasInOrder(v.kinds(id), "removed")
+	})
+	b.screenshot("removed")
+}
+
+func parseID(t *testing.T, s string) uint64 {
+	t.Helper()
+	var id uint64
+	if _, err := fmt.Sscan(s, &id); err != nil {
+		t.Fatalf("member ID %q: %v", s, err)
+	}
+	return id
+}
