@@ -182,6 +182,21 @@ func TestUIClusterPage(t *testing.T) {
 	}
 
 	removeFromPage(t, b, boot, lateID, secret)
+	checkPhoneWidth(b)
+}
+
+// checkPhoneWidth shows the page 390 px wide: nothing may overflow sideways.
+func checkPhoneWidth(b *browser) {
+	b.t.Helper()
+	b.do("phone-width viewport", chromedp.EmulateViewport(390, 844))
+	var wide []string
+	if err := b.eval(`[...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => e.tagName + "." + e.className)`, &wide); err != nil {
+		b.fail("read the layout: %v", err)
+	}
+	b.screenshot("phone")
+	if len(wide) > 0 {
+		b.fail("at 390 px wide these elements overflow: %v", wide)
+	}
 }
 
 // killFollowerVoter SIGKILLs a voter that is neither the leader nor the

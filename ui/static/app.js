@@ -81,7 +81,9 @@ async function pollMetrics() {
 
 function chart(name, pick, fmt, now) {
   const pts = state.points.map((p) => ({ t: p.t, v: pick(p) }));
-  const max = draw($(`#chart-${name}`), pts, now, windowMs);
+  // The x axis spans the history seen, from one minute up to the window.
+  const span = Math.min(windowMs, Math.max(60 * 1000, now - pts[0].t));
+  const max = draw($(`#chart-${name}`), pts, now, span);
   const last = pts.at(-1)?.v;
   $(`#${name}-now`).textContent = `now ${last == null ? "–" : fmt(last)} · max ${fmt(max)}`;
 }
