@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -273,10 +275,16 @@ func removeFromPage(t *testing.T, b *browser, boot *proc, id, secret string) {
 
 	b.do("type the join secret", chromedp.SendKeys(chromedp.CSS("#secret"), secret))
 	confirm()
-	b.waitPage("the removal done and in the timeline", 15*time.Second, func(v pageView) bool {
+	b.waitPage("the removal done, in the members and the timeline", 15*time.Second, func(v pageView) bool {
 		_, _, present := v.card(id)
 		return strings.Contains(v.Action, "done") && !present && hasInOrder(v.kinds(id), "removed")
 	})
+	// One call per confirmed click: a stale armed button once sent a
+	// second Remove, answered "not a member" or "system is too busy".
+	var calls []string
+	if err := b.eval(`performance.getEntriesByType("resource").map((e) => e.name).filter((n) => n.endsWith("/kvd.v1.Cluster/Remove"))`, &calls); err != nil || len(calls) != 2 {
+		b.fail("the page made %d Remove calls for 2 confirmed clicks (%v)", len(calls), err)
+	}
 	b.screenshot("removed")
 }
 
@@ -287,4 +295,33 @@ func parseID(t *testing.T, s string) uint64 {
 		t.Fatalf("member ID %q: %v", s, err)
 	}
 	return id
+}
+
+// The page is served with the API's TLS: over https it works as over
+// plain HTTP (it only uses its own origin), and with --client-cert-auth it
+// is refused to a client without a certificate of the cluster CA.
+func TestUIOverTLS(t *testing.T) {
+	ca := newTestCA(t)
+	node := startTLSBootstrap(t, ca, "")
+	b := newBrowser(t, 1000, 800, chromedp.Flag("ignore-certificate-errors", true)) // the test CA is not the browser's
+	b.do("open the page over https", chromedp.Navigate("https://"+node.api+"/"))
+	b.waitPage("the node's card", 10*time.Second, func(v pageView) bool {
+		return len(v.Cards) == 1 && v.Cards[0].Role == "voter" && v.Cards[0].State == "ready" && v.Banner == ""
+	})
+
+	strict := startTLSBootstrap(t, ca, "operator", "--client-cert-auth")
+	for _, c := range []struct {
+		cert string
+		want int
+	}{{"", http.StatusUnauthorized}, {"operator", http.StatusOK}} {
+		resp, err := httpsClient(ca.client(c.cert)).Get("https://" + strict.api + "/")
+		if err != nil {
+			t.Fatalf("GET / with certificate %q: %v", c.cert, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || (c.want == http.StatusOK && !strings.Contains(string(body), "<title>kvd cluster</title>")) {
+			t.Fatalf("GET / with certificate %q: %d (want %d)\n%.300s", c.cert, resp.StatusCode, c.want, body)
+		}
+	}
 }

@@ -88,12 +88,11 @@ function chart(name, pick, fmt, now) {
   $(`#${name}-now`).textContent = `now ${last == null ? "–" : fmt(last)} · max ${fmt(max)}`;
 }
 
-// act runs a member action (action null: only redraw).
+// act redraws the cards (an armed button was clicked: disarmed now, or a
+// stale armed button would send the action again) and runs action, if any.
 async function act(action, id) {
-  if (!action) {
-    redraw();
-    return;
-  }
+  redraw();
+  if (!action) return;
   const out = $("#action-result");
   out.className = "result";
   out.textContent = `${action} ${id}…`;

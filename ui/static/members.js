@@ -5,6 +5,7 @@ import { h, duration } from "./dom.js";
 import { shownRole } from "./timeline.js";
 
 let pending = null; // {action, id, until}: first click seen, awaiting the second
+const drawn = new WeakMap(); // card → what it was drawn from
 
 // render draws the cards of snapshot snap into el, keeping cards whose
 // content did not change. selfId is the node serving the page.
@@ -15,9 +16,9 @@ export function render(el, snap, selfId, act) {
     const role = shownRole(snap, m);
     const sig = JSON.stringify([m, role, selfId, leaderApplied, pendingFor(m.id)]);
     const old = keep.get(m.id);
-    if (old && old.dataset.sig === sig) return old;
-    const card = card_(m, role, selfId, leaderApplied, act);
-    card.dataset.sig = sig;
+    if (old && drawn.get(old) === sig) return old;
+    const card = memberCard(m, role, selfId, leaderApplied, act);
+    drawn.set(card, sig);
     return card;
   });
   el.replaceChildren(...cards);
@@ -27,7 +28,7 @@ function pendingFor(id) {
   return pending && pending.id === id && pending.until > Date.now() ? pending.action : "";
 }
 
-function card_(m, role, selfId, leaderApplied, act) {
+function memberCard(m, role, selfId, leaderApplied, act) {
   const applied = leaderApplied ? Math.min(1, m.applied / leaderApplied) : m.ready ? 1 : 0;
   const bar = h("span");
   bar.style.width = `${Math.round(applied * 100)}%`;
@@ -42,7 +43,7 @@ function card_(m, role, selfId, leaderApplied, act) {
     h("div", { class: "progress", title: `applied ${m.applied} of the leader's ${leaderApplied}` }, bar),
     h("p", { class: "muted" }, `applied ${m.applied}${m.lag ? ` · ${m.lag} behind` : ""}`),
     m.reason && h("p", { class: "reason" }, m.reason),
-    h("p", { class: "addr" }, addrLink(m.apiAddr), ` raft ${m.raftAddr}`),
+    h("p", { class: "addr" }, h("span", {}, "api ", addrLink(m.apiAddr)), " ", h("span", {}, `raft ${m.raftAddr}`)),
     h("p", { class: "actions" },
       m.role === "observer" && button("promote", m.id, act),
       button("remove", m.id, act)));
@@ -66,7 +67,7 @@ function button(action, id, act) {
     onclick: () => {
       if (!armed) {
         pending = { action, id, until: Date.now() + 5000 };
-        act(null); // redraw with the confirm button
+        act(null);
         return;
       }
       pending = null;
