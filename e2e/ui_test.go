@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kvd-project/kvd/membership"
@@ -24,8 +27,8 @@ type pageView struct {
 	Events []struct {
 		Kind, ID, Text string
 	} // oldest first
-	Banner, Action, Value, KeysResult string
-	Keys                              []string
+	Banner, Action, Value, KeysResult, PutsNow string
+	Keys                                       []string
 }
 
 const pageViewJS = `(() => {
@@ -38,6 +41,7 @@ const pageViewJS = `(() => {
     keys: [...document.querySelectorAll("#keys tbody tr")].map((r) => r.dataset.key),
     value: q("#value").hidden ? "" : q("#value-body").innerText,
     keysResult: q("#keys-result").innerText,
+    putsNow: q("#puts-now").innerText,
   };
 })()`
 
@@ -159,32 +163,69 @@ func TestUIClusterPage(t *testing.T) {
 
 	lateID := joinLate(t, b, boot, flags)
 
-	// A put made with kvctl shows in the key browser.
+	browseKeys(t, b, boot)
+	removeFromPage(t, b, boot, lateID, secret)
+	checkPhoneWidth(b)
+}
+
+// browseKeys: a put made with kvctl shows in the key browser, pages
+// continue, binary values show in hex, and a put and a delete from the page
+// reach the cluster and the node's traffic chart.
+func browseKeys(t *testing.T, b *browser, boot *proc) {
+	t.Helper()
 	if out, err := kvctl(t, boot, "put", "ui/greeting", "hello from kvctl"); err != nil {
 		t.Fatalf("kvctl put: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	puts := map[string][]byte{"ui/bin": {0, 1, 2, 0xff}}
+	for i := range 60 {
+		puts[fmt.Sprintf("ui/page/%02d", i)] = []byte("v")
+	}
+	for k, v := range puts {
+		if _, err := boot.kv().Put(ctx, connect.NewRequest(&kvdv1.PutRequest{Key: []byte(k), Value: v})); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
 	}
 	b.do("list keys under ui/",
 		chromedp.SendKeys(chromedp.CSS("#prefix"), "ui/"),
 		chromedp.Click(chromedp.CSS("#range-form button")))
-	b.waitPage("ui/greeting in the key list", 10*time.Second, func(v pageView) bool {
-		return len(v.Keys) == 1 && v.Keys[0] == "ui/greeting"
-	})
-	b.do("open ui/greeting", chromedp.Click(chromedp.CSS(`#keys tbody button`)))
+	b.waitPage("a first page of 50 keys", 10*time.Second, func(v pageView) bool { return len(v.Keys) == 50 && v.Keys[0] == "ui/bin" })
+	b.do("next page", chromedp.Click(chromedp.CSS("#more")))
+	b.waitPage("all 62 keys", 10*time.Second, func(v pageView) bool { return len(v.Keys) == 62 && v.Keys[61] == "ui/page/59" })
+	b.do("open ui/greeting", chromedp.Click(chromedp.CSS(`#keys tr[data-key="ui/greeting"] button`)))
 	b.waitPage("the value of ui/greeting", 10*time.Second, func(v pageView) bool { return v.Value == "hello from kvctl" })
 	b.screenshot("key-browser")
+	b.do("open ui/bin", chromedp.Click(chromedp.CSS(`#keys tr[data-key="ui/bin"] button`)))
+	b.waitPage("ui/bin in hex", 10*time.Second, func(v pageView) bool { return v.Value == "00000000  00 01 02 ff" })
 
-	// A put from the page reaches the cluster.
 	b.do("put from the page",
 		chromedp.SendKeys(chromedp.CSS("#put-key"), "ui/from-page"),
 		chromedp.SendKeys(chromedp.CSS("#put-value"), "written in the browser"),
 		chromedp.Click(chromedp.CSS("#put-form button")))
-	b.waitPage("the put's revision", 10*time.Second, func(v pageView) bool { return strings.Contains(v.KeysResult, "revision") })
+	b.waitPage("the put's revision and the value", 10*time.Second, func(v pageView) bool {
+		return strings.Contains(v.KeysResult, "put ui/from-page: revision") && v.Value == "written in the browser"
+	})
 	if out, err := kvctl(t, boot, "get", "ui/from-page"); err != nil || strings.TrimSpace(out) != "written in the browser" {
 		t.Fatalf("kvctl get ui/from-page after the page's put: %v %q", err, out)
 	}
+	b.do("delete from the page", chromedp.Click(chromedp.CSS("#delete")))
+	b.waitPage("the delete's revision", 10*time.Second, func(v pageView) bool { return strings.Contains(v.KeysResult, "deleted ui/from-page") })
+	if out, err := kvctl(t, boot, "get", "ui/from-page"); exitCode(err) != 2 {
+		t.Fatalf("kvctl get ui/from-page after the page's delete: %v %q (want exit 2, not found)", err, out)
+	}
+	// The 63 puts on this node appear in its puts/s chart.
+	b.waitPage("puts in the traffic chart", 10*time.Second, func(v pageView) bool {
+		return v.PutsNow != "" && !strings.Contains(v.PutsNow, "max 0.0/s")
+	})
+}
 
-	removeFromPage(t, b, boot, lateID, secret)
-	checkPhoneWidth(b)
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	return 0
 }
 
 // checkPhoneWidth shows the page 390 px wide: nothing may overflow sideways.
