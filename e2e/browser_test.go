@@ -35,8 +35,8 @@ func chromium(t *testing.T) string {
 	return path
 }
 
-// artifactsDir is where screenshots go: $KVD_E2E_ARTIFACTS/<test>, or a
-// temporary directory removed after the test.
+// artifactsDir is where screenshots go: $KVD_E2E_ARTIFACTS/<test>, emptied
+// first, or a temporary directory removed after the test.
 func artifactsDir(t *testing.T) string {
 	t.Helper()
 	root := os.Getenv("KVD_E2E_ARTIFACTS")
@@ -44,6 +44,9 @@ func artifactsDir(t *testing.T) string {
 		return t.TempDir()
 	}
 	dir := filepath.Join(root, t.Name())
+	if err := os.RemoveAll(dir); err != nil { // a previous run's screenshots
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
