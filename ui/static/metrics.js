@@ -27,11 +27,13 @@ const sum = (series, pred) => series.filter(pred).reduce((a, s) => a + s.value, 
 
 // counters extracts the totals the charts need from parsed series.
 export function counters(series, t) {
-  const rpc = (proc) => (s) => s.name === "kvd_rpc_requests_total" && s.labels.procedure === proc;
+  // A unary call, or one call of that kind inside a KV stream.
+  const rpc = (proc, call) => (s) => s.name === "kvd_rpc_requests_total" &&
+    (s.labels.procedure === proc || (s.labels.procedure === "/kvd.v1.KV/Stream" && s.labels.call === call));
   return {
     t,
-    puts: sum(series, rpc("/kvd.v1.KV/Put")),
-    gets: sum(series, rpc("/kvd.v1.KV/Get")),
+    puts: sum(series, rpc("/kvd.v1.KV/Put", "put")),
+    gets: sum(series, rpc("/kvd.v1.KV/Get", "get")),
     commitSum: sum(series, (s) => s.name === "kvd_node_propose_duration_seconds_sum"),
     commitCount: sum(series, (s) => s.name === "kvd_node_propose_duration_seconds_count"),
   };
