@@ -106,16 +106,22 @@ func (n *Node) trackMembers(ctx context.Context) {
 }
 
 // WatchMembers starts a watch of this node's view of the members: the view
-// now, and a MemberWatch whose Next returns the events after it.
-// membership.ErrNoView until the node has a view.
+// now, and a MemberWatch whose Next returns the events after it. Refused
+// (a *NotReadyError) while the node is not ready: it then probes nobody,
+// and its view of the others is frozen; membership.ErrNoView until the
+// node has a view.
 func (n *Node) WatchMembers() (*MemberWatch, MemberView, error) {
+	if err := n.consistent(context.Background(), Serializable); err != nil {
+		return nil, MemberView{}, err
+	}
 	f := n.members
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.ok {
 		return nil, MemberView{}, fmt.Errorf("%w (it is %s)", membership.ErrNoView, n.Status().State)
 	}
-	return &MemberWatch{f: f, next: f.next}, f.view, nil
+	check := func() error { return n.consistent(context.Background(), Serializable) }
+	return &MemberWatch{f: f, next: f.next, check: check}, f.view, nil
 }
 
 // MemberBatch is what a watcher reads at once: the events since its last
@@ -130,9 +136,14 @@ type MemberBatch struct {
 // MemberWatch is one watcher's place in the node's events. Not safe for
 // concurrent use.
 type MemberWatch struct {
-	f    *memberFeed
-	next uint64 // sequence number of the next event to read
+	f     *memberFeed
+	next  uint64       // sequence number of the next event to read
+	check func() error // the node's readiness
 }
+
+// Err is nil while the node is ready; then why it is not (a
+// *NotReadyError, or ErrStopped): its view is frozen, watch another node.
+func (w *MemberWatch) Err() error { return w.check() }
 
 // Changed returns a channel closed when events are added; take it before
 // Next so that none is added between the two unnoticed.
