@@ -50,28 +50,29 @@ type change struct {
 	reason string
 }
 
-// memberChanges is what changed about one member: its role, then whether
-// its API answers, else whether it is ready. A member that comes back
-// reachable is not also reported ready (its row says so), nor one that
-// goes unreachable not ready.
+// memberChanges is what changed about one member: whether its API
+// answers, else whether it is ready; then its role (an observer catches up
+// before it is promoted, and one look may see both). A member that comes
+// back reachable is not also reported ready (its row says so), nor one
+// that goes unreachable not ready.
 func memberChanges(o, m membership.MemberInfo) []change {
 	var out []change
-	if o.Role == membership.RoleObserver && m.Role == membership.RoleVoter {
-		out = append(out, change{MemberPromoted, "observer → voter"})
-	}
 	wasDown, isDown := o.State == membership.StateUnreachable, m.State == membership.StateUnreachable
 	wasReady, isReady := o.State == membership.StateReady, m.State == membership.StateReady
 	switch {
 	case !wasDown && isDown:
 		out = append(out, change{MemberUnreachable, m.Reason})
 	case wasDown && !isDown:
-		out = append(out, change{MemberReachable, "answers again; " + stateText(m)})
+		out = append(out, change{MemberReachable, "its API answers; " + stateText(m)})
 	case !wasReady && isReady && fresh(o.State):
 		out = append(out, change{MemberCaughtUp, fmt.Sprintf("was %s; applied %d", o.State, m.Applied)})
 	case !wasReady && isReady:
 		out = append(out, change{MemberReady, fmt.Sprintf("ready again (was %s)", o.State)})
 	case wasReady && !isReady:
 		out = append(out, change{MemberNotReady, stateText(m)})
+	}
+	if o.Role == membership.RoleObserver && m.Role == membership.RoleVoter {
+		out = append(out, change{MemberPromoted, "observer → voter"})
 	}
 	return out
 }
