@@ -20,7 +20,7 @@ type MemberEventKind int
 // The kinds, numbered as the API numbers them.
 const (
 	MemberJoined      MemberEventKind = 1 // a new member
-	MemberCaughtUp    MemberEventKind = 2 // ready for the first time since it (re)started
+	MemberCaughtUp    MemberEventKind = 2 // ready after it joined, restarted or was unreachable
 	MemberPromoted    MemberEventKind = 3 // observer → voter
 	MemberUnreachable MemberEventKind = 4 // its API stopped answering
 	MemberReachable   MemberEventKind = 5 // its API answers again

@@ -51,19 +51,19 @@ type change struct {
 }
 
 // memberChanges is what changed about one member: whether its API
-// answers, else whether it is ready; then its role (an observer catches up
-// before it is promoted, and one look may see both). A member that comes
-// back reachable is not also reported ready (its row says so), nor one
-// that goes unreachable not ready.
+// answers, whether it is ready, then its role (an observer catches up
+// before it is promoted, and one look may see both). One that goes
+// unreachable is not also reported not ready (its row says so).
 func memberChanges(o, m membership.MemberInfo) []change {
 	var out []change
 	wasDown, isDown := o.State == membership.StateUnreachable, m.State == membership.StateUnreachable
 	wasReady, isReady := o.State == membership.StateReady, m.State == membership.StateReady
+	if wasDown && !isDown {
+		out = append(out, change{MemberReachable, "its API answers; " + stateText(m)})
+	}
 	switch {
 	case !wasDown && isDown:
 		out = append(out, change{MemberUnreachable, m.Reason})
-	case wasDown && !isDown:
-		out = append(out, change{MemberReachable, "its API answers; " + stateText(m)})
 	case !wasReady && isReady && fresh(o.State):
 		out = append(out, change{MemberCaughtUp, fmt.Sprintf("was %s; applied %d", o.State, m.Applied)})
 	case !wasReady && isReady:
@@ -77,11 +77,12 @@ func memberChanges(o, m membership.MemberInfo) []change {
 	return out
 }
 
-// fresh: a member in this state has not been ready since it (re)started
-// or joined, so becoming ready is catching up.
+// fresh: a member in this state has not been seen ready since it
+// (re)started, joined or was out of sight, so becoming ready is catching
+// up; from isolated or stalled it is being ready again.
 func fresh(s membership.State) bool {
 	switch s {
-	case membership.StateJoining, membership.StateStarting, membership.StateCatchingUp:
+	case membership.StateJoining, membership.StateStarting, membership.StateCatchingUp, membership.StateUnreachable:
 		return true
 	}
 	return false

@@ -14,9 +14,9 @@ func feedWith(n int) *memberFeed {
 	return f
 }
 
-// flip makes member 1 unreachable, then reachable: two events.
+// flip makes member 1 isolated, then ready: two events.
 func flip(f *memberFeed) {
-	f.observe(view(row(1, leads, inState(membership.StateUnreachable, "refused"))), time.Now())
+	f.observe(view(row(1, leads, inState(membership.StateIsolated, "no leader"))), time.Now())
 	f.observe(view(row(1, leads)), time.Now())
 }
 
@@ -36,8 +36,8 @@ func TestMemberFeedDeliversInOrder(t *testing.T) {
 		t.Fatal("watcher not woken")
 	}
 	b := w.Next()
-	if len(b.Events) != 2 || b.Events[0].Kind != MemberUnreachable || b.Events[1].Kind != MemberReachable || b.Dropped {
-		t.Fatalf("got %+v, want unreachable then reachable", b)
+	if len(b.Events) != 2 || b.Events[0].Kind != MemberNotReady || b.Events[1].Kind != MemberReady || b.Dropped {
+		t.Fatalf("got %+v, want not-ready then ready", b)
 	}
 	if b := w.Next(); len(b.Events) != 0 {
 		t.Fatalf("events read twice: %+v", b)

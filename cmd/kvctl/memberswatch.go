@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -107,7 +108,7 @@ func (p *printer) memberLine(l memberLine) error {
 	text := l.Reason // an event's reason says what it needs of the state
 	if l.Kind == "member" {
 		text = l.State
-		if l.Leader {
+		if l.Leader && !strings.HasPrefix(l.Reason, "leader") { // the leader's own reason says so
 			text += ", leader"
 		}
 		if l.Reason != "" {

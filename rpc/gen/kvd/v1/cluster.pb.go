@@ -79,14 +79,14 @@ const (
 	MemberEventKind_MEMBER_EVENT_KIND_UNSPECIFIED MemberEventKind = 0
 	// A new member (Raft admitted it, as an observer unless it bootstrapped).
 	MemberEventKind_MEMBER_EVENT_KIND_JOINED MemberEventKind = 1
-	// It became ready for the first time since it started: its applied
-	// index reached the leader's commit index.
+	// It became ready (its applied index reached the leader's commit index)
+	// after it joined, restarted or was unreachable.
 	MemberEventKind_MEMBER_EVENT_KIND_CAUGHT_UP MemberEventKind = 2
 	// An observer became a voter.
 	MemberEventKind_MEMBER_EVENT_KIND_PROMOTED MemberEventKind = 3
 	// Its API stopped answering (the reason is the error).
 	MemberEventKind_MEMBER_EVENT_KIND_UNREACHABLE MemberEventKind = 4
-	// Its API answers again.
+	// Its API answers (again, or for the first time for a joiner).
 	MemberEventKind_MEMBER_EVENT_KIND_REACHABLE MemberEventKind = 5
 	// It is no longer a member; its ID is never admitted again.
 	MemberEventKind_MEMBER_EVENT_KIND_REMOVED MemberEventKind = 6
