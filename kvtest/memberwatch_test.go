@@ -13,10 +13,22 @@ import (
 
 // memberWatcher collects a WatchMembers channel's events.
 type memberWatcher struct {
-	t     *testing.T
-	ch    <-chan client.MemberUpdate
-	first client.MemberUpdate
-	seen  []client.MemberEvent
+	t       *testing.T
+	ch      <-chan client.MemberUpdate
+	first   client.MemberUpdate
+	seen    []client.MemberEvent
+	updates []client.MemberUpdate // every one after the first
+}
+
+// resumed finds the update that resumed the watch elsewhere.
+func (w *memberWatcher) resumed(u *client.MemberUpdate) bool {
+	for _, x := range w.updates {
+		if x.EventsLost && x.Members != nil {
+			*u = x
+			return true
+		}
+	}
+	return false
 }
 
 func watchMembers(t *testing.T, ctx context.Context, cl *client.Client) *memberWatcher {
@@ -58,6 +70,7 @@ func (w *memberWatcher) waitFor(timeout time.Duration, what string, done func() 
 				w.t.Logf("event: %s %s %d %s", e.Time.Format("15:04:05.000"), e.Kind, e.MemberID, e.Reason)
 			}
 			w.seen = append(w.seen, u.Events...)
+			w.updates = append(w.updates, u)
 		case <-deadline:
 			w.t.Fatalf("after %s, still waiting for %s; events: %v", timeout, what, w.seen)
 		}
@@ -99,4 +112,33 @@ func TestWatchMembersSeesJoinPromotionAndFailure(t *testing.T) {
 		return slices.Contains(w.kindsOf(victim), "unreachable")
 	})
 	t.Logf("unreachable %s after the stop", time.Since(stopped).Round(time.Millisecond))
+}
+
+// When the watched node stops, the watch goes on with another: an update
+// with EventsLost and that node's member list, then its events. (Stop
+// takes its whole 10 s timeout here: http.Server.Shutdown waits for the
+// open stream, which nothing ends before the node stops.)
+func TestWatchMembersResumesOnAnotherNode(t *testing.T) {
+	c := NewCluster(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := watchMembers(t, ctx, newClient(t, c.Endpoint(0), c.Endpoint(1), c.Endpoint(2)))
+	// The first endpoint may have refused (no view yet right after it
+	// became ready): stop the one that answered.
+	i := slices.Index(c.Endpoints(), w.first.Members.Endpoint)
+	gone := client.MemberID(c.Server(i).Node().ID())
+	began := time.Now()
+	c.Stop(i)
+	t.Logf("node %d stopped in %s", i+1, time.Since(began).Round(time.Millisecond))
+	var resumed client.MemberUpdate
+	w.waitFor(10*time.Second, "the watch to resume", func() bool { return w.resumed(&resumed) })
+	if n := len(resumed.Members.Members); n != 3 {
+		t.Fatalf("resumed with %d members, want 3: %+v", n, resumed.Members)
+	}
+	listed := slices.ContainsFunc(resumed.Members.Members, func(m client.Member) bool {
+		return m.ID == gone && m.State == "unreachable"
+	})
+	w.waitFor(5*time.Second, "the stopped node to be unreachable", func() bool {
+		return listed || slices.Contains(w.kindsOf(gone), "unreachable")
+	})
 }
