@@ -117,9 +117,10 @@ func TestWatchMembersSeesJoinPromotionAndFailure(t *testing.T) {
 // When the watched node stops, the watch goes on with another: an update
 // with EventsLost and that node's member list, then its events. (Stop
 // takes its whole 10 s timeout here: http.Server.Shutdown waits for the
-// open stream, which nothing ends before the node stops.)
+// open stream, which nothing ends before the node stops.) Like Members,
+// the watch needs no join secret where the cluster has one.
 func TestWatchMembersResumesOnAnotherNode(t *testing.T) {
-	c := NewCluster(t, 3)
+	c := NewCluster(t, 3, func(cfg *server.Config) { cfg.JoinSecret = "s3cret" })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := watchMembers(t, ctx, newClient(t, c.Endpoint(0), c.Endpoint(1), c.Endpoint(2)))

@@ -17,10 +17,12 @@ const membersWatchHelp = `--watch prints one line per member first (kind "member
 per change as it happens, until interrupted (or --count changes): TIME KIND
 MEMBER ROLE REASON, where KIND is joined, caught-up, promoted, unreachable,
 reachable, removed, leader-changed, ready or not-ready. -o json prints one
-JSON object per line (time, kind, member_id, role, state, reason). If the
-node it watches dies or stops being ready, it goes on with another endpoint:
-a line of kind events-lost says that changes in between may be missing, and
-the member list as that node sees it follows. --timeout does not apply.`
+JSON object per line (time, kind, member_id, role, state, reason; leader on
+member lines). If the node it watches dies or stops being ready, it goes on
+with another endpoint: a line of kind events-lost says that changes in
+between may be missing, and the member list as that node sees it follows
+(also when kvctl fell more than 1024 changes behind). --timeout does not
+apply.`
 
 func membersWatchFlags() []cli.Flag {
 	return []cli.Flag{

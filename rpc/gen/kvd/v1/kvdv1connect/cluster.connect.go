@@ -75,10 +75,12 @@ type ClusterClient interface {
 	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
 	// WatchMembers streams what changes in the answering node's view of the
 	// members (the view Members answers with): the first message holds the
-	// whole view, the next ones the events as the node notices them (within
-	// about a second). A node that is not ready refuses (Unavailable), and
-	// ends the stream with Unavailable when it stops being ready: its view of
-	// the others is frozen then; ask another node.
+	// whole view, the next ones the events as the node notices them (a
+	// leader change at once; a member's state within about 2 s: the node
+	// probes every 500 ms and waits up to 1 s for an answer). Open to all,
+	// like Members. A node that is not ready refuses (Unavailable), and ends
+	// the stream with Unavailable when it stops being ready: its view of the
+	// others is frozen then; ask another node.
 	WatchMembers(context.Context, *connect.Request[v1.WatchMembersRequest]) (*connect.ServerStreamForClient[v1.WatchMembersResponse], error)
 }
 
@@ -223,10 +225,12 @@ type ClusterHandler interface {
 	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
 	// WatchMembers streams what changes in the answering node's view of the
 	// members (the view Members answers with): the first message holds the
-	// whole view, the next ones the events as the node notices them (within
-	// about a second). A node that is not ready refuses (Unavailable), and
-	// ends the stream with Unavailable when it stops being ready: its view of
-	// the others is frozen then; ask another node.
+	// whole view, the next ones the events as the node notices them (a
+	// leader change at once; a member's state within about 2 s: the node
+	// probes every 500 ms and waits up to 1 s for an answer). Open to all,
+	// like Members. A node that is not ready refuses (Unavailable), and ends
+	// the stream with Unavailable when it stops being ready: its view of the
+	// others is frozen then; ask another node.
 	WatchMembers(context.Context, *connect.Request[v1.WatchMembersRequest], *connect.ServerStream[v1.WatchMembersResponse]) error
 }
 
