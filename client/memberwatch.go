@@ -3,7 +3,9 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -13,6 +15,12 @@ import (
 
 // opWatchMembers names WatchMembers in Error.Op.
 const opWatchMembers = "watch-members"
+
+// memberWatchSilence: a node sends something at least every 5 s on a
+// WatchMembers stream; one silent for longer is taken for lost (a
+// partition, a hung process: nothing closes the connection) and the watch
+// moves to the next endpoint. A variable for tests.
+var memberWatchSilence = 15 * time.Second
 
 // MemberEventKind says what happened to a member.
 type MemberEventKind int
@@ -117,20 +125,32 @@ func (c *Client) watchMembers(ctx context.Context, out chan<- MemberUpdate) {
 func (c *Client) watchMembersOn(ctx context.Context, ep *endpoint, resumed bool, out chan<- MemberUpdate) (delivered bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var quiet atomic.Bool // the node was silent too long
+	silent := time.AfterFunc(memberWatchSilence, func() { quiet.Store(true); cancel() })
+	defer silent.Stop()
 	stream, err := ep.cluster.WatchMembers(ctx, connect.NewRequest(&kvdv1.WatchMembersRequest{}))
 	if err != nil {
 		return false, err
 	}
 	defer stream.Close()
 	for stream.Receive() {
-		u := memberUpdateFromProto(stream.Msg(), ep.name)
-		u.EventsLost = u.EventsLost || (resumed && !delivered)
-		delivered = true
-		select {
-		case out <- u:
-		case <-ctx.Done():
-			return delivered, ctx.Err()
+		if !silent.Stop() {
+			break // it fired as the message came
 		}
+		u := memberUpdateFromProto(stream.Msg(), ep.name)
+		if u.Members != nil || len(u.Events) > 0 { // else the node's heartbeat
+			u.EventsLost = u.EventsLost || (resumed && !delivered)
+			delivered = true
+			select { // not timed: a slow reader is not a silent node
+			case out <- u:
+			case <-ctx.Done():
+				return delivered, ctx.Err()
+			}
+		}
+		silent.Reset(memberWatchSilence)
+	}
+	if quiet.Load() {
+		return delivered, fmt.Errorf("watch members: %s sent nothing for %s", ep.name, memberWatchSilence)
 	}
 	if err := stream.Err(); err != nil {
 		return delivered, err

@@ -20,12 +20,18 @@ type MemberWatcher interface {
 }
 
 // memberWatchCheck is how often an idle WatchMembers stream checks that
-// its node is still ready.
-const memberWatchCheck = time.Second
+// its node is still ready; memberWatchHeartbeat, how long it may stay
+// silent before it sends an empty message (the proto promises 5 s: a
+// client that hears nothing for longer takes the node for lost).
+const (
+	memberWatchCheck     = time.Second
+	memberWatchHeartbeat = 5 * time.Second
+)
 
 // WatchMembers sends the node's view of the members, then the events as
-// the node notices them. A node that stops being ready ends the stream
-// with Unavailable (its view is frozen): the client resumes on another.
+// the node notices them, and an empty message after 5 s without one. A
+// node that stops being ready ends the stream with Unavailable (its view
+// is frozen): the client resumes on another.
 func (s *clusterServer) WatchMembers(ctx context.Context, _ *connect.Request[kvdv1.WatchMembersRequest], stream *connect.ServerStream[kvdv1.WatchMembersResponse]) error {
 	mw, ok := s.view.(MemberWatcher)
 	if !ok {
@@ -41,12 +47,14 @@ func (s *clusterServer) WatchMembers(ctx context.Context, _ *connect.Request[kvd
 	}
 	tick := time.NewTicker(memberWatchCheck)
 	defer tick.Stop()
+	sent := time.Now()
 	for {
 		changed := w.Changed()
-		if b := w.Next(); len(b.Events) > 0 || b.Dropped {
+		if b := w.Next(); len(b.Events) > 0 || b.Dropped || time.Since(sent) >= memberWatchHeartbeat {
 			if err := stream.Send(memberBatchProto(b, self)); err != nil {
 				return err
 			}
+			sent = time.Now()
 		}
 		if err := w.Err(); err != nil {
 			return toConnect(err)

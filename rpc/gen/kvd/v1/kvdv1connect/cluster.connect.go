@@ -77,7 +77,9 @@ type ClusterClient interface {
 	// members (the view Members answers with): the first message holds the
 	// whole view, the next ones the events as the node notices them (a
 	// leader change at once; a member's state within about 2 s: the node
-	// probes every 500 ms and waits up to 1 s for an answer). Open to all,
+	// probes every 500 ms and waits up to 1 s for an answer). A stream
+	// without events gets an empty message every 5 s, so that a client
+	// hearing nothing for longer may take the node for lost. Open to all,
 	// like Members. A node that is not ready refuses (Unavailable), and ends
 	// the stream with Unavailable when it stops being ready: its view of the
 	// others is frozen then; ask another node.
@@ -227,7 +229,9 @@ type ClusterHandler interface {
 	// members (the view Members answers with): the first message holds the
 	// whole view, the next ones the events as the node notices them (a
 	// leader change at once; a member's state within about 2 s: the node
-	// probes every 500 ms and waits up to 1 s for an answer). Open to all,
+	// probes every 500 ms and waits up to 1 s for an answer). A stream
+	// without events gets an empty message every 5 s, so that a client
+	// hearing nothing for longer may take the node for lost. Open to all,
 	// like Members. A node that is not ready refuses (Unavailable), and ends
 	// the stream with Unavailable when it stops being ready: its view of the
 	// others is frozen then; ask another node.
