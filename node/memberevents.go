@@ -93,9 +93,7 @@ func (n *Node) trackMembers(ctx context.Context) {
 	defer t.Stop()
 	for {
 		moved := n.leaderMoved.wait() // before the look: no change is missed
-		if rows, ccid, ok := n.Members(); ok {
-			n.members.observe(MemberView{Rows: rows, ConfigChangeID: ccid, Removed: n.RemovedIDs()}, time.Now())
-		}
+		n.members.refresh(n.memberView, time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -103,6 +101,13 @@ func (n *Node) trackMembers(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// memberView is this node's view of the members now; false before the
+// first probe.
+func (n *Node) memberView() (MemberView, bool) {
+	rows, ccid, ok := n.Members()
+	return MemberView{Rows: rows, ConfigChangeID: ccid, Removed: n.RemovedIDs()}, ok
 }
 
 // WatchMembers starts a watch of this node's view of the members: the view
@@ -115,6 +120,7 @@ func (n *Node) WatchMembers() (*MemberWatch, MemberView, error) {
 		return nil, MemberView{}, err
 	}
 	f := n.members
+	f.refresh(n.memberView, time.Now()) // the view now, not as last sampled
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.ok {
@@ -187,10 +193,17 @@ func newMemberFeed(size int) *memberFeed {
 	return &memberFeed{size: size, done: make(chan struct{})}
 }
 
-// observe takes a new view: its differences from the last one become
-// events. The first view is the baseline and makes none.
-func (f *memberFeed) observe(v MemberView, now time.Time) {
+// refresh takes a new view from sample (nothing while it has none): its
+// differences from the last one become events; the first view is the
+// baseline and makes none. The view is sampled under the feed's lock, so
+// that views taken by two callers are observed in the order taken.
+func (f *memberFeed) refresh(sample func() (MemberView, bool), now time.Time) {
 	f.mu.Lock()
+	v, ok := sample()
+	if !ok {
+		f.mu.Unlock()
+		return
+	}
 	var evs []MemberEvent
 	if f.ok {
 		evs = diffMembers(f.view, v, now)

@@ -7,17 +7,22 @@ import (
 	"github.com/kvd-project/kvd/membership"
 )
 
+// observe has f take v as the view now.
+func (f *memberFeed) observe(v MemberView) {
+	f.refresh(func() (MemberView, bool) { return v, true }, time.Now())
+}
+
 // feedWith is a feed of ring size n whose baseline view has member 1.
 func feedWith(n int) *memberFeed {
 	f := newMemberFeed(n)
-	f.observe(view(row(1, leads)), time.Now())
+	f.observe(view(row(1, leads)))
 	return f
 }
 
 // flip makes member 1 isolated, then ready: two events.
 func flip(f *memberFeed) {
-	f.observe(view(row(1, leads, inState(membership.StateIsolated, "no leader"))), time.Now())
-	f.observe(view(row(1, leads)), time.Now())
+	f.observe(view(row(1, leads, inState(membership.StateIsolated, "no leader"))))
+	f.observe(view(row(1, leads)))
 }
 
 // The first view makes no events; a watcher reads each event once, in
@@ -62,6 +67,15 @@ func TestMemberFeedDropsBeyondTheRing(t *testing.T) {
 	flip(f)
 	if b := slow.Next(); len(b.Events) != 2 || b.Dropped {
 		t.Fatalf("after the drop: got %+v", b)
+	}
+}
+
+// No view, no events and no baseline.
+func TestMemberFeedWithoutAView(t *testing.T) {
+	f := newMemberFeed(3)
+	f.refresh(func() (MemberView, bool) { return MemberView{}, false }, time.Now())
+	if f.ok || f.next != 0 {
+		t.Fatalf("a missing view was taken: ok %v, next %d", f.ok, f.next)
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/kvd-project/kvd/kvtest"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -116,5 +118,75 @@ func TestMembersWatchJSONResumes(t *testing.T) {
 	}
 	if !strings.Contains(out, `{"time":"2026-11-30T01:02:03.456Z","kind":"removed","member_id":7,"role":"observer","state":"unreachable","reason":"removed"}`) {
 		t.Errorf("removed line not as expected:\n%s", out)
+	}
+}
+
+// Against a real cluster: kvctl members --watch prints the members, then
+// a node joining.
+func TestMembersWatchAgainstRealCluster(t *testing.T) {
+	c := kvtest.NewCluster(t, 3)
+	settled(t, c) // so that the first change is the join
+	eps := "--endpoints=" + strings.Join(c.Endpoints(), ",")
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"kvctl", eps, "-o", "json", "members", "--watch", "--count", "1"}, &out, &errOut)
+	}()
+	// The joiner may be admitted before the watch begins: then its first
+	// event is a later one (reachable, caught-up), still about it.
+	j := c.Join()
+	id := float64(c.Server(j).Node().ID())
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("kvctl members --watch --count 1 still running after 30s")
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var members, events int
+	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if l["kind"] == "member" {
+			members++
+			continue
+		}
+		events++
+		if l["member_id"] != id {
+			t.Errorf("event %v is not about the joiner %v", l, id)
+		}
+	}
+	if members < 3 || events == 0 {
+		t.Fatalf("%d member lines and %d events, want at least 3 and 1:\n%s", members, events, out.String())
+	}
+}
+
+// settled waits until every node's view lists the voters ready.
+func settled(t *testing.T, c *kvtest.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < c.Size(); i++ {
+		for {
+			resp, err := c.ClusterClient(i).Members(context.Background(), connect.NewRequest(&kvdv1.MembersRequest{}))
+			ready := 0
+			if err == nil {
+				for _, m := range resp.Msg.GetMembers() {
+					if m.GetState() == "ready" {
+						ready++
+					}
+				}
+			}
+			if err == nil && ready == c.Size() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d's view not settled after 20s (%d ready, %v)", i+1, ready, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
