@@ -90,32 +90,40 @@ func (c *Client) Members(ctx context.Context) (*MembersResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			res := &MembersResult{
-				LeaderID:       MemberID(resp.Msg.GetLeaderId()),
-				ConfigChangeID: resp.Msg.GetConfigChangeId(),
-				Endpoint:       ep.name,
-				Members:        make([]Member, 0, len(resp.Msg.GetMembers())),
-			}
-			for _, m := range resp.Msg.GetMembers() {
-				res.Members = append(res.Members, Member{
-					ID:           MemberID(m.GetId()),
-					Role:         roleFromProto(m.GetRole()),
-					RaftAddr:     m.GetRaftAddr(),
-					APIAddr:      m.GetApiAddr(),
-					Leader:       m.GetLeader(),
-					AppliedIndex: m.GetAppliedIndex(),
-					Ready:        m.GetReady(),
-					State:        m.GetState(),
-					Lag:          m.GetLag(),
-					Reason:       m.GetReason(),
-					DownFor:      time.Duration(m.GetDownForMs()) * time.Millisecond,
-				})
-			}
-			for _, id := range resp.Msg.GetRemovedIds() {
-				res.RemovedIDs = append(res.RemovedIDs, MemberID(id))
-			}
-			return res, nil
+			return membersFromProto(resp.Msg, ep.name), nil
 		})
+}
+
+func membersFromProto(m *kvdv1.MembersResponse, endpoint string) *MembersResult {
+	res := &MembersResult{
+		LeaderID:       MemberID(m.GetLeaderId()),
+		ConfigChangeID: m.GetConfigChangeId(),
+		Endpoint:       endpoint,
+		Members:        make([]Member, 0, len(m.GetMembers())),
+	}
+	for _, pm := range m.GetMembers() {
+		res.Members = append(res.Members, memberFromProto(pm))
+	}
+	for _, id := range m.GetRemovedIds() {
+		res.RemovedIDs = append(res.RemovedIDs, MemberID(id))
+	}
+	return res
+}
+
+func memberFromProto(m *kvdv1.Member) Member {
+	return Member{
+		ID:           MemberID(m.GetId()),
+		Role:         roleFromProto(m.GetRole()),
+		RaftAddr:     m.GetRaftAddr(),
+		APIAddr:      m.GetApiAddr(),
+		Leader:       m.GetLeader(),
+		AppliedIndex: m.GetAppliedIndex(),
+		Ready:        m.GetReady(),
+		State:        m.GetState(),
+		Lag:          m.GetLag(),
+		Reason:       m.GetReason(),
+		DownFor:      time.Duration(m.GetDownForMs()) * time.Millisecond,
+	}
 }
 
 // Status is one node's own view of itself and the cluster.

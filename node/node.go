@@ -37,6 +37,7 @@ type Node struct {
 	clusterID   atomic.Pointer[string] // once known (clusterid.go)
 	applied     *applySignal           // fired after each apply (watch.go)
 	badMetas    rowLog                 // member metadata rows already reported (meta.go)
+	members     *memberFeed            // membership events (memberevents.go)
 
 	// ctx is the node's lifetime: every goroutine of the node runs under
 	// it, Stop cancels it and waits for them (wg; the batcher's own).
@@ -88,7 +89,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 }
 
 func newNode(cfg Config) *Node {
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), removed: make(chan struct{}), applied: newApplySignal()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), removed: make(chan struct{}), applied: newApplySignal(),
+		members: newMemberFeed(memberRingSize)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.batch.ctx = n.ctx
 	n.events = &listener{n: n}
@@ -119,6 +121,7 @@ func (n *Node) startMetrics() {
 func (n *Node) startGoroutines() {
 	n.goroutine(n.stayReady)       // catch-up, readiness watch, metadata publication
 	n.goroutine(n.settleClusterID) // until the cluster ID is known (clusterid.go)
+	n.goroutine(n.trackMembers)    // membership events (memberevents.go)
 	if n.ctrl != nil {
 		n.goroutine(n.ctrl.Run) // membership autopilot
 	}

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -71,21 +70,7 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 	if !ok {
 		return nil, toConnect(fmt.Errorf("%w (it is %s)", membership.ErrNoView, s.view.Status().State))
 	}
-	out := &kvdv1.MembersResponse{ConfigChangeId: ccid}
-	for _, id := range s.view.RemovedIDs() {
-		out.RemovedIds = append(out.RemovedIds, uint64(id))
-	}
-	for _, r := range rows {
-		if r.Leader {
-			out.LeaderId = uint64(r.ID)
-		}
-		out.Members = append(out.Members, &kvdv1.Member{
-			Id: uint64(r.ID), Role: roleProto(r.Role), RaftAddr: r.RaftAddr, ApiAddr: r.APIAddr,
-			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State.String(), Lag: r.Lag,
-			Reason: r.Reason, DownForMs: uint64(r.DownFor / time.Millisecond),
-		})
-	}
-	return connect.NewResponse(out), nil
+	return connect.NewResponse(membersProto(node.MemberView{Rows: rows, ConfigChangeID: ccid, Removed: s.view.RemovedIDs()})), nil
 }
 
 func (s *clusterServer) Join(ctx context.Context, req *connect.Request[kvdv1.JoinRequest]) (*connect.Response[kvdv1.JoinResponse], error) {

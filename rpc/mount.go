@@ -45,7 +45,7 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 	kvPath, kv := kvdv1connect.NewKVHandler(&kvServer{store: n, limits: opts.Limits, metrics: metrics}, handlerOpts...)
 	mux.Handle(kvPath, withoutStreamDeadlines(kv))
 	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
-	mux.Handle(clusterPath, withClientCert(cluster))
+	mux.Handle(clusterPath, withClientCert(withoutStreamDeadlines(cluster)))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
@@ -53,11 +53,12 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 }
 
 // withoutStreamDeadlines lifts the server's read and write timeouts from
-// KV/Stream requests: a stream lives as long as its client, and the
-// per-request timeouts that protect unary calls would cut it after a minute.
+// KV/Stream and Cluster/WatchMembers requests: a stream lives as long as
+// its client, and the per-request timeouts that protect unary calls would
+// cut it after a minute.
 func withoutStreamDeadlines(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == kvdv1connect.KVStreamProcedure {
+		if r.URL.Path == kvdv1connect.KVStreamProcedure || r.URL.Path == kvdv1connect.ClusterWatchMembersProcedure {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})

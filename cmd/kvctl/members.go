@@ -12,20 +12,25 @@ import (
 func membersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "members",
-		Usage: "list the cluster's members, or promote or remove one",
+		Usage: "list the cluster's members, watch them, or promote or remove one",
 		UsageText: `kvctl [global options] members [list]
+kvctl [global options] members --watch [--count N]
 kvctl [global options] members promote ID
 kvctl [global options] members remove ID`,
 		Description: `Without a subcommand, or with list: lists every member as seen by the
-answering node.
+answering node. With --watch: prints the members, then one line per change as
+the node notices it (see below).
 
 promote and remove change the membership; when the cluster has a join secret
 they need it (--join-secret or KVCTL_JOIN_SECRET; exit code 7 without it).
 A change the cluster refuses, such as removing voters the quorum needs, exits
 with 1 and the server's reason; an ID that is not a member exits with 2. If a
 change times out, its outcome is unknown (exit 6): list the members before
-trying again.`,
+trying again.
+
+` + membersWatchHelp,
 		HideHelpCommand: true,
+		Flags:           membersWatchFlags(),
 		Action:          runMembers,
 		Subcommands:     []*cli.Command{membersListCommand(), membersPromoteCommand(), membersRemoveCommand()},
 	}
@@ -75,6 +80,9 @@ func runMembers(c *cli.Context) error {
 	if c.Args().Present() {
 		return usageErrorf("kvctl members: unknown subcommand %q: want list, promote ID or remove ID",
 			c.Args().First())
+	}
+	if c.Bool("watch") {
+		return runMembersWatch(c)
 	}
 	return runMembersList(c)
 }

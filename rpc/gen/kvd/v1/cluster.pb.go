@@ -9,6 +9,7 @@ package kvdv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -68,6 +69,89 @@ func (x Role) Number() protoreflect.EnumNumber {
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+// What happened to a member, as the answering node saw it. Numbers are
+// never reused; a client that does not know one shows it as unknown.
+type MemberEventKind int32
+
+const (
+	MemberEventKind_MEMBER_EVENT_KIND_UNSPECIFIED MemberEventKind = 0
+	// A new member (Raft admitted it, as an observer unless it bootstrapped).
+	MemberEventKind_MEMBER_EVENT_KIND_JOINED MemberEventKind = 1
+	// It became ready (its applied index reached the leader's commit index)
+	// after it joined, restarted or was unreachable.
+	MemberEventKind_MEMBER_EVENT_KIND_CAUGHT_UP MemberEventKind = 2
+	// An observer became a voter.
+	MemberEventKind_MEMBER_EVENT_KIND_PROMOTED MemberEventKind = 3
+	// Its API stopped answering (the reason is the error).
+	MemberEventKind_MEMBER_EVENT_KIND_UNREACHABLE MemberEventKind = 4
+	// Its API answers (again, or for the first time for a joiner).
+	MemberEventKind_MEMBER_EVENT_KIND_REACHABLE MemberEventKind = 5
+	// It is no longer a member; its ID is never admitted again.
+	MemberEventKind_MEMBER_EVENT_KIND_REMOVED MemberEventKind = 6
+	// Another member leads (member_id 0: no leader known).
+	MemberEventKind_MEMBER_EVENT_KIND_LEADER_CHANGED MemberEventKind = 7
+	// Ready again after it was not (isolated or stalled).
+	MemberEventKind_MEMBER_EVENT_KIND_READY MemberEventKind = 8
+	// It answers but is not ready any more (isolated, stalled, catching up):
+	// the reason says why.
+	MemberEventKind_MEMBER_EVENT_KIND_NOT_READY MemberEventKind = 9
+)
+
+// Enum value maps for MemberEventKind.
+var (
+	MemberEventKind_name = map[int32]string{
+		0: "MEMBER_EVENT_KIND_UNSPECIFIED",
+		1: "MEMBER_EVENT_KIND_JOINED",
+		2: "MEMBER_EVENT_KIND_CAUGHT_UP",
+		3: "MEMBER_EVENT_KIND_PROMOTED",
+		4: "MEMBER_EVENT_KIND_UNREACHABLE",
+		5: "MEMBER_EVENT_KIND_REACHABLE",
+		6: "MEMBER_EVENT_KIND_REMOVED",
+		7: "MEMBER_EVENT_KIND_LEADER_CHANGED",
+		8: "MEMBER_EVENT_KIND_READY",
+		9: "MEMBER_EVENT_KIND_NOT_READY",
+	}
+	MemberEventKind_value = map[string]int32{
+		"MEMBER_EVENT_KIND_UNSPECIFIED":    0,
+		"MEMBER_EVENT_KIND_JOINED":         1,
+		"MEMBER_EVENT_KIND_CAUGHT_UP":      2,
+		"MEMBER_EVENT_KIND_PROMOTED":       3,
+		"MEMBER_EVENT_KIND_UNREACHABLE":    4,
+		"MEMBER_EVENT_KIND_REACHABLE":      5,
+		"MEMBER_EVENT_KIND_REMOVED":        6,
+		"MEMBER_EVENT_KIND_LEADER_CHANGED": 7,
+		"MEMBER_EVENT_KIND_READY":          8,
+		"MEMBER_EVENT_KIND_NOT_READY":      9,
+	}
+)
+
+func (x MemberEventKind) Enum() *MemberEventKind {
+	p := new(MemberEventKind)
+	*p = x
+	return p
+}
+
+func (x MemberEventKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MemberEventKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvd_v1_cluster_proto_enumTypes[1].Descriptor()
+}
+
+func (MemberEventKind) Type() protoreflect.EnumType {
+	return &file_kvd_v1_cluster_proto_enumTypes[1]
+}
+
+func (x MemberEventKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MemberEventKind.Descriptor instead.
+func (MemberEventKind) EnumDescriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
 type Member struct {
@@ -911,11 +995,202 @@ func (*SnapshotResponse) Descriptor() ([]byte, []int) {
 	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
+type WatchMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMembersRequest) Reset() {
+	*x = WatchMembersRequest{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMembersRequest) ProtoMessage() {}
+
+func (x *WatchMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMembersRequest.ProtoReflect.Descriptor instead.
+func (*WatchMembersRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+type MemberEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the answering node noticed it.
+	Time     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	Kind     MemberEventKind        `protobuf:"varint,2,opt,name=kind,proto3,enum=kvd.v1.MemberEventKind" json:"kind,omitempty"`
+	MemberId uint64                 `protobuf:"varint,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	// Why, in words for an operator.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The member after the change (before it, for a removal); unset for a
+	// leader change to no leader.
+	Member        *Member `protobuf:"bytes,5,opt,name=member,proto3" json:"member,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberEvent) Reset() {
+	*x = MemberEvent{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberEvent) ProtoMessage() {}
+
+func (x *MemberEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberEvent.ProtoReflect.Descriptor instead.
+func (*MemberEvent) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MemberEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *MemberEvent) GetKind() MemberEventKind {
+	if x != nil {
+		return x.Kind
+	}
+	return MemberEventKind_MEMBER_EVENT_KIND_UNSPECIFIED
+}
+
+func (x *MemberEvent) GetMemberId() uint64 {
+	if x != nil {
+		return x.MemberId
+	}
+	return 0
+}
+
+func (x *MemberEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MemberEvent) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+type WatchMembersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering node's whole view: on the first message, and after
+	// events were dropped. The events of this and later messages follow
+	// from it.
+	Members *MembersResponse `protobuf:"bytes,1,opt,name=members,proto3" json:"members,omitempty"`
+	// In the order the node noticed them.
+	Events []*MemberEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// Events were lost: this watcher fell behind the node's buffer of recent
+	// events. members holds the view as it is now.
+	EventsDropped bool `protobuf:"varint,3,opt,name=events_dropped,json=eventsDropped,proto3" json:"events_dropped,omitempty"`
+	// The answering node's replica ID.
+	NodeId        uint64 `protobuf:"varint,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchMembersResponse) Reset() {
+	*x = WatchMembersResponse{}
+	mi := &file_kvd_v1_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchMembersResponse) ProtoMessage() {}
+
+func (x *WatchMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchMembersResponse.ProtoReflect.Descriptor instead.
+func (*WatchMembersResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WatchMembersResponse) GetMembers() *MembersResponse {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *WatchMembersResponse) GetEvents() []*MemberEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchMembersResponse) GetEventsDropped() bool {
+	if x != nil {
+		return x.EventsDropped
+	}
+	return false
+}
+
+func (x *WatchMembersResponse) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
 var File_kvd_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x14kvd/v1/cluster.proto\x12\x06kvd.v1\"\xa5\x02\n" +
+	"\x14kvd/v1/cluster.proto\x12\x06kvd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.kvd.v1.RoleR\x04role\x12\x1b\n" +
@@ -971,12 +1246,35 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\ttarget_id\x18\x01 \x01(\x04R\btargetId\"\x18\n" +
 	"\x16TransferLeaderResponse\"\x11\n" +
 	"\x0fSnapshotRequest\"\x12\n" +
-	"\x10SnapshotResponse*?\n" +
+	"\x10SnapshotResponse\"\x15\n" +
+	"\x13WatchMembersRequest\"\xc7\x01\n" +
+	"\vMemberEvent\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12+\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x17.kvd.v1.MemberEventKindR\x04kind\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\x04R\bmemberId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12&\n" +
+	"\x06member\x18\x05 \x01(\v2\x0e.kvd.v1.MemberR\x06member\"\xb6\x01\n" +
+	"\x14WatchMembersResponse\x121\n" +
+	"\amembers\x18\x01 \x01(\v2\x17.kvd.v1.MembersResponseR\amembers\x12+\n" +
+	"\x06events\x18\x02 \x03(\v2\x13.kvd.v1.MemberEventR\x06events\x12%\n" +
+	"\x0eevents_dropped\x18\x03 \x01(\bR\reventsDropped\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\x04R\x06nodeId*?\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_VOTER\x10\x01\x12\x11\n" +
-	"\rROLE_OBSERVER\x10\x022\xc0\x03\n" +
+	"\rROLE_OBSERVER\x10\x02*\xda\x02\n" +
+	"\x0fMemberEventKind\x12!\n" +
+	"\x1dMEMBER_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18MEMBER_EVENT_KIND_JOINED\x10\x01\x12\x1f\n" +
+	"\x1bMEMBER_EVENT_KIND_CAUGHT_UP\x10\x02\x12\x1e\n" +
+	"\x1aMEMBER_EVENT_KIND_PROMOTED\x10\x03\x12!\n" +
+	"\x1dMEMBER_EVENT_KIND_UNREACHABLE\x10\x04\x12\x1f\n" +
+	"\x1bMEMBER_EVENT_KIND_REACHABLE\x10\x05\x12\x1d\n" +
+	"\x19MEMBER_EVENT_KIND_REMOVED\x10\x06\x12$\n" +
+	" MEMBER_EVENT_KIND_LEADER_CHANGED\x10\a\x12\x1b\n" +
+	"\x17MEMBER_EVENT_KIND_READY\x10\b\x12\x1f\n" +
+	"\x1bMEMBER_EVENT_KIND_NOT_READY\x10\t2\x92\x04\n" +
 	"\aCluster\x12?\n" +
 	"\aMembers\x12\x16.kvd.v1.MembersRequest\x1a\x17.kvd.v1.MembersResponse\"\x03\x90\x02\x01\x12<\n" +
 	"\x06Status\x12\x15.kvd.v1.StatusRequest\x1a\x16.kvd.v1.StatusResponse\"\x03\x90\x02\x01\x121\n" +
@@ -984,7 +1282,8 @@ const file_kvd_v1_cluster_proto_rawDesc = "" +
 	"\aPromote\x12\x16.kvd.v1.PromoteRequest\x1a\x17.kvd.v1.PromoteResponse\x127\n" +
 	"\x06Remove\x12\x15.kvd.v1.RemoveRequest\x1a\x16.kvd.v1.RemoveResponse\x12O\n" +
 	"\x0eTransferLeader\x12\x1d.kvd.v1.TransferLeaderRequest\x1a\x1e.kvd.v1.TransferLeaderResponse\x12=\n" +
-	"\bSnapshot\x12\x17.kvd.v1.SnapshotRequest\x1a\x18.kvd.v1.SnapshotResponseB1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
+	"\bSnapshot\x12\x17.kvd.v1.SnapshotRequest\x1a\x18.kvd.v1.SnapshotResponse\x12P\n" +
+	"\fWatchMembers\x12\x1b.kvd.v1.WatchMembersRequest\x1a\x1c.kvd.v1.WatchMembersResponse\"\x03\x90\x02\x010\x01B1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
 
 var (
 	file_kvd_v1_cluster_proto_rawDescOnce sync.Once
@@ -998,49 +1297,61 @@ func file_kvd_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_kvd_v1_cluster_proto_rawDescData
 }
 
-var file_kvd_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kvd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_kvd_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_kvd_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_kvd_v1_cluster_proto_goTypes = []any{
 	(Role)(0),                      // 0: kvd.v1.Role
-	(*Member)(nil),                 // 1: kvd.v1.Member
-	(*MembersRequest)(nil),         // 2: kvd.v1.MembersRequest
-	(*MembersResponse)(nil),        // 3: kvd.v1.MembersResponse
-	(*StatusRequest)(nil),          // 4: kvd.v1.StatusRequest
-	(*StatusResponse)(nil),         // 5: kvd.v1.StatusResponse
-	(*JoinRequest)(nil),            // 6: kvd.v1.JoinRequest
-	(*JoinResponse)(nil),           // 7: kvd.v1.JoinResponse
-	(*PromoteRequest)(nil),         // 8: kvd.v1.PromoteRequest
-	(*PromoteResponse)(nil),        // 9: kvd.v1.PromoteResponse
-	(*RemoveRequest)(nil),          // 10: kvd.v1.RemoveRequest
-	(*RemoveResponse)(nil),         // 11: kvd.v1.RemoveResponse
-	(*TransferLeaderRequest)(nil),  // 12: kvd.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 13: kvd.v1.TransferLeaderResponse
-	(*SnapshotRequest)(nil),        // 14: kvd.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 15: kvd.v1.SnapshotResponse
+	(MemberEventKind)(0),           // 1: kvd.v1.MemberEventKind
+	(*Member)(nil),                 // 2: kvd.v1.Member
+	(*MembersRequest)(nil),         // 3: kvd.v1.MembersRequest
+	(*MembersResponse)(nil),        // 4: kvd.v1.MembersResponse
+	(*StatusRequest)(nil),          // 5: kvd.v1.StatusRequest
+	(*StatusResponse)(nil),         // 6: kvd.v1.StatusResponse
+	(*JoinRequest)(nil),            // 7: kvd.v1.JoinRequest
+	(*JoinResponse)(nil),           // 8: kvd.v1.JoinResponse
+	(*PromoteRequest)(nil),         // 9: kvd.v1.PromoteRequest
+	(*PromoteResponse)(nil),        // 10: kvd.v1.PromoteResponse
+	(*RemoveRequest)(nil),          // 11: kvd.v1.RemoveRequest
+	(*RemoveResponse)(nil),         // 12: kvd.v1.RemoveResponse
+	(*TransferLeaderRequest)(nil),  // 13: kvd.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 14: kvd.v1.TransferLeaderResponse
+	(*SnapshotRequest)(nil),        // 15: kvd.v1.SnapshotRequest
+	(*SnapshotResponse)(nil),       // 16: kvd.v1.SnapshotResponse
+	(*WatchMembersRequest)(nil),    // 17: kvd.v1.WatchMembersRequest
+	(*MemberEvent)(nil),            // 18: kvd.v1.MemberEvent
+	(*WatchMembersResponse)(nil),   // 19: kvd.v1.WatchMembersResponse
+	(*timestamppb.Timestamp)(nil),  // 20: google.protobuf.Timestamp
 }
 var file_kvd_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: kvd.v1.Member.role:type_name -> kvd.v1.Role
-	1,  // 1: kvd.v1.MembersResponse.members:type_name -> kvd.v1.Member
+	2,  // 1: kvd.v1.MembersResponse.members:type_name -> kvd.v1.Member
 	0,  // 2: kvd.v1.StatusResponse.role:type_name -> kvd.v1.Role
-	2,  // 3: kvd.v1.Cluster.Members:input_type -> kvd.v1.MembersRequest
-	4,  // 4: kvd.v1.Cluster.Status:input_type -> kvd.v1.StatusRequest
-	6,  // 5: kvd.v1.Cluster.Join:input_type -> kvd.v1.JoinRequest
-	8,  // 6: kvd.v1.Cluster.Promote:input_type -> kvd.v1.PromoteRequest
-	10, // 7: kvd.v1.Cluster.Remove:input_type -> kvd.v1.RemoveRequest
-	12, // 8: kvd.v1.Cluster.TransferLeader:input_type -> kvd.v1.TransferLeaderRequest
-	14, // 9: kvd.v1.Cluster.Snapshot:input_type -> kvd.v1.SnapshotRequest
-	3,  // 10: kvd.v1.Cluster.Members:output_type -> kvd.v1.MembersResponse
-	5,  // 11: kvd.v1.Cluster.Status:output_type -> kvd.v1.StatusResponse
-	7,  // 12: kvd.v1.Cluster.Join:output_type -> kvd.v1.JoinResponse
-	9,  // 13: kvd.v1.Cluster.Promote:output_type -> kvd.v1.PromoteResponse
-	11, // 14: kvd.v1.Cluster.Remove:output_type -> kvd.v1.RemoveResponse
-	13, // 15: kvd.v1.Cluster.TransferLeader:output_type -> kvd.v1.TransferLeaderResponse
-	15, // 16: kvd.v1.Cluster.Snapshot:output_type -> kvd.v1.SnapshotResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	20, // 3: kvd.v1.MemberEvent.time:type_name -> google.protobuf.Timestamp
+	1,  // 4: kvd.v1.MemberEvent.kind:type_name -> kvd.v1.MemberEventKind
+	2,  // 5: kvd.v1.MemberEvent.member:type_name -> kvd.v1.Member
+	4,  // 6: kvd.v1.WatchMembersResponse.members:type_name -> kvd.v1.MembersResponse
+	18, // 7: kvd.v1.WatchMembersResponse.events:type_name -> kvd.v1.MemberEvent
+	3,  // 8: kvd.v1.Cluster.Members:input_type -> kvd.v1.MembersRequest
+	5,  // 9: kvd.v1.Cluster.Status:input_type -> kvd.v1.StatusRequest
+	7,  // 10: kvd.v1.Cluster.Join:input_type -> kvd.v1.JoinRequest
+	9,  // 11: kvd.v1.Cluster.Promote:input_type -> kvd.v1.PromoteRequest
+	11, // 12: kvd.v1.Cluster.Remove:input_type -> kvd.v1.RemoveRequest
+	13, // 13: kvd.v1.Cluster.TransferLeader:input_type -> kvd.v1.TransferLeaderRequest
+	15, // 14: kvd.v1.Cluster.Snapshot:input_type -> kvd.v1.SnapshotRequest
+	17, // 15: kvd.v1.Cluster.WatchMembers:input_type -> kvd.v1.WatchMembersRequest
+	4,  // 16: kvd.v1.Cluster.Members:output_type -> kvd.v1.MembersResponse
+	6,  // 17: kvd.v1.Cluster.Status:output_type -> kvd.v1.StatusResponse
+	8,  // 18: kvd.v1.Cluster.Join:output_type -> kvd.v1.JoinResponse
+	10, // 19: kvd.v1.Cluster.Promote:output_type -> kvd.v1.PromoteResponse
+	12, // 20: kvd.v1.Cluster.Remove:output_type -> kvd.v1.RemoveResponse
+	14, // 21: kvd.v1.Cluster.TransferLeader:output_type -> kvd.v1.TransferLeaderResponse
+	16, // 22: kvd.v1.Cluster.Snapshot:output_type -> kvd.v1.SnapshotResponse
+	19, // 23: kvd.v1.Cluster.WatchMembers:output_type -> kvd.v1.WatchMembersResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_kvd_v1_cluster_proto_init() }
@@ -1053,8 +1364,8 @@ func file_kvd_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvd_v1_cluster_proto_rawDesc), len(file_kvd_v1_cluster_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   15,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -47,6 +47,8 @@ const (
 	ClusterTransferLeaderProcedure = "/kvd.v1.Cluster/TransferLeader"
 	// ClusterSnapshotProcedure is the fully-qualified name of the Cluster's Snapshot RPC.
 	ClusterSnapshotProcedure = "/kvd.v1.Cluster/Snapshot"
+	// ClusterWatchMembersProcedure is the fully-qualified name of the Cluster's WatchMembers RPC.
+	ClusterWatchMembersProcedure = "/kvd.v1.Cluster/WatchMembers"
 )
 
 // ClusterClient is a client for the kvd.v1.Cluster service.
@@ -71,6 +73,17 @@ type ClusterClient interface {
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 	// Snapshot takes a local snapshot on the answering node.
 	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
+	// WatchMembers streams what changes in the answering node's view of the
+	// members (the view Members answers with): the first message holds the
+	// whole view, the next ones the events as the node notices them (a
+	// leader change at once; a member's state within about 2 s: the node
+	// probes every 500 ms and waits up to 1 s for an answer). A stream
+	// without events gets an empty message every 5 s, so that a client
+	// hearing nothing for longer may take the node for lost. Open to all,
+	// like Members. A node that is not ready refuses (Unavailable), and ends
+	// the stream with Unavailable when it stops being ready: its view of the
+	// others is frozen then; ask another node.
+	WatchMembers(context.Context, *connect.Request[v1.WatchMembersRequest]) (*connect.ServerStreamForClient[v1.WatchMembersResponse], error)
 }
 
 // NewClusterClient constructs a client for the kvd.v1.Cluster service. By default, it uses the
@@ -128,6 +141,13 @@ func NewClusterClient(httpClient connect.HTTPClient, baseURL string, opts ...con
 			connect.WithSchema(clusterMethods.ByName("Snapshot")),
 			connect.WithClientOptions(opts...),
 		),
+		watchMembers: connect.NewClient[v1.WatchMembersRequest, v1.WatchMembersResponse](
+			httpClient,
+			baseURL+ClusterWatchMembersProcedure,
+			connect.WithSchema(clusterMethods.ByName("WatchMembers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -140,6 +160,7 @@ type clusterClient struct {
 	remove         *connect.Client[v1.RemoveRequest, v1.RemoveResponse]
 	transferLeader *connect.Client[v1.TransferLeaderRequest, v1.TransferLeaderResponse]
 	snapshot       *connect.Client[v1.SnapshotRequest, v1.SnapshotResponse]
+	watchMembers   *connect.Client[v1.WatchMembersRequest, v1.WatchMembersResponse]
 }
 
 // Members calls kvd.v1.Cluster.Members.
@@ -177,6 +198,11 @@ func (c *clusterClient) Snapshot(ctx context.Context, req *connect.Request[v1.Sn
 	return c.snapshot.CallUnary(ctx, req)
 }
 
+// WatchMembers calls kvd.v1.Cluster.WatchMembers.
+func (c *clusterClient) WatchMembers(ctx context.Context, req *connect.Request[v1.WatchMembersRequest]) (*connect.ServerStreamForClient[v1.WatchMembersResponse], error) {
+	return c.watchMembers.CallServerStream(ctx, req)
+}
+
 // ClusterHandler is an implementation of the kvd.v1.Cluster service.
 type ClusterHandler interface {
 	// Members lists every member with its role and health, as seen by the
@@ -199,6 +225,17 @@ type ClusterHandler interface {
 	TransferLeader(context.Context, *connect.Request[v1.TransferLeaderRequest]) (*connect.Response[v1.TransferLeaderResponse], error)
 	// Snapshot takes a local snapshot on the answering node.
 	Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error)
+	// WatchMembers streams what changes in the answering node's view of the
+	// members (the view Members answers with): the first message holds the
+	// whole view, the next ones the events as the node notices them (a
+	// leader change at once; a member's state within about 2 s: the node
+	// probes every 500 ms and waits up to 1 s for an answer). A stream
+	// without events gets an empty message every 5 s, so that a client
+	// hearing nothing for longer may take the node for lost. Open to all,
+	// like Members. A node that is not ready refuses (Unavailable), and ends
+	// the stream with Unavailable when it stops being ready: its view of the
+	// others is frozen then; ask another node.
+	WatchMembers(context.Context, *connect.Request[v1.WatchMembersRequest], *connect.ServerStream[v1.WatchMembersResponse]) error
 }
 
 // NewClusterHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -252,6 +289,13 @@ func NewClusterHandler(svc ClusterHandler, opts ...connect.HandlerOption) (strin
 		connect.WithSchema(clusterMethods.ByName("Snapshot")),
 		connect.WithHandlerOptions(opts...),
 	)
+	clusterWatchMembersHandler := connect.NewServerStreamHandler(
+		ClusterWatchMembersProcedure,
+		svc.WatchMembers,
+		connect.WithSchema(clusterMethods.ByName("WatchMembers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/kvd.v1.Cluster/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ClusterMembersProcedure:
@@ -268,6 +312,8 @@ func NewClusterHandler(svc ClusterHandler, opts ...connect.HandlerOption) (strin
 			clusterTransferLeaderHandler.ServeHTTP(w, r)
 		case ClusterSnapshotProcedure:
 			clusterSnapshotHandler.ServeHTTP(w, r)
+		case ClusterWatchMembersProcedure:
+			clusterWatchMembersHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -303,4 +349,8 @@ func (UnimplementedClusterHandler) TransferLeader(context.Context, *connect.Requ
 
 func (UnimplementedClusterHandler) Snapshot(context.Context, *connect.Request[v1.SnapshotRequest]) (*connect.Response[v1.SnapshotResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.Snapshot is not implemented"))
+}
+
+func (UnimplementedClusterHandler) WatchMembers(context.Context, *connect.Request[v1.WatchMembersRequest], *connect.ServerStream[v1.WatchMembersResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.Cluster.WatchMembers is not implemented"))
 }
