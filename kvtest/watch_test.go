@@ -174,3 +174,24 @@ func TestWatchBelowTheHistoryIsOutOfRange(t *testing.T) {
 		t.Fatalf("watch from revision 1 with 10 kept: %v", r.Err)
 	}
 }
+
+// Open watches (and member watches) end when their server stops, instead
+// of holding the graceful shutdown until its deadline.
+func TestStopEndsWatches(t *testing.T) {
+	c := NewCluster(t, 1)
+	c.WaitReady(30 * time.Second)
+	cl := newClient(t, c.Endpoint(0))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := cl.Watch(ctx, []byte("k"))
+	if r := <-w; r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	m := cl.WatchMembers(ctx)
+	<-m
+	start := time.Now()
+	c.Stop(0)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stopping a node with open watches took %v", d)
+	}
+}

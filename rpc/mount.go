@@ -30,6 +30,11 @@ type Options struct {
 	// also passes the guard (the server requires one on every connection).
 	ClientCertAuth bool
 	Registry       prometheus.Registerer // nil = no RPC metrics
+	// Stopping ends when the server begins to shut down: long-lived
+	// streams (KV/Stream, KV/Watch, Cluster/WatchMembers) are then ended,
+	// since a graceful HTTP shutdown would wait for them until its
+	// deadline. nil = they end with their clients only.
+	Stopping context.Context
 }
 
 // Mount registers the Connect services, gRPC health and reflection on mux.
@@ -43,25 +48,40 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 		connect.WithInterceptors(metrics, newGuard(opts.JoinSecret, opts.ClientCertAuth)),
 	}
 	kvPath, kv := kvdv1connect.NewKVHandler(&kvServer{store: n, limits: opts.Limits, metrics: metrics}, handlerOpts...)
-	mux.Handle(kvPath, withoutStreamDeadlines(kv))
+	mux.Handle(kvPath, longStreams(kv, opts.Stopping))
 	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
-	mux.Handle(clusterPath, withClientCert(withoutStreamDeadlines(cluster)))
+	mux.Handle(clusterPath, withClientCert(longStreams(cluster, opts.Stopping)))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 }
 
-// withoutStreamDeadlines lifts the server's read and write timeouts from
-// KV/Stream and Cluster/WatchMembers requests: a stream lives as long as
-// its client, and the per-request timeouts that protect unary calls would
-// cut it after a minute.
-func withoutStreamDeadlines(h http.Handler) http.Handler {
+// longStream lists the procedures whose calls live as long as their
+// clients.
+var longStream = map[string]bool{
+	kvdv1connect.KVStreamProcedure:            true,
+	kvdv1connect.KVWatchProcedure:             true,
+	kvdv1connect.ClusterWatchMembersProcedure: true,
+}
+
+// longStreams lifts the server's read and write timeouts from long-lived
+// streams (the per-request timeouts that protect unary calls would cut
+// them after a minute) and ends them when stopping ends.
+func longStreams(h http.Handler, stopping context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == kvdv1connect.KVStreamProcedure || r.URL.Path == kvdv1connect.ClusterWatchMembersProcedure {
-			rc := http.NewResponseController(w)
-			_ = rc.SetReadDeadline(time.Time{})
-			_ = rc.SetWriteDeadline(time.Time{})
+		if !longStream[r.URL.Path] {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+		if stopping != nil {
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(stopping, cancel)()
+			r = r.WithContext(ctx)
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -47,7 +47,7 @@ func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.
 	rpc.MountBootstrap(mux, formation)
 	rpc.Mount(mux, n, rpc.Options{
 		Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret,
-		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg,
+		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg, Stopping: s.stopping,
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

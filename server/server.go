@@ -74,6 +74,10 @@ type Server struct {
 	running      atomic.Pointer[node.Node]
 	apiAddr      string
 	stopRegistry func() // nil without a registry
+	// stopping ends when Stop begins: long-lived streams end then
+	// instead of holding the graceful shutdown until its deadline.
+	stopping    context.Context
+	stopStreams context.CancelFunc
 
 	tls      *tlsSetup // nil = plaintext
 	guard    string    // warning logged once at Start
@@ -116,7 +120,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: t, guard: warning, stopc: make(chan struct{})}, nil
+	s := &Server{cfg: cfg, log: log, tls: t, guard: warning, stopc: make(chan struct{})}
+	s.stopping, s.stopStreams = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // Start binds the API address and serves /healthz and /readyz at once;
@@ -217,6 +223,7 @@ func (s *Server) Stop(ctx context.Context) error {
 			}
 		}
 		s.leaveRegistry(left || s.removed())
+		s.stopStreams()
 		if s.http != nil {
 			if e := s.http.Shutdown(ctx); e != nil {
 				s.http.Close()
