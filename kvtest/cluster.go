@@ -207,16 +207,26 @@ func (c *Cluster) Server(i int) *server.Server {
 }
 
 // Size is the number of configured nodes.
-func (c *Cluster) Size() int { return len(c.cfgs) }
+func (c *Cluster) Size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.cfgs)
+}
 
 // Endpoint is the API address of node i (stable across restarts).
-func (c *Cluster) Endpoint(i int) string { return c.cfgs[i].Listen }
+func (c *Cluster) Endpoint(i int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfgs[i].Listen
+}
 
 // Endpoints lists every node's API address.
 func (c *Cluster) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := make([]string, len(c.cfgs))
 	for i := range c.cfgs {
-		out[i] = c.Endpoint(i)
+		out[i] = c.cfgs[i].Listen
 	}
 	return out
 }
