@@ -86,7 +86,8 @@ func isClusterOp(op string) bool {
 // normally a *connect.Error, so connect.CodeOf(err) and errors.As work.
 type Error struct {
 	// Op is the call: "put", "get", "delete", "range", "txn", "members",
-	// "status", "promote", "remove", "transfer-leader" or "snapshot".
+	// "status", "promote", "remove", "transfer-leader", "snapshot",
+	// "watch" or "watch-members".
 	Op string
 	// Key is the key of a single-key call, nil otherwise.
 	Key []byte

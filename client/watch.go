@@ -10,6 +10,8 @@ import (
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
+const opWatch = "watch"
+
 // ErrCompacted: a Watch asked for revisions older than the history the
 // node keeps (OutOfRange); the message names the oldest still available.
 var ErrCompacted = errors.New("client: revision compacted")
@@ -101,7 +103,7 @@ func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- 
 			return
 		}
 		if final := watchFinal(err); final != nil {
-			out <- WatchResponse{Revision: next - min(next, 1), Err: &Error{Op: "watch", Key: req.Key, Endpoints: []string{ep.name}, Attempts: failures + 1, Err: final}}
+			out <- WatchResponse{Revision: next - min(next, 1), Err: &Error{Op: opWatch, Key: req.Key, Endpoints: []string{ep.name}, Attempts: failures + 1, Err: final}}
 			return
 		}
 		c.advance(idx)

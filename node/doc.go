@@ -18,7 +18,8 @@
 // same replica. Every Dragonboat call runs under a context deadline. The
 // node owns its goroutines, all started under its lifetime context by
 // startGoroutines (the readiness loop, which also publishes the member
-// metadata; the membership controller) or by the write batcher (its
+// metadata; the membership controller; the cluster-ID settler, which ends
+// once the ID is known; the member-event tracker) or by the write batcher (its
 // proposers, which propose under that context, never a caller's); Stop
 // cancels it and waits for them, then closes the NodeHost, which waits for
 // Dragonboat's and Pebble's. Waits for a leader wake on Dragonboat's
