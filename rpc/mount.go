@@ -45,6 +45,7 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 	mux.Handle(kvPath, withoutStreamDeadlines(kv))
 	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
 	mux.Handle(clusterPath, withClientCert(cluster))
+	mountMaintenance(mux, n, handlerOpts)
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
