@@ -149,14 +149,15 @@ func (w *Writer) Close() error {
 	if w.left != 0 {
 		return fmt.Errorf("backup: payload is %d bytes short of the header's sizes", w.left)
 	}
-	_, err := w.w.Write(w.sum.Sum(nil))
+	n, err := w.w.Write(w.sum.Sum(nil))
+	w.written += int64(n)
 	return err
 }
 
 // Sum is the SHA-256 the file ends with (valid after Close).
 func (w *Writer) Sum() []byte { return w.sum.Sum(nil) }
 
-// Size is the number of bytes written so far.
+// Size is the number of bytes written so far (the whole file after Close).
 func (w *Writer) Size() int64 { return w.written }
 
 // readHeader reads the magic, version and header through sum.
