@@ -180,4 +180,3 @@ func waitClusterID(t *testing.T, n *Node) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
