@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -278,4 +279,111 @@ func refuseBadRestores(t *testing.T, file string) {
 	if entries, _ := os.ReadDir(used); len(entries) != 1 {
 		t.Fatalf("a refused restore into a data dir with state changed it: %v", entries)
 	}
+}
+
+// backupMB is how much data TestBackupFigures loads: 32 MiB keeps it short
+// in CI; KVD_E2E_BACKUP_MB=200 gives the README's figures.
+func backupMB(t *testing.T) int {
+	if s := os.Getenv("KVD_E2E_BACKUP_MB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("KVD_E2E_BACKUP_MB=%q: want a positive number", s)
+		}
+		return n
+	}
+	return 32
+}
+
+// putLatencies puts one key at a time on p until stop is closed and
+// returns the latencies.
+func putLatencies(t *testing.T, p *proc, stop <-chan struct{}) func() []time.Duration {
+	done := make(chan []time.Duration, 1)
+	go func() {
+		var lat []time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- lat
+				return
+			default:
+			}
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := p.kv().Put(ctx, connect.NewRequest(&kvdv1.PutRequest{Key: fmt.Appendf(nil, "probe-%d", i%100), Value: []byte("x")}))
+			cancel()
+			if err != nil {
+				t.Errorf("probe put: %v", err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+	}()
+	return func() []time.Duration { return <-done }
+}
+
+func p99(lat []time.Duration) time.Duration {
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)*99/100]
+}
+
+// saveTimed runs snapshot save with extra flags while a probe measures put
+// latency; it returns the seconds the save took and the probe's p99.
+func saveTimed(t *testing.T, p *proc, file string, extra ...string) (float64, time.Duration, int) {
+	t.Helper()
+	stop := make(chan struct{})
+	lat := putLatencies(t, p, stop)
+	start := time.Now()
+	args := append([]string{"--endpoints=" + p.api, "snapshot", "save"}, extra...)
+	out, code := kvctl(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, append(args, file)...)
+	secs := time.Since(start).Seconds()
+	close(stop)
+	l := lat()
+	if code != 0 {
+		t.Fatalf("snapshot save: exit %d:\n%s", code, out)
+	}
+	return secs, p99(l), len(l)
+}
+
+// TestBackupFigures measures what the README reports: seconds per GB to
+// save and to restore (until the restored node is ready), and the p99 of
+// sequential puts during a save against without one.
+func TestBackupFigures(t *testing.T) {
+	mb := backupMB(t)
+	p := startBootstrap(t, "--join-secret", backupSecret)
+	loadStart := time.Now()
+	load(t, p, mb*256, 4096, 64)
+	t.Logf("loaded %d MiB (%d keys of 4 KiB) in %.1fs", mb, mb*256, time.Since(loadStart).Seconds())
+
+	stop := make(chan struct{})
+	lat := putLatencies(t, p, stop)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	idle := lat()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "figures.backup")
+	secs, during, n := saveTimed(t, p, file)
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb := float64(st.Size()) / (1 << 30)
+	unbounded := filepath.Join(dir, "unbounded.backup")
+	usecs, uduring, un := saveTimed(t, p, unbounded, "--rate-mib", "100000")
+
+	api := freeAddr(t)
+	r := newProc(t, "kvd-restored", api, append([]string{"--data-dir", filepath.Join(dir, "restored"), "--listen", api,
+		"--raft-addr", freeAddr(t), "--join-secret", backupSecret, "--restore", file}, fastFlags...)...)
+	rstart := time.Now()
+	r.start()
+	r.waitReady(10 * time.Minute)
+	rsecs := time.Since(rstart).Seconds()
+	if got := countKeys(t, r, "key-"); got != mb*256 {
+		t.Fatalf("restored %d keys, want %d", got, mb*256)
+	}
+	t.Logf("backup of %.0f MiB: save %.1fs (%.0f s/GB) at the default rate, %.1fs (%.0f s/GB) unbounded; restore until ready %.1fs (%.0f s/GB)",
+		float64(st.Size())/(1<<20), secs, secs/gb, usecs, usecs/gb, rsecs, rsecs/gb)
+	t.Logf("put p99: %v idle (%d puts), %v during a default-rate save (%d puts), %v during an unbounded save (%d puts)",
+		p99(idle), len(idle), during, n, uduring, un)
 }
