@@ -181,6 +181,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("snapshot status: exit %d:\n%s", code, out)
 	}
 	refuseBadRestores(t, file)
+	saveFromObserver(t, old, info.Revision)
 
 	api := freeAddr(t)
 	restored := newProc(t, "kvd-restored", api, append([]string{"--data-dir", t.TempDir(), "--listen", api,
@@ -218,6 +219,28 @@ func TestBackupRestore(t *testing.T) {
 	want["after-restore"] = ack{"x", resp.Msg.Revision}
 	compareRestored(t, restored, want, log.uncertain, resp.Msg.Revision)
 	t.Logf("backup: revision %d, %d bytes, %d keys compared on 3 nodes", info.Revision, info.Bytes, len(want))
+}
+
+// saveFromObserver joins an observer to old (--voters 1 keeps it one) and
+// saves a backup from it: any ready node serves one.
+func saveFromObserver(t *testing.T, old *proc, atLeast uint64) {
+	t.Helper()
+	obs := newJoiner(t, "kvd-observer", []*proc{old}, "--join-secret", backupSecret, "--voters", "1")
+	obs.start()
+	obs.waitReady(60 * time.Second)
+	waitShape(t, old, 1, 1, 30*time.Second)
+	file := filepath.Join(t.TempDir(), "observer.backup")
+	out, code := kvctl(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, "--endpoints="+obs.api, "-o", "json", "snapshot", "save", file)
+	var info struct {
+		Revision  uint64 `json:"revision"`
+		ReplicaID uint64 `json:"replica_id"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info.Revision < atLeast {
+		t.Fatalf("snapshot save from an observer: exit %d, revision %d (want ≥ %d):\n%s", code, info.Revision, atLeast, out)
+	}
+	if err := obs.stop(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // compareRestored checks p's keys against want: each key with its value
