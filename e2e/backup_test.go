@@ -20,6 +20,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/certs"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
@@ -409,4 +410,25 @@ func TestBackupFigures(t *testing.T) {
 		float64(st.Size())/(1<<20), secs, secs/gb, usecs, usecs/gb, rsecs, rsecs/gb)
 	t.Logf("put p99: %v idle (%d puts), %v during a default-rate save (%d puts), %v during an unbounded save (%d puts)",
 		p99(idle), len(idle), during, n, uduring, un)
+}
+
+// With --client-cert-auth a backup passes with a certificate of the
+// cluster CA and no secret; a client without one is refused.
+func TestBackupOverTLSWithClientCert(t *testing.T) {
+	ca := newTestCA(t)
+	p := startTLSBootstrap(t, ca, "admin", "--client-cert-auth")
+	cert, key := ca.issue("admin")
+	cacert := filepath.Join(ca.dir, certs.CACertFile)
+	file := filepath.Join(t.TempDir(), "tls.backup")
+	ep := "--endpoints=" + p.api
+	if out, code := kvctl(t, nil, ep, "--cacert", cacert, "snapshot", "save", file); code == 0 || !strings.Contains(out, "client certificate") {
+		t.Fatalf("a backup without a client certificate: exit %d:\n%s", code, out)
+	}
+	out, code := kvctl(t, nil, ep, "--cacert", cacert, "--cert", cert, "--key", key, "snapshot", "save", file)
+	if code != 0 {
+		t.Fatalf("a backup with the admin certificate: exit %d:\n%s", code, out)
+	}
+	if out, code := kvctl(t, nil, "snapshot", "status", file); code != 0 {
+		t.Fatalf("snapshot status: exit %d:\n%s", code, out)
+	}
 }
