@@ -150,29 +150,10 @@ type call struct {
 // do runs attempt against the current endpoint, failing over and retrying
 // as decide allows, within MaxAttempts and ctx.
 func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context.Context, ep *endpoint) (T, error)) (T, error) {
-	var (
-		zero     T
-		tried    []string
-		last     string
-		lastErr  error
-		lastKind failure
-		allDial  = true
-	)
-	fail := func(err error, kind failure, unknown bool, attempts int) (T, error) {
-		if kind == failNotSent && !allDial {
-			// Some endpoint was reached and answered Unavailable: the
-			// cluster is up but cannot serve.
-			kind = failUnavailable
-		}
-		e := &Error{Op: cl.op, Key: cl.key, Member: cl.member, Endpoints: tried, Attempts: attempts,
-			Err: err, kind: kind, unknown: unknown, last: last}
-		// Whatever failed last, a call whose ctx ended also matches
-		// context.Canceled or DeadlineExceeded.
-		e.ctxErr = callerErr(ctx)
-		return zero, e
-	}
+	var zero T
+	r := &retrier{ctx: ctx, c: c, cl: cl, allDial: true}
 	if c.closed.Load() {
-		return fail(ErrClosed, failClosed, false, 0)
+		return zero, r.fail(ErrClosed, failClosed, false, 0)
 	}
 	if !cl.pinned {
 		c.findLeader(ctx)
@@ -182,16 +163,16 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		if err := ctx.Err(); err != nil {
 			// Nothing was sent in this attempt; report the last real failure
 			// if there was one.
-			if lastErr == nil {
-				lastErr, lastKind = ctxError(err), failCallerDone
+			if r.lastErr == nil {
+				r.lastErr, r.lastKind = ctxError(err), failCallerDone
 			}
-			return fail(lastErr, lastKind, false, n-1)
+			return zero, r.fail(r.lastErr, r.lastKind, false, n-1)
 		}
 		idx, ep := c.current()
 		if cl.pinned {
 			idx, ep = pinIdx, pinEp
 		}
-		last, tried = ep.name, appendOnce(tried, ep.name)
+		r.last, r.tried = ep.name, appendOnce(r.tried, ep.name)
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 		res, err := attempt(actx, ep)
 		cancel()
@@ -199,49 +180,92 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		if kind == failNone {
 			return res, nil
 		}
-		if kind == failTransport || (kind == failNotSent && !isDialError(err)) {
-			// No answer from the server, and something listens: perhaps
-			// only one side speaks TLS.
-			if hint := diagnose(ctx, ep.url, c.cfg.TLS, c.cfg.HTTPClient == nil, c.cfg.DialTimeout); hint != nil {
-				err, kind = &tlsMismatch{hint: hint, err: err}, failTLS
-			}
-		}
-		if kind == failCallerDone {
-			if want := connect.CodeOf(ctxError(callerErr(ctx))); connect.CodeOf(err) != want {
-				err = connect.NewError(want, err)
-			}
-		}
-		retry, unknown := decide(cl.write, kind)
-		lastErr, lastKind = err, kind
-		allDial = allDial && kind == failNotSent
-		if !retry {
-			if kind == failTLS && !cl.pinned {
-				// This call fails now with the hint; the next one tries the
-				// next node, in case only this node is set up wrong.
-				c.advance(idx)
-			}
-			return fail(err, kind, unknown, n)
-		}
-		if !cl.pinned {
-			c.advance(idx)
-		}
-		if n == c.cfg.MaxAttempts {
-			break
-		}
-		wait := backoff(n, c.cfg.BackoffBase, c.cfg.BackoffMax)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			// Sleeping past the caller's deadline only delays the error.
-			return fail(err, kind, false, n)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fail(err, kind, false, n)
-		case <-t.C:
+		if err := r.failed(idx, ep, err, kind, n); err != nil {
+			return zero, err
 		}
 	}
-	return fail(lastErr, lastKind, false, c.cfg.MaxAttempts)
+	return zero, r.fail(r.lastErr, r.lastKind, false, c.cfg.MaxAttempts)
+}
+
+// retrier is one call's state across its attempts: where it went and how
+// the last attempt failed.
+type retrier struct {
+	ctx      context.Context
+	c        *Client
+	cl       call
+	tried    []string
+	last     string
+	lastErr  error
+	lastKind failure
+	allDial  bool // every attempt so far failed to dial
+}
+
+// failed takes attempt n's failure: it returns the call's error, or nil
+// when the call goes on (after failing over and the backoff).
+func (r *retrier) failed(idx uint32, ep *endpoint, err error, kind failure, n int) error {
+	err, kind = r.explain(ep, err, kind)
+	retry, unknown := decide(r.cl.write, kind)
+	r.lastErr, r.lastKind = err, kind
+	r.allDial = r.allDial && kind == failNotSent
+	if !retry {
+		if kind == failTLS && !r.cl.pinned {
+			// This call fails now with the hint; the next one tries the
+			// next node, in case only this node is set up wrong.
+			r.c.advance(idx)
+		}
+		return r.fail(err, kind, unknown, n)
+	}
+	if !r.cl.pinned {
+		r.c.advance(idx)
+	}
+	if n == r.c.cfg.MaxAttempts {
+		return r.fail(err, kind, false, n)
+	}
+	wait := backoff(n, r.c.cfg.BackoffBase, r.c.cfg.BackoffMax)
+	if dl, ok := r.ctx.Deadline(); ok && time.Until(dl) < wait {
+		// Sleeping past the caller's deadline only delays the error.
+		return r.fail(err, kind, false, n)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-r.ctx.Done():
+		return r.fail(err, kind, false, n)
+	case <-t.C:
+		return nil
+	}
+}
+
+// explain sharpens a failure: no answer where something listens may be
+// TLS on one side only (diagnosed with one handshake); a call whose ctx
+// ended carries ctx's code.
+func (r *retrier) explain(ep *endpoint, err error, kind failure) (error, failure) {
+	if kind == failTransport || (kind == failNotSent && !isDialError(err)) {
+		if hint := diagnose(r.ctx, ep.url, r.c.cfg.TLS, r.c.cfg.HTTPClient == nil, r.c.cfg.DialTimeout); hint != nil {
+			return &tlsMismatch{hint: hint, err: err}, failTLS
+		}
+	}
+	if kind == failCallerDone {
+		if want := connect.CodeOf(ctxError(callerErr(r.ctx))); connect.CodeOf(err) != want {
+			err = connect.NewError(want, err)
+		}
+	}
+	return err, kind
+}
+
+// fail is the call's error after attempts attempts.
+func (r *retrier) fail(err error, kind failure, unknown bool, attempts int) error {
+	if kind == failNotSent && !r.allDial {
+		// Some endpoint was reached and answered Unavailable: the
+		// cluster is up but cannot serve.
+		kind = failUnavailable
+	}
+	e := &Error{Op: r.cl.op, Key: r.cl.key, Member: r.cl.member, Endpoints: r.tried, Attempts: attempts,
+		Err: err, kind: kind, unknown: unknown, last: r.last}
+	// Whatever failed last, a call whose ctx ended also matches
+	// context.Canceled or DeadlineExceeded.
+	e.ctxErr = callerErr(r.ctx)
+	return e
 }
 
 // callerErr is ctx.Err(), or context.DeadlineExceeded as soon as the

@@ -89,8 +89,8 @@ func writeLoad(p *proc, writers int, stop <-chan struct{}) (*ackLog, *sync.WaitG
 	return l, &wg
 }
 
-// kvctl runs kvctl against p with env and returns its output and exit code.
-func kvctl(t *testing.T, env []string, args ...string) (string, int) {
+// kvctlEnv runs kvctl with env and returns its output and exit code.
+func kvctlEnv(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
 	cmd := exec.Command(bin.kvctl, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -158,13 +158,13 @@ func TestBackupRestore(t *testing.T) {
 
 	file := filepath.Join(t.TempDir(), "kvd.backup")
 	ep := "--endpoints=" + old.api
-	if out, code := kvctl(t, nil, ep, "snapshot", "save", file); code != 7 {
+	if out, code := kvctlEnv(t, nil, ep, "snapshot", "save", file); code != 7 {
 		t.Fatalf("a backup without the secret: exit %d, want 7 (permission denied):\n%s", code, out)
 	}
 	if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("a refused backup left %s", file)
 	}
-	out, code := kvctl(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, ep, "-o", "json", "snapshot", "save", file)
+	out, code := kvctlEnv(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, ep, "-o", "json", "snapshot", "save", file)
 	if code != 0 {
 		t.Fatalf("snapshot save: exit %d:\n%s", code, out)
 	}
@@ -178,7 +178,7 @@ func TestBackupRestore(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Revision == 0 {
 		t.Fatalf("snapshot save output %q: %v", out, err)
 	}
-	if out, code := kvctl(t, nil, "snapshot", "status", file); code != 0 || !strings.Contains(out, fmt.Sprintf("revision: %d", info.Revision)) {
+	if out, code := kvctlEnv(t, nil, "snapshot", "status", file); code != 0 || !strings.Contains(out, fmt.Sprintf("revision: %d", info.Revision)) {
 		t.Fatalf("snapshot status: exit %d:\n%s", code, out)
 	}
 	refuseBadRestores(t, file)
@@ -231,7 +231,7 @@ func saveFromObserver(t *testing.T, old *proc, atLeast uint64) {
 	obs.waitReady(60 * time.Second)
 	waitShape(t, old, 1, 1, 30*time.Second)
 	file := filepath.Join(t.TempDir(), "observer.backup")
-	out, code := kvctl(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, "--endpoints="+obs.api, "-o", "json", "snapshot", "save", file)
+	out, code := kvctlEnv(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, "--endpoints="+obs.api, "-o", "json", "snapshot", "save", file)
 	var info struct {
 		Revision  uint64 `json:"revision"`
 		ReplicaID uint64 `json:"replica_id"`
@@ -360,7 +360,7 @@ func saveTimed(t *testing.T, p *proc, file string, extra ...string) (float64, ti
 	lat := putLatencies(t, p, stop)
 	start := time.Now()
 	args := append([]string{"--endpoints=" + p.api, "snapshot", "save"}, extra...)
-	out, code := kvctl(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, append(args, file)...)
+	out, code := kvctlEnv(t, []string{"KVCTL_JOIN_SECRET=" + backupSecret}, append(args, file)...)
 	secs := time.Since(start).Seconds()
 	close(stop)
 	l := lat()
@@ -421,14 +421,14 @@ func TestBackupOverTLSWithClientCert(t *testing.T) {
 	cacert := filepath.Join(ca.dir, certs.CACertFile)
 	file := filepath.Join(t.TempDir(), "tls.backup")
 	ep := "--endpoints=" + p.api
-	if out, code := kvctl(t, nil, ep, "--cacert", cacert, "snapshot", "save", file); code == 0 || !strings.Contains(out, "client certificate") {
+	if out, code := kvctlEnv(t, nil, ep, "--cacert", cacert, "snapshot", "save", file); code == 0 || !strings.Contains(out, "client certificate") {
 		t.Fatalf("a backup without a client certificate: exit %d:\n%s", code, out)
 	}
-	out, code := kvctl(t, nil, ep, "--cacert", cacert, "--cert", cert, "--key", key, "snapshot", "save", file)
+	out, code := kvctlEnv(t, nil, ep, "--cacert", cacert, "--cert", cert, "--key", key, "snapshot", "save", file)
 	if code != 0 {
 		t.Fatalf("a backup with the admin certificate: exit %d:\n%s", code, out)
 	}
-	if out, code := kvctl(t, nil, "snapshot", "status", file); code != 0 {
+	if out, code := kvctlEnv(t, nil, "snapshot", "status", file); code != 0 {
 		t.Fatalf("snapshot status: exit %d:\n%s", code, out)
 	}
 }

@@ -35,6 +35,7 @@ import (
 var (
 	composeFile = mustAbs("../docker/compose.yaml")
 	composeTLS  = mustAbs("../docker/compose.tls.yaml")
+	composeReg  = mustAbs("../docker/compose.consul.yaml")
 	buildScript = mustAbs("../docker/build.sh")
 	artifacts   = mustAbs("artifacts")
 )
@@ -93,12 +94,17 @@ func requireDocker(t *testing.T) {
 // Raft.
 const plaintext = "KVD_E2E_TLS=0"
 
+// withConsul, in a scenario's env, layers docker/compose.consul.yaml over
+// it: the nodes find each other through a Consul container.
+const withConsul = "KVD_E2E_CONSUL=1"
+
 // cluster is one compose project.
 type cluster struct {
 	t       *testing.T
 	project string
 	env     []string
 	tls     bool
+	consul  bool
 	scheme  string // of the API endpoints: http or https
 	http    *http.Client
 
@@ -118,6 +124,7 @@ func startCluster(t *testing.T, scenario string, n int, env ...string) *cluster 
 		project: fmt.Sprintf("kvd-e2e-%s-%d", strings.ToLower(scenario), os.Getpid()),
 		env:     append([]string{"KVD_JOIN_SECRET=" + dockerSecret}, env...),
 		tls:     !slices.Contains(env, plaintext),
+		consul:  slices.Contains(env, withConsul),
 		scheme:  "http",
 		http:    newHTTPClient(nil),
 		nodes:   map[string]string{},
@@ -236,6 +243,9 @@ func (c *cluster) composeArgs(args ...string) []string {
 	files := []string{"compose", "-p", c.project, "-f", composeFile}
 	if c.tls {
 		files = append(files, "-f", composeTLS)
+	}
+	if c.consul {
+		files = append(files, "-f", composeReg)
 	}
 	return append(files, args...)
 }

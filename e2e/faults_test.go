@@ -193,9 +193,12 @@ func killJoinerAt(c *cluster, w *workload, rng *rand.Rand, phase string) {
 }
 
 // waitPhase polls a joiner's Status until it reaches phase (one of
-// joinerPhases, or a later one) and returns the last answer. Its role is
-// trusted only once it is ready: before that a joiner may report itself a
-// voter (see the report of this suite).
+// joinerPhases, or a later one) and returns the last answer. A joiner
+// reports the voter role only once its own applied membership lists it as
+// a voter (node.Local; before db7b34e one replaying its log showed as a
+// voter), and it promotes itself only once ready, so "voter" asking for
+// ready as well changes nothing; it is kept as the plain meaning of the
+// phase.
 func (c *cluster) waitPhase(name, phase string, timeout time.Duration) *kvdv1.StatusResponse {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -268,7 +271,8 @@ func TestFault_ScaleOutIn(t *testing.T) {
 		// membership/DESIGN.md), so remove it as an operator would.
 		// Wait until the three remaining voters are ready and the leader's
 		// probes show every departed observer as not ready (its status is
-		// probed about once a second, so it may still look ready at first).
+		// probed every 500 ms, each probe waiting up to 1 s, so it may still
+		// look ready at first).
 		ms, err = c.pollMembers(60*time.Second, func(ms *kvdv1.MembersResponse) bool {
 			readyVoters, voters := 0, 0
 			for _, m := range ms.Members {

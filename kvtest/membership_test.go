@@ -150,3 +150,38 @@ func TestAdmitRules(t *testing.T) {
 		t.Fatal("the removed node did not notice its removal")
 	}
 }
+
+// A leader that leaves hands leadership over first (woken by the leader
+// change, well within its 5 s bound), then is removed: the others keep a
+// leader and two voters, and the one that left learns it was removed.
+func TestLeaderLeaves(t *testing.T) {
+	c := kvtest.NewCluster(t, 3)
+	l := c.Leader()
+	n := c.Server(l).Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := n.Leave(ctx); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	took := time.Since(start)
+	select {
+	case <-n.Removed():
+	case <-ctx.Done():
+		t.Fatal("the node that left never learned it was removed")
+	}
+	c.Stop(l)
+	next := c.Leader()
+	ms, err := c.Server(next).Node().Membership(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms.Voters) != 2 || !ms.Removed[n.ID()] {
+		t.Fatalf("after leave: voters %v, removed %v; want 2 voters and %d removed", ms.Voters, ms.Removed, n.ID())
+	}
+	// A hand-over takes an election or so (100–200 ms here); the bound
+	// is 5 s, so a wait that missed the leader change would show.
+	if took > 3*time.Second {
+		t.Fatalf("leave took %s", took)
+	}
+}

@@ -26,6 +26,7 @@ type Controller struct {
 	tracker *tracker
 	wake    chan struct{}
 	next    time.Duration // delay before the next step; Run's goroutine only
+	now     func() time.Time
 
 	mu            sync.Mutex
 	notReady      time.Time // since when the node has not been ready
@@ -38,7 +39,7 @@ type Controller struct {
 
 // NewController; Run does the work.
 func NewController(h Host, d PeerDialer, p Policy, dataDir string, log *slog.Logger) *Controller {
-	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1)}
+	c := &Controller{host: h, dialer: d, policy: p, dataDir: dataDir, log: log.With("component", "membership"), wake: make(chan struct{}, 1), now: time.Now}
 	c.tracker = newTracker(h, d, p, c.Reason)
 	return c
 }
@@ -76,7 +77,7 @@ func (c *Controller) logDecision(msg string, d Decision) {
 	c.lastLogged = kind
 	c.mu.Unlock()
 	if !same {
-		c.log.Info(msg, "action", [...]string{"wait", "promote", "remove"}[d.Action], "target", uint64(d.Target), "reason", d.Reason)
+		c.log.Info(msg, "action", d.Action.String(), "target", uint64(d.Target), "reason", d.Reason)
 	}
 }
 
@@ -119,9 +120,9 @@ func (c *Controller) step(ctx context.Context) {
 		}
 		c.mu.Lock()
 		if c.notReady.IsZero() {
-			c.notReady = time.Now()
+			c.notReady = c.now()
 		}
-		stuck := time.Since(c.notReady) > 3*time.Second
+		stuck := c.now().Sub(c.notReady) > 3*time.Second
 		c.mu.Unlock()
 		if stuck {
 			c.checkRemoved(ctx)
@@ -184,7 +185,11 @@ func (c *Controller) checkRemoved(ctx context.Context) {
 func (c *Controller) roleChanged(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.host.Snapshot(sctx); err != nil && !errors.Is(err, dragonboat.ErrRejected) {
+	switch err := c.host.Snapshot(sctx); {
+	case err == nil, errors.Is(err, dragonboat.ErrRejected):
+	case ctx.Err() != nil:
+		return // stopping: the snapshot is not needed for that
+	default:
 		c.log.Warn("snapshot after role change", "err", err)
 		return
 	}
@@ -217,66 +222,89 @@ func (c *Controller) writeCache(ctx context.Context) {
 // promote: an observer asks the leader for its view and promotes itself
 // when the policy says so.
 func (c *Controller) promote(ctx context.Context, local Local) {
-	metas, err := c.host.Metas(ctx)
-	if err != nil || metas[local.LeaderID].APIAddr == "" {
-		c.setReason("waiting for the leader's API address")
+	v, ok := c.leaderView(ctx, local.LeaderID)
+	if !ok {
 		return
 	}
-	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	v, err := c.dialer.View(vctx, metas[local.LeaderID].APIAddr)
-	cancel()
-	if err != nil {
-		c.setReason("cannot reach the leader: " + err.Error())
-		return
-	}
-	var leaderApplied uint64
-	for _, m := range v.Members {
-		if m.ID == v.LeaderID {
-			leaderApplied = m.Applied
-		}
-	}
-	now := time.Now()
-	c.mu.Lock()
-	if leaderApplied > local.Applied+c.policy.MaxLag {
-		c.caughtUpSince = time.Time{}
-	} else if c.caughtUpSince.IsZero() {
-		c.caughtUpSince = now
-	}
-	caughtUpFor := time.Duration(0)
-	if !c.caughtUpSince.IsZero() {
-		caughtUpFor = now.Sub(c.caughtUpSince)
-	}
-	c.mu.Unlock()
-	// This node is the authority on its own catch-up (it proved it with a
-	// ReadIndex): the leader's view of it comes from a probe up to a step
-	// old and would hold the promotion back by that much.
-	for i := range v.Members {
-		if m := &v.Members[i]; m.ID == c.host.ID() && local.Ready {
-			m.Ready, m.DownFor = true, 0
-			m.Applied = max(m.Applied, local.Applied)
-		}
-	}
+	caughtUpFor, caughtUp := c.dwell(v.leaderApplied(), local.Applied)
+	trustOwnCatchUp(&v, c.host.ID(), local)
 	d := DecidePromotion(c.policy, v, c.host.ID(), caughtUpFor)
-	if left := c.policy.PromoteAfter - caughtUpFor; d.Action == Wait && !c.caughtUpSince.IsZero() && left > 0 {
+	if left := c.policy.PromoteAfter - caughtUpFor; d.Action == Wait && caughtUp && left > 0 {
 		// Look again as the dwell time ends, not up to a tick later.
 		c.next = min(c.next, max(left, 10*time.Millisecond))
 	}
 	c.setReason(d.Reason)
 	c.logDecision("promotion decision", d)
-	if d.Action != Promote {
+	if d.Action == Promote {
+		c.promoteSelf(ctx, v.ConfigChangeID, d.Reason)
+	}
+}
+
+// leaderView asks the leader for its published view; when it cannot, the
+// reason says why and ok is false.
+func (c *Controller) leaderView(ctx context.Context, leader ReplicaID) (v View, ok bool) {
+	metas, err := c.host.Metas(ctx)
+	if err != nil || metas[leader].APIAddr == "" {
+		c.setReason("waiting for the leader's API address")
+		return View{}, false
+	}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	v, err = c.dialer.View(vctx, metas[leader].APIAddr)
+	if err != nil {
+		c.setReason("cannot reach the leader: " + err.Error())
+		return View{}, false
+	}
+	return v, true
+}
+
+// dwell keeps the dwell timer: how long this node has stayed within
+// MaxLag of the leader's applied index without a break (caughtUp: it is
+// now). A lag spike starts it again.
+func (c *Controller) dwell(leaderApplied, applied uint64) (caughtUpFor time.Duration, caughtUp bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case leaderApplied > applied+c.policy.MaxLag:
+		c.caughtUpSince = time.Time{}
+		return 0, false
+	case c.caughtUpSince.IsZero():
+		c.caughtUpSince = now
+	}
+	return now.Sub(c.caughtUpSince), true
+}
+
+// trustOwnCatchUp rewrites self's row in the leader's view v: this node is
+// the authority on its own catch-up (it proved it with a ReadIndex), while
+// the leader's row comes from a probe up to a step old and would hold the
+// promotion back by that much.
+func trustOwnCatchUp(v *View, self ReplicaID, local Local) {
+	if !local.Ready {
 		return
 	}
+	for i := range v.Members {
+		if m := &v.Members[i]; m.ID == self {
+			m.Ready, m.DownFor = true, 0
+			m.Applied = max(m.Applied, local.Applied)
+		}
+	}
+}
+
+// promoteSelf makes this observer a voter with the config-change ID of the
+// view the decision read: a membership change since then makes Raft reject it.
+func (c *Controller) promoteSelf(ctx context.Context, ccid uint64, reason string) {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	CrashPoint(CrashBeforePromote)
-	err = c.host.AddVoter(pctx, c.host.ID(), c.host.RaftAddr(), v.ConfigChangeID)
+	err := c.host.AddVoter(pctx, c.host.ID(), c.host.RaftAddr(), ccid)
 	switch {
 	case err == nil:
-		c.log.Info("promoted to voter", "config_change_id", v.ConfigChangeID, "reason", d.Reason)
+		c.log.Info("promoted to voter", "config_change_id", ccid, "reason", reason)
 		CrashPoint(CrashAfterPromote)
 		c.Notify()
 	case errors.Is(err, dragonboat.ErrRejected):
-		c.log.Info("promotion rejected: another membership change won the race", "config_change_id", v.ConfigChangeID)
+		c.log.Info("promotion rejected: another membership change won the race", "config_change_id", ccid)
 	default:
 		c.log.Warn("promotion failed", "err", err)
 	}

@@ -54,7 +54,7 @@ type PeerStatus struct {
 	LeaderID ReplicaID
 	Applied  uint64
 	Ready    bool
-	State    string
+	State    State
 	Reason   string
 }
 
@@ -92,7 +92,7 @@ type MemberInfo struct {
 	Leader   bool
 	Applied  uint64
 	Ready    bool
-	State    string // joining, catching-up, ready, isolated, stalled, unreachable, unknown
+	State    State
 	Lag      uint64
 	Reason   string
 	// DownFor: how long the member has not been live (tracker); 0 = live.

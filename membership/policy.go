@@ -69,6 +69,12 @@ type View struct {
 	Stable time.Duration
 }
 
+// leaderApplied is the leader's applied index in v; 0 = unknown.
+func (v View) leaderApplied() uint64 {
+	m, _ := v.member(v.LeaderID)
+	return m.Applied
+}
+
 func (v View) member(id ReplicaID) (MemberState, bool) {
 	for _, m := range v.Members {
 		if m.ID == id {
@@ -87,6 +93,18 @@ const (
 	Remove
 )
 
+func (a Action) String() string {
+	switch a {
+	case Wait:
+		return "wait"
+	case Promote:
+		return "promote"
+	case Remove:
+		return "remove"
+	}
+	return "unknown"
+}
+
 // Decision is an action with its target and the reason, which is logged and
 // shown in `kvctl members`.
 type Decision struct {
@@ -97,21 +115,22 @@ type Decision struct {
 
 func quorum(n int) int { return n/2 + 1 }
 
-// count tallies voters: holding a seat (not dead) and live now.
-func (p Policy) count(v View) (voters, seated, reachable int) {
+// voters counts the voters of v: all of them, those holding a seat (down
+// for less than deadAfter), and those live now.
+func (v View) voters(deadAfter time.Duration) (voters, seated, live int) {
 	for _, m := range v.Members {
 		if m.Role != RoleVoter {
 			continue
 		}
 		voters++
-		if m.DownFor < p.DeadAfter {
+		if m.DownFor < deadAfter {
 			seated++
 		}
 		if m.DownFor == 0 {
-			reachable++
+			live++
 		}
 	}
-	return
+	return voters, seated, live
 }
 
 // DecidePromotion is what observer self does, given the leader's view and
@@ -126,7 +145,7 @@ func DecidePromotion(p Policy, v View, self ReplicaID, caughtUpFor time.Duration
 	case !me.Ready:
 		return Decision{Reason: "catching up"}
 	}
-	voters, seated, reachable := p.count(v)
+	voters, seated, reachable := v.voters(p.DeadAfter)
 	if seated >= p.Voters {
 		return Decision{Reason: fmt.Sprintf("voter target reached (%d of %d): read replica", seated, p.Voters)}
 	}
@@ -136,7 +155,11 @@ func DecidePromotion(p Policy, v View, self ReplicaID, caughtUpFor time.Duration
 	if caughtUpFor < p.PromoteAfter {
 		return Decision{Reason: fmt.Sprintf("dwell time: caught up for %s of %s", caughtUpFor.Truncate(100*time.Millisecond), p.PromoteAfter)}
 	}
-	if best := p.bestObserver(v); best != self {
+	switch best := p.bestObserver(v); best {
+	case self:
+	case 0:
+		return Decision{Reason: "the leader does not see this node live"}
+	default:
 		return Decision{Reason: fmt.Sprintf("observer %d is ahead for the free seat", best)}
 	}
 	return Decision{Action: Promote, Target: self,
@@ -206,7 +229,7 @@ const settleTime = 2 * time.Second
 // one of them (decideSurplus). Never the leader, never when the live voters
 // left would not be a quorum.
 func DecideRemoval(p Policy, v View) Decision {
-	voters, _, reachable := p.count(v)
+	voters, _, reachable := v.voters(p.DeadAfter)
 	var dead []MemberState
 	for _, m := range v.Members {
 		if m.Role == RoleVoter && m.DownFor >= p.DeadAfter && m.ID != v.LeaderID {
@@ -239,7 +262,7 @@ func DecideRemoval(p Policy, v View) Decision {
 // came back most recently: it was down when its seat was refilled); then
 // the least caught up; then the highest ID. Deterministic for one view.
 func (p Policy) decideSurplus(v View) Decision {
-	voters, seated, live := p.count(v)
+	voters, seated, live := v.voters(p.DeadAfter)
 	if seated <= p.Voters {
 		return Decision{}
 	}
@@ -288,9 +311,18 @@ func (p Policy) decideSurplus(v View) Decision {
 			seated, p.Voters, d.ID, why)}
 }
 
-// CheckRemoval is the guard for an operator's removal of id: refused when
-// the reachable voters left would not be a quorum.
-func CheckRemoval(v View, id ReplicaID) error {
+// CheckRemoval is the guard for an operator's removal of id (kvctl members
+// remove, --leave-on-exit), against the view of the node asked: its
+// Members rows (ok false: it has none yet, ErrNoView). Refused when the
+// live voters left would not be a quorum.
+func CheckRemoval(rows []MemberInfo, ccid uint64, ok bool, id ReplicaID) error {
+	if !ok {
+		return ErrNoView
+	}
+	return checkRemoval(ViewOf(rows, ccid), id)
+}
+
+func checkRemoval(v View, id ReplicaID) error {
 	m, ok := v.member(id)
 	if !ok {
 		return fmt.Errorf("%w: replica %d", ErrNotMember, id)
@@ -298,21 +330,16 @@ func CheckRemoval(v View, id ReplicaID) error {
 	if m.Role != RoleVoter {
 		return nil
 	}
-	voters, reachable := 0, 0
-	for _, x := range v.Members {
-		if x.Role == RoleVoter {
-			voters++
-			if x.DownFor == 0 && x.ID != id {
-				reachable++
-			}
-		}
+	voters, _, live := v.voters(0)
+	if m.DownFor == 0 {
+		live-- // id's own vote goes with it
 	}
 	if voters == 1 {
 		return fmt.Errorf("%w: replica %d is the only voter", ErrNoQuorum, id)
 	}
-	if reachable < quorum(voters-1) {
+	if live < quorum(voters-1) {
 		return fmt.Errorf("%w: without voter %d, %d of %d voters would be reachable (quorum %d)",
-			ErrNoQuorum, id, reachable, voters-1, quorum(voters-1))
+			ErrNoQuorum, id, live, voters-1, quorum(voters-1))
 	}
 	return nil
 }

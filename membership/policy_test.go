@@ -38,6 +38,7 @@ func TestDecidePromotion(t *testing.T) {
 		{"lower ID observer goes first (it is me)", view(voter(1, 100, 0), observer(5, 100, true, 0), observer(7, 100, true, 0)), 5, time.Minute, Promote, ""},
 		{"lagging lower ID yields", view(voter(1, 500, 0), observer(5, 100, true, 0), observer(7, 500, true, 0)), 7, time.Minute, Promote, ""},
 		{"unreachable lower ID yields", view(voter(1, 100, 0), observer(5, 100, true, time.Second), observer(7, 100, true, 0)), 7, time.Minute, Promote, ""},
+		{"down in the leader's view", view(voter(1, 100, 0), observer(7, 100, true, time.Second)), 7, time.Minute, Wait, "the leader does not see this node live"},
 		{"no quorum", view(voter(1, 100, 0), voter(2, 0, 40*time.Second), voter(3, 0, 40*time.Second), observer(7, 100, true, 0)), 7, time.Minute, Wait, "no quorum: 1 of 3"},
 	}
 	for _, tt := range tests {
@@ -175,11 +176,31 @@ func TestCheckRemoval(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckRemoval(tt.v, tt.id)
+			err := checkRemoval(tt.v, tt.id)
 			if (err == nil) != (tt.err == nil) || (err != nil && !errorsIs(err, tt.err)) {
 				t.Fatalf("got %v, want %v", err, tt.err)
 			}
 		})
+	}
+}
+
+// The guard over a node's Members rows: refused without a view, and it
+// reads the rows as the policy's view (a row down for any time is not live).
+func TestCheckRemovalOfRows(t *testing.T) {
+	if err := CheckRemoval(nil, 0, false, 1); !errorsIs(err, ErrNoView) {
+		t.Fatalf("no view: got %v, want ErrNoView", err)
+	}
+	rows := []MemberInfo{
+		{ID: 1, Role: RoleVoter, Leader: true}, {ID: 2, Role: RoleVoter, DownFor: time.Millisecond},
+		{ID: 3, Role: RoleVoter}, {ID: 4, Role: RoleObserver},
+	}
+	if err := CheckRemoval(rows, 5, true, 3); !errorsIs(err, ErrNoQuorum) {
+		t.Fatalf("removing live voter 3 of 1, 2 (down), 3: got %v, want ErrNoQuorum", err)
+	}
+	for _, id := range []ReplicaID{2, 4} {
+		if err := CheckRemoval(rows, 5, true, id); err != nil {
+			t.Fatalf("removing member %d: %v", id, err)
+		}
 	}
 }
 

@@ -55,88 +55,21 @@ type Plan struct {
 // single-voter cluster. The same flags work for the first start and every
 // restart.
 func DecideStart(local LocalState, f StartFlags) (Plan, error) {
-	if local.Removed {
-		if !f.Rejoin {
-			id := ReplicaID(0)
-			if local.Identity != nil {
-				id = local.Identity.ReplicaID
-			}
-			return Plan{}, fmt.Errorf("%w: replica %d in %s was removed from the cluster and will not serve; "+
-				"restart with --rejoin (and --join) to wipe its state and join under a new ID", ErrRemoved, id, f.DataDir)
-		}
-		if !f.Join {
-			return Plan{}, fmt.Errorf("%w: --rejoin needs --join (or discovery) to find the cluster", ErrBadFlags)
-		}
-		return Plan{Wipe: true}, nil
-	}
-	if id := local.Identity; id != nil {
-		if f.ReplicaID != 0 && f.ReplicaID != id.ReplicaID && f.ReplicaID != id.Replaced {
-			return Plan{}, fmt.Errorf("%w: --node-id is %d but the data dir %s belongs to replica %d; use that ID or another data dir",
-				ErrIdentityMismatch, f.ReplicaID, f.DataDir, id.ReplicaID)
-		}
-		if id.RaftAddr != f.RaftAddr {
-			return Plan{}, fmt.Errorf("%w: raft address is %s but replica %d in %s was created with %s; Raft peers know it by that address",
-				ErrIdentityMismatch, f.RaftAddr, id.ReplicaID, f.DataDir, id.RaftAddr)
-		}
-		if !local.HasRaftState && local.Started {
-			// Dragonboat ran this replica, and its log is gone: with an
-			// empty log it could vote away a committed entry.
-			if !f.Rejoin {
-				return Plan{}, fmt.Errorf("%w: replica %d in %s ran before, but its Raft state (raft/) is gone; "+
-					"it must not vote again with an empty log. Restore the data dir, or restart with --rejoin "+
-					"(and --join with members' API addresses): it removes replica %d through a member and joins under a new ID",
-					ErrStateLost, id.ReplicaID, f.DataDir, id.ReplicaID)
-			}
-			return rejoin(f, id.ReplicaID)
-		}
-		plan := Plan{Identity: *id, Restart: local.HasRaftState}
-		switch id.Origin {
-		case OriginJoin:
-			// A joined replica always starts non-voting: Dragonboat promotes
-			// it again from its snapshot or log (dragonboat.md §4).
-			plan.Join, plan.NonVoting = true, true
-			// Crashed after saving the identity, perhaps after Join
-			// returned: Join is idempotent, ask again.
-			plan.CallJoin = !local.HasRaftState
-		case OriginBootstrap:
-			if !local.HasRaftState {
-				// Crashed after saving the identity, before Dragonboat
-				// saved its bootstrap record: bootstrap as planned, with
-				// the members saved then (agreed with peers under
-				// --bootstrap-expect, where the flags name none).
-				members, err := savedMembers(f, *id)
-				if err != nil {
-					return Plan{}, err
-				}
-				plan.Members = members
-			}
-		}
-		return plan, nil
-	}
-	if local.HasRaftState {
+	switch {
+	case local.Removed:
+		return decideRemoved(local, f)
+	case local.Identity != nil:
+		return decideRestart(local, *local.Identity, f)
+	case local.HasRaftState:
 		return Plan{}, fmt.Errorf("%w: %s has Raft state but no %s; restore the file or move the data dir away",
 			ErrIdentityMismatch, f.DataDir, identityFile)
 	}
 	if len(f.InitialMembers) > 0 {
 		rid, inList := InitialMemberID(f)
-		switch {
-		case inList && local.RanBefore != "" && !f.Rejoin:
-			return Plan{}, fmt.Errorf("%w: this node (replica %d, raft address %s) has no state in %s, but %s: "+
-				"bootstrapping it again would bring it back with an empty log. Restore the data dir, or restart with "+
-				"--rejoin: it removes replica %d through a member and joins under a new ID",
-				ErrStateLost, rid, f.RaftAddr, f.DataDir, local.RanBefore, rid)
-		case inList && f.Rejoin:
-			// Never bootstrap an initial member's ID again once asked to
-			// rejoin: it may have been removed, or have lost its log.
-			return rejoin(f, rid)
-		case inList:
-			members, err := initialMembers(f, rid)
-			if err != nil {
-				return Plan{}, err
-			}
-			return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, InitialMembers: members},
-				NewID: true, Members: members}, nil
-		case !f.Join:
+		if inList {
+			return decideInitialMember(local, f, rid)
+		}
+		if !f.Join {
 			return Plan{}, fmt.Errorf("%w: this node (ID %d, raft address %s) is not in --initial-members (%s); "+
 				"fix --node-id/--raft-addr, or add --join to join the running cluster",
 				ErrBadFlags, f.ReplicaID, f.RaftAddr, FormatMembers(f.InitialMembers))
@@ -155,6 +88,92 @@ func DecideStart(local LocalState, f StartFlags) (Plan, error) {
 		rid = 1
 	}
 	members := map[ReplicaID]string{rid: f.RaftAddr}
+	return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, InitialMembers: members},
+		NewID: true, Members: members}, nil
+}
+
+// decideRemoved: a removed replica refuses to start, or with --rejoin
+// wipes its state (and decides again).
+func decideRemoved(local LocalState, f StartFlags) (Plan, error) {
+	if !f.Rejoin {
+		id := ReplicaID(0)
+		if local.Identity != nil {
+			id = local.Identity.ReplicaID
+		}
+		return Plan{}, fmt.Errorf("%w: replica %d in %s was removed from the cluster and will not serve; "+
+			"restart with --rejoin (and --join) to wipe its state and join under a new ID", ErrRemoved, id, f.DataDir)
+	}
+	if !f.Join {
+		return Plan{}, fmt.Errorf("%w: --rejoin needs --join (or discovery) to find the cluster", ErrBadFlags)
+	}
+	return Plan{Wipe: true}, nil
+}
+
+// decideRestart: a replica with an identity restarts with it, unless the
+// flags contradict it or its Raft state is lost.
+func decideRestart(local LocalState, id Identity, f StartFlags) (Plan, error) {
+	if f.ReplicaID != 0 && f.ReplicaID != id.ReplicaID && f.ReplicaID != id.Replaced {
+		return Plan{}, fmt.Errorf("%w: --node-id is %d but the data dir %s belongs to replica %d; use that ID or another data dir",
+			ErrIdentityMismatch, f.ReplicaID, f.DataDir, id.ReplicaID)
+	}
+	if id.RaftAddr != f.RaftAddr {
+		return Plan{}, fmt.Errorf("%w: raft address is %s but replica %d in %s was created with %s; Raft peers know it by that address",
+			ErrIdentityMismatch, f.RaftAddr, id.ReplicaID, f.DataDir, id.RaftAddr)
+	}
+	if !local.HasRaftState && local.Started {
+		// Dragonboat ran this replica, and its log is gone: with an
+		// empty log it could vote away a committed entry.
+		if !f.Rejoin {
+			return Plan{}, fmt.Errorf("%w: replica %d in %s ran before, but its Raft state (raft/) is gone; "+
+				"it must not vote again with an empty log. Restore the data dir, or restart with --rejoin "+
+				"(and --join with members' API addresses): it removes replica %d through a member and joins under a new ID",
+				ErrStateLost, id.ReplicaID, f.DataDir, id.ReplicaID)
+		}
+		return rejoin(f, id.ReplicaID)
+	}
+	plan := Plan{Identity: id, Restart: local.HasRaftState}
+	switch id.Origin {
+	case OriginJoin:
+		// A joined replica always starts non-voting: Dragonboat promotes
+		// it again from its snapshot or log (dragonboat.md §4).
+		plan.Join, plan.NonVoting = true, true
+		// Crashed after saving the identity, perhaps after Join
+		// returned: Join is idempotent, ask again.
+		plan.CallJoin = !local.HasRaftState
+	case OriginBootstrap:
+		if !local.HasRaftState {
+			// Crashed after saving the identity, before Dragonboat
+			// saved its bootstrap record: bootstrap as planned, with
+			// the members saved then (agreed with peers under
+			// --bootstrap-expect, where the flags name none).
+			members, err := savedMembers(f, id)
+			if err != nil {
+				return Plan{}, err
+			}
+			plan.Members = members
+		}
+	}
+	return plan, nil
+}
+
+// decideInitialMember: a node named in --initial-members (as replica rid)
+// without an identity bootstraps them, unless it ran before.
+func decideInitialMember(local LocalState, f StartFlags, rid ReplicaID) (Plan, error) {
+	switch {
+	case local.RanBefore != "" && !f.Rejoin:
+		return Plan{}, fmt.Errorf("%w: this node (replica %d, raft address %s) has no state in %s, but %s: "+
+			"bootstrapping it again would bring it back with an empty log. Restore the data dir, or restart with "+
+			"--rejoin: it removes replica %d through a member and joins under a new ID",
+			ErrStateLost, rid, f.RaftAddr, f.DataDir, local.RanBefore, rid)
+	case f.Rejoin:
+		// Never bootstrap an initial member's ID again once asked to
+		// rejoin: it may have been removed, or have lost its log.
+		return rejoin(f, rid)
+	}
+	members, err := initialMembers(f, rid)
+	if err != nil {
+		return Plan{}, err
+	}
 	return Plan{Identity: Identity{ReplicaID: rid, Origin: OriginBootstrap, RaftAddr: f.RaftAddr, APIAddr: f.APIAddr, InitialMembers: members},
 		NewID: true, Members: members}, nil
 }

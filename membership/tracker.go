@@ -25,6 +25,9 @@ type tracker struct {
 	metas  map[ReplicaID]Meta
 	peers  map[ReplicaID]*peer
 	reason func() string // this node's own explanation
+	// leaderApplied is the leader's applied index as the last probe found
+	// it (leaderAppliedOf); 0 = unknown.
+	leaderApplied uint64
 }
 
 type peer struct {
@@ -58,52 +61,8 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	// that a healthy peer's answer is not behind it by the probe's time.
 	local := t.host.Local()
 	now := time.Now()
-	type result struct {
-		id  ReplicaID
-		st  PeerStatus
-		err error
-	}
-	results := make(chan result, len(ms.Voters)+len(ms.Observers))
-	var wg sync.WaitGroup
-	for id := range allMembers(ms) {
-		if id == t.host.ID() {
-			continue
-		}
-		api := metas[id].APIAddr
-		if api == "" {
-			continue
-		}
-		wg.Add(1)
-		go func(id ReplicaID, api string) {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			st, err := t.dialer.Status(cctx, api)
-			if err == nil && st.ID != id {
-				// The address now answers as another replica (a container
-				// that took a dead member's IP, through a pooled
-				// connection): the member itself is not reachable.
-				err = fmt.Errorf("%s answers as replica %d, not %d", api, st.ID, id)
-			}
-			results <- result{id, st, err}
-		}(id, api)
-	}
-	wg.Wait()
-	close(results)
-
-	var got []result
-	for r := range results {
-		got = append(got, r)
-	}
-	var leaderApplied uint64
-	if local.LeaderID == t.host.ID() {
-		leaderApplied = local.Applied
-	}
-	for _, r := range got {
-		if r.err == nil && r.id == local.LeaderID {
-			leaderApplied = r.st.Applied
-		}
-	}
+	answers := t.askPeers(ctx, ms, metas, timeout)
+	leaderApplied := leaderAppliedOf(t.host.ID(), local, answers)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -111,37 +70,102 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	if changed {
 		t.ccAt = now
 	}
-	t.ms, t.msOK, t.metas = ms, true, metas
+	t.ms, t.msOK, t.metas, t.leaderApplied = ms, true, metas, leaderApplied
+	t.syncPeers(ms, now)
+	for _, a := range answers {
+		t.peers[a.id].judge(t.policy, a, leaderApplied, now)
+	}
+	return changed, nil
+}
+
+// answer is one peer's answer to a probe.
+type answer struct {
+	id  ReplicaID
+	st  PeerStatus
+	err error
+}
+
+// askPeers asks every other member with a published API address for its
+// status, all at once.
+func (t *tracker) askPeers(ctx context.Context, ms Membership, metas map[ReplicaID]Meta, timeout time.Duration) []answer {
+	var out []answer
+	for id := range allMembers(ms) {
+		if id != t.host.ID() && metas[id].APIAddr != "" {
+			out = append(out, answer{id: id})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			out[i].st, out[i].err = t.askPeer(cctx, out[i].id, metas[out[i].id].APIAddr)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// askPeer asks member id at api for its status.
+func (t *tracker) askPeer(ctx context.Context, id ReplicaID, api string) (PeerStatus, error) {
+	st, err := t.dialer.Status(ctx, api)
+	if err == nil && st.ID != id {
+		// The address now answers as another replica (a container that
+		// took a dead member's IP, through a pooled connection): the
+		// member itself is not reachable.
+		err = fmt.Errorf("%s answers as replica %d, not %d", api, st.ID, id)
+	}
+	return st, err
+}
+
+// leaderAppliedOf is the leader's applied index as this probe found it:
+// this node's own when it leads, else the leader's answer; 0 = unknown.
+func leaderAppliedOf(self ReplicaID, local Local, answers []answer) uint64 {
+	if local.LeaderID == self {
+		return local.Applied
+	}
+	for _, a := range answers {
+		if a.err == nil && a.id == local.LeaderID {
+			return a.st.Applied
+		}
+	}
+	return 0
+}
+
+// syncPeers keeps one peer record per member of ms.
+func (t *tracker) syncPeers(ms Membership, now time.Time) {
+	all := allMembers(ms)
 	for id := range t.peers {
-		if _, ok := allMembers(ms)[id]; !ok {
+		if _, ok := all[id]; !ok {
 			delete(t.peers, id)
 		}
 	}
-	for id := range allMembers(ms) {
+	for id := range all {
 		if _, ok := t.peers[id]; !ok {
 			t.peers[id] = &peer{firstSeen: now}
 		}
 	}
-	for _, r := range got {
-		p := t.peers[r.id]
-		if r.err != nil {
-			p.ok, p.following, p.err, p.liveSince = false, false, r.err.Error(), time.Time{}
-			continue
-		}
-		prev := p.st.Applied // of the previous answer; 0 = none
-		p.following, p.err = t.policy.Following(Follow{Ready: r.st.Ready, Reason: r.st.Reason,
-			Applied: r.st.Applied, PrevApplied: prev, LeaderApplied: leaderApplied})
-		p.ok, p.st = true, r.st
-		if !p.following {
-			p.liveSince = time.Time{}
-			continue
-		}
-		p.lastLive = now
-		if p.liveSince.IsZero() {
-			p.liveSince = now
-		}
+}
+
+// judge records a peer's answer: it is live when it answered and follows
+// the leader's log (Policy.Following).
+func (p *peer) judge(pol Policy, a answer, leaderApplied uint64, now time.Time) {
+	if a.err != nil {
+		p.ok, p.following, p.err, p.liveSince = false, false, a.err.Error(), time.Time{}
+		return
 	}
-	return changed, nil
+	prev := p.st.Applied // of the previous answer; 0 = none
+	p.following, p.err = pol.Following(Follow{Ready: a.st.Ready, Reason: a.st.Reason,
+		Applied: a.st.Applied, PrevApplied: prev, LeaderApplied: leaderApplied})
+	p.ok, p.st = true, a.st
+	if !p.following {
+		p.liveSince = time.Time{}
+		return
+	}
+	p.lastLive = now
+	if p.liveSince.IsZero() {
+		p.liveSince = now
+	}
 }
 
 // stable is how long the config-change ID has been unchanged in this view.
@@ -179,10 +203,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 		row := MemberInfo{ID: id, Role: t.ms.RoleOf(id), RaftAddr: addr, APIAddr: t.metas[id].APIAddr, Leader: id == self.LeaderID}
 		if id == t.host.ID() {
 			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
-			row.State = stateOf(self.Ready, true)
-			if self.State != "" {
-				row.State = self.State
-			}
+			row.State = selfState(self)
 		} else if p := t.peers[id]; p != nil {
 			since := p.lastLive
 			if since.IsZero() {
@@ -195,42 +216,39 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 			case p.ok:
 				row.Applied, row.Ready, row.State, row.Reason = p.st.Applied, p.st.Ready, p.st.State, p.err
 				if p.st.Ready {
-					row.State = "stalled"
+					row.State = StateStalled
 				}
 				row.DownFor = max(now.Sub(since), time.Millisecond)
 			case row.APIAddr == "":
-				row.State, row.Reason = "joining", "has not published its API address yet"
+				row.State, row.Reason = StateJoining, "has not published its API address yet"
 				row.DownFor = now.Sub(p.firstSeen)
 			default:
-				row.State, row.Reason = "unreachable", p.err
+				row.State, row.Reason = StateUnreachable, p.err
 				row.DownFor = max(now.Sub(since), time.Millisecond)
 			}
 		}
 		rows = append(rows, row)
 	}
-	var leaderApplied uint64
-	for _, r := range rows {
-		if r.Leader {
-			leaderApplied = r.Applied
-		}
-	}
 	for i := range rows {
-		if rows[i].State != "unreachable" && rows[i].State != "joining" && leaderApplied > rows[i].Applied {
-			rows[i].Lag = leaderApplied - rows[i].Applied
+		if rows[i].State != StateUnreachable && rows[i].State != StateJoining && t.leaderApplied > rows[i].Applied {
+			rows[i].Lag = t.leaderApplied - rows[i].Applied
 		}
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 	return rows, t.ms.ConfigChangeID, true
 }
 
-func stateOf(ready, started bool) string {
+// selfState is this node's state in its own view: the node's word when it
+// says why it is not ready any more (isolated, removed), else ready or
+// catching up.
+func selfState(l Local) State {
 	switch {
-	case ready:
-		return "ready"
-	case started:
-		return "catching-up"
+	case l.State != "":
+		return ParseState(l.State)
+	case l.Ready:
+		return StateReady
 	}
-	return "joining"
+	return StateCatchingUp
 }
 
 // ViewOf turns Members rows into the View the policy reads.

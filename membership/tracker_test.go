@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -53,11 +54,11 @@ func TestTrackerRejectsAnswerFromAnotherReplica(t *testing.T) {
 	for _, r := range rows {
 		switch r.ID {
 		case 2:
-			if r.State != "unreachable" || r.DownFor == 0 || r.Ready || !strings.Contains(r.Reason, "answers as replica 9") {
+			if r.State != StateUnreachable || r.DownFor == 0 || r.Ready || !strings.Contains(r.Reason, "answers as replica 9") {
 				t.Fatalf("member 2 = %+v; want unreachable", r)
 			}
 		case 3:
-			if r.State != "" && r.DownFor != 0 || !r.Ready {
+			if r.DownFor != 0 || !r.Ready {
 				t.Fatalf("member 3 = %+v; want reachable and ready", r)
 			}
 		}
@@ -81,7 +82,7 @@ func TestTrackerJudgesRaftProgress(t *testing.T) {
 		h.applied = leader
 		d.answers["a2"] = PeerStatus{ID: 2, Role: RoleVoter, Ready: true, Applied: stuck}
 		d.answers["a3"] = PeerStatus{ID: 3, Role: RoleVoter, Ready: true, Applied: slow}
-		d.answers["a4"] = PeerStatus{ID: 4, Role: RoleVoter, Ready: isolatedReady, Applied: isolated, State: "isolated", Reason: "no leader for 3s"}
+		d.answers["a4"] = PeerStatus{ID: 4, Role: RoleVoter, Ready: isolatedReady, Applied: isolated, State: StateIsolated, Reason: "no leader for 3s"}
 		if _, err := tr.probe(context.Background(), 1e9); err != nil {
 			t.Fatal(err)
 		}
@@ -105,13 +106,16 @@ func TestTrackerJudgesRaftProgress(t *testing.T) {
 	}
 	// Writes go on: 2 stands still, 3 moves slowly, 4 says it is not ready.
 	rows = probe(5000, 100, 400, 100, false)
-	if r := rows[2]; r.DownFor == 0 || r.State != "stalled" || !strings.Contains(r.Reason, "not moving") {
+	if r := rows[2]; r.DownFor == 0 || r.State != StateStalled || !strings.Contains(r.Reason, "not moving") {
 		t.Fatalf("stuck member 2 = %+v; want down, stalled", r)
 	}
 	if r := rows[3]; r.DownFor != 0 {
 		t.Fatalf("slow but moving member 3 = %+v; want live", r)
 	}
-	if r := rows[4]; r.DownFor == 0 || r.State != "isolated" || !strings.Contains(r.Reason, "no leader for 3s") {
+	if rows[1].Lag != 0 || rows[2].Lag != 4900 || rows[3].Lag != 4600 {
+		t.Fatalf("lags %d, %d, %d; want 0, 4900, 4600 behind the leader's 5000", rows[1].Lag, rows[2].Lag, rows[3].Lag)
+	}
+	if r := rows[4]; r.DownFor == 0 || r.State != StateIsolated || !strings.Contains(r.Reason, "no leader for 3s") {
 		t.Fatalf("not-ready member 4 = %+v; want down with its reason", r)
 	}
 	probe(9000, 100, 900, 100, false)
@@ -119,6 +123,81 @@ func TestTrackerJudgesRaftProgress(t *testing.T) {
 	for _, m := range ViewOf(all, ccid).Members {
 		if (m.ID == 2 || m.ID == 4) && m.DownFor == 0 {
 			t.Fatalf("view: member %d = %+v; want down", m.ID, m)
+		}
+	}
+}
+
+// States and actions go to the API and the logs by name: the names are
+// pinned, and a name read back is the same state.
+func TestStateAndActionNames(t *testing.T) {
+	want := map[State]string{
+		StateUnknown: "unknown", StateStarting: "starting", StateCatchingUp: "catching-up", StateReady: "ready",
+		StateIsolated: "isolated", StateRemoved: "removed", StateStopped: "stopped",
+		StateStalled: "stalled", StateJoining: "joining", StateUnreachable: "unreachable",
+	}
+	for s := StateUnknown; s <= StateUnreachable+1; s++ {
+		name, ok := want[s]
+		if !ok {
+			name = "unknown"
+		}
+		if s.String() != name {
+			t.Errorf("State(%d).String() = %q, want %q", int(s), s, name)
+		}
+		if ok && ParseState(name) != s {
+			t.Errorf("ParseState(%q) = %v, want %v", name, ParseState(name), s)
+		}
+	}
+	if got := ParseState("draining"); got != StateUnknown {
+		t.Errorf("ParseState of a state this version does not know = %v, want unknown", got)
+	}
+	for a, name := range map[Action]string{Wait: "wait", Promote: "promote", Remove: "remove", Remove + 1: "unknown"} {
+		if a.String() != name {
+			t.Errorf("Action(%d).String() = %q, want %q", int(a), a, name)
+		}
+	}
+}
+
+// This node's row: ready or catching up by its own readiness, and the
+// node's word when it says why it is not ready any more.
+func TestTrackerSelfState(t *testing.T) {
+	for _, tt := range []struct {
+		local Local
+		want  State
+	}{
+		{Local{Role: RoleVoter, LeaderID: 1, Ready: true}, StateReady},
+		{Local{Role: RoleObserver, LeaderID: 2}, StateCatchingUp},
+		{Local{Role: RoleVoter, State: "isolated", Reason: "no leader for 3s"}, StateIsolated},
+		{Local{Role: RoleVoter, State: "removed"}, StateRemoved},
+	} {
+		h := &selfHost{fakeHost: fakeHost{ms: Membership{Voters: map[ReplicaID]string{1: "r1"}}}, local: tt.local}
+		tr := newTracker(h, &fakeDialer{}, DefaultPolicy(), func() string { return "" })
+		if _, err := tr.probe(context.Background(), 1e9); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, _ := tr.members()
+		if len(rows) != 1 || rows[0].State != tt.want {
+			t.Errorf("local %+v: rows %+v; want one row, %v", tt.local, rows, tt.want)
+		}
+	}
+}
+
+type selfHost struct {
+	fakeHost
+	local Local
+}
+
+func (h *selfHost) Local() Local { return h.local }
+
+// The leader's applied index: this node's own when it leads, the leader's
+// answer otherwise, unknown when the leader did not answer.
+func TestLeaderAppliedOf(t *testing.T) {
+	answers := []answer{{id: 2, st: PeerStatus{ID: 2, Applied: 70}}, {id: 3, err: errors.New("refused")}}
+	for _, tt := range []struct {
+		leader ReplicaID
+		want   uint64
+	}{{1, 50}, {2, 70}, {3, 0}, {0, 0}} {
+		if got := leaderAppliedOf(1, Local{LeaderID: tt.leader, Applied: 50}, answers); got != tt.want {
+			t.Errorf("leader %d: %d, want %d", tt.leader, got, tt.want)
 		}
 	}
 }

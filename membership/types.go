@@ -29,6 +29,55 @@ func (r Role) String() string {
 	return "unknown"
 }
 
+// State is a member's state in a node's view of the cluster (Members
+// rows, kvctl members). Its String is what the API sends: never rename one.
+// The node-level states (starting to stopped) are what a member says of
+// itself; the last three are the viewer's verdict on a member.
+type State int
+
+const (
+	// StateUnknown: a state this version does not know (a newer member's).
+	StateUnknown State = iota
+	StateStarting
+	StateCatchingUp
+	StateReady
+	// StateIsolated: lost its leader or quorum for the bound (node/readiness.go).
+	StateIsolated
+	StateRemoved
+	StateStopped
+	// StateStalled: answers and says it is ready, but does not follow the
+	// leader's log (Policy.Following).
+	StateStalled
+	// StateJoining: a member that has not published its API address yet.
+	StateJoining
+	// StateUnreachable: its API does not answer (or answers as another replica).
+	StateUnreachable
+)
+
+var stateNames = [...]string{
+	StateUnknown: "unknown", StateStarting: "starting", StateCatchingUp: "catching-up", StateReady: "ready",
+	StateIsolated: "isolated", StateRemoved: "removed", StateStopped: "stopped",
+	StateStalled: "stalled", StateJoining: "joining", StateUnreachable: "unreachable",
+}
+
+func (s State) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return stateNames[StateUnknown]
+	}
+	return stateNames[s]
+}
+
+// ParseState reads a state as String writes it (a member's own, over the
+// API); StateUnknown for any other text.
+func ParseState(text string) State {
+	for s, name := range stateNames {
+		if name == text {
+			return State(s)
+		}
+	}
+	return StateUnknown
+}
+
 // Membership is the Raft group's membership (the authority on roles).
 type Membership struct {
 	ConfigChangeID uint64
@@ -66,6 +115,9 @@ var (
 	// ErrNotSameNode: a Join names an existing member but does not prove it
 	// is that member (its join token); the member is left untouched.
 	ErrNotSameNode = errors.New("membership: join for an existing member without its join token")
+	// ErrNoView: this node has not probed the members yet (it is starting
+	// or catching up); ask again, or ask another node.
+	ErrNoView = errors.New("membership: this node has no view of the members yet")
 	// ErrStateLost: this replica ran before, but its Raft state is gone; it
 	// must not vote again with an empty log.
 	ErrStateLost = errors.New("membership: replica's Raft state was lost")

@@ -274,13 +274,13 @@ func dropOldCluster(ctx context.Context, cfg Config, rid membership.ReplicaID, r
 			return fmt.Errorf("%w: the restored replica did not become ready: %v", ErrRestore, ctx.Err())
 		}
 	}
-	v, err := n.Read(ctx, statemachine.RangeQuery{Meta: true}, Linearizable)
+	res, err := n.Range(ctx, statemachine.RangeQuery{Meta: true}, Linearizable)
 	if err != nil {
 		return fmt.Errorf("%w: read metadata: %v", ErrRestore, err)
 	}
 	var ops []statemachine.Op
 	self := metaMemberKey(rid)
-	for _, kv := range v.(statemachine.RangeResult).KVs {
+	for _, kv := range res.KVs {
 		old := bytes.HasPrefix(kv.Key, []byte(metaClusterPrefix)) ||
 			(bytes.HasPrefix(kv.Key, []byte(metaMemberPrefix)) && !bytes.Equal(kv.Key, self))
 		if old {

@@ -3,8 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,45 +10,6 @@ import (
 
 	"github.com/kvd-project/kvd/statemachine"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func testConfig(t *testing.T, dir string) Config {
-	return Config{
-		DataDir: dir, RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
-		RTT: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
-
-func startReady(t *testing.T, cfg Config) *Node {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for !n.Ready() {
-		if !sleep(ctx, 10*time.Millisecond) {
-			n.Stop()
-			t.Fatal("node not ready")
-		}
-	}
-	return n
-}
 
 func put(t *testing.T, n *Node, key, val string) uint64 {
 	t.Helper()
@@ -63,12 +22,12 @@ func put(t *testing.T, n *Node, key, val string) uint64 {
 
 func rangeAll(t *testing.T, n *Node, meta bool) map[string]statemachine.KeyValue {
 	t.Helper()
-	v, err := n.Read(context.Background(), statemachine.RangeQuery{Meta: meta}, Linearizable)
+	res, err := n.Range(context.Background(), statemachine.RangeQuery{Meta: meta}, Linearizable)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]statemachine.KeyValue{}
-	for _, kv := range v.(statemachine.RangeResult).KVs {
+	for _, kv := range res.KVs {
 		out[string(kv.Key)] = kv
 	}
 	return out
@@ -99,7 +58,7 @@ func copyExport(t *testing.T, e *Export) string {
 // after a restart; the old cluster's metadata is gone and a new cluster ID
 // replaces it.
 func TestRestoreKeepsRevisions(t *testing.T) {
-	a := startReady(t, testConfig(t, t.TempDir()))
+	a := startReady(t, testConfig(t))
 	defer a.Stop()
 	for i := range 50 {
 		put(t, a, fmt.Sprintf("k%02d", i), fmt.Sprintf("v%d", i))
@@ -128,7 +87,7 @@ func TestRestoreKeepsRevisions(t *testing.T) {
 	delete(want, "after")
 	a.Stop()
 
-	cfg := testConfig(t, t.TempDir())
+	cfg := testConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r, err := Restore(ctx, cfg, src, e.Index)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +39,13 @@ type Config struct {
 	// until this many nodes see each other, then all bootstrap the same
 	// initial set (the lowest IDs) and the rest join. 0 = off.
 	BootstrapExpect int
+	// WatchHistory is how many revisions of change events the state
+	// machine keeps for watchers; 0 = statemachine.DefaultHistoryRevisions,
+	// < 0 = none (Watch is refused).
+	WatchHistory int
+	// WatchHistoryBytes caps the history's size (estimated; checked every
+	// 1024 events); 0 = statemachine.DefaultHistoryBytes, < 0 = no cap.
+	WatchHistoryBytes int64
 	// Formation is published to peers (kvd.v1.Bootstrap); nil = not published.
 	Formation *membership.Formation
 	// Policy drives self-promotion and dead-voter replacement.
@@ -161,4 +169,54 @@ func (c *Config) Validate() error {
 // Defaults: RTT 50 ms × 20 ticks → 3 s.
 func (c *Config) NotReadyAfter() time.Duration {
 	return max(3*c.RTT*time.Duration(c.ElectionTicks), time.Second)
+}
+
+// prepare fills in the defaults, validates, installs Dragonboat's logger
+// and creates the data dir: the first step of Start.
+func prepare(cfg Config) (Config, error) {
+	cfg = withDefaults(cfg)
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	installDragonboatLogger(cfg.Logger)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return cfg, fmt.Errorf("node: create data dir: %w", err)
+	}
+	return cfg, nil
+}
+
+// withDefaults fills every zero setting from DefaultConfig.
+func withDefaults(cfg Config) Config {
+	d := DefaultConfig()
+	if cfg.RTT == 0 {
+		cfg.RTT = d.RTT
+	}
+	if cfg.ElectionTicks == 0 {
+		cfg.ElectionTicks = d.ElectionTicks
+	}
+	if cfg.HeartbeatTicks == 0 {
+		cfg.HeartbeatTicks = d.HeartbeatTicks
+	}
+	if cfg.SnapshotEntries == 0 {
+		cfg.SnapshotEntries = d.SnapshotEntries
+		if cfg.CompactionOverhead == 0 {
+			cfg.CompactionOverhead = d.CompactionOverhead
+		}
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = d.ReadyTimeout
+	}
+	if cfg.Policy == (membership.Policy{}) {
+		cfg.Policy = d.Policy
+		// The autopilot retires voters above the target: keep every
+		// initial voter of a larger static cluster (odd: 4 → 5).
+		cfg.Policy.Voters = max(cfg.Policy.Voters, len(cfg.InitialMembers)|1)
+	}
+	if cfg.RaftListen == "" {
+		cfg.RaftListen = cfg.RaftAddr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg
 }

@@ -7,15 +7,21 @@
 //
 //	n, err := node.Start(ctx, cfg)   // joins or forms a cluster first when asked; ctx bounds that wait
 //	res, err := n.Propose(ctx, cmds) // committed and applied; res[i].Revision is the Raft index
-//	v, err := n.Read(ctx, statemachine.GetQuery{Key: k}, node.Linearizable)
+//	r, err := n.Get(ctx, statemachine.GetQuery{Key: k}, node.Linearizable)
 //	<-n.Removed()                     // closed if this replica learns it was removed
 //	n.Stop()                          // idempotent
 //
-// Lifecycle rules: Start writes the identity file before Dragonboat writes
-// anything, so a restart with the same flags finds the same replica. Every
-// Dragonboat call runs under a context deadline. The node owns its
-// goroutines (the readiness loop, metadata publication, the membership
-// controller, the write batcher's proposers, which propose under the
-// node's lifetime context, never a caller's) and Stop waits for them.
-// *Node implements membership.Host.
+// Lifecycle rules: Start is a sequence of named steps (node.go: prepare,
+// loadIdentity, openHost, decide, adoptIdentity, join, startReplica,
+// startMetrics, startGoroutines); it writes the identity file before
+// Dragonboat writes anything, so a restart with the same flags finds the
+// same replica. Every Dragonboat call runs under a context deadline. The
+// node owns its goroutines, all started under its lifetime context by
+// startGoroutines (the readiness loop, which also publishes the member
+// metadata; the membership controller) or by the write batcher (its
+// proposers, which propose under that context, never a caller's); Stop
+// cancels it and waits for them, then closes the NodeHost, which waits for
+// Dragonboat's and Pebble's. Waits for a leader wake on Dragonboat's
+// LeaderUpdated events (events.go), each with a bounded fallback.
+// *Node implements membership.Host (host.go, meta.go, removal.go).
 package node

@@ -21,11 +21,12 @@ var (
 
 // NotReadyError says why a replica serves no serializable reads: how far
 // behind it is while catching up, or, for a node that was ready, why it
-// stopped (State "isolated": no leader or no ReadIndex within the bound;
-// "removed").
+// stopped (State StateIsolated: no leader or no ReadIndex within the
+// bound; StateRemoved).
 type NotReadyError struct {
 	Applied, Target uint64
-	State, Reason   string
+	State           State
+	Reason          string
 }
 
 func (e *NotReadyError) Error() string {

@@ -18,7 +18,10 @@ import (
 // catch-up again. One goroutine, stayReady, owns the transitions; Stop ends it.
 
 // unready says why a node that was ready is not any more.
-type unready struct{ state, reason string }
+type unready struct {
+	state  State // StateIsolated or StateRemoved
+	reason string
+}
 
 // stayReady catches up, then watches; when the watch revokes readiness it
 // catches up again. It returns when ctx ends or the replica is removed.
@@ -28,18 +31,18 @@ func (n *Node) stayReady(ctx context.Context) {
 			return
 		}
 		n.publishMeta(ctx)
-		state, reason := n.watch(ctx)
-		if state == "" {
+		state, reason, ok := n.watch(ctx)
+		if !ok {
 			return
 		}
 		n.revoke(state, reason)
-		if state == "removed" {
+		if state == StateRemoved {
 			return
 		}
 	}
 }
 
-// watch returns why the node must stop being ready, or "" when ctx ends.
+// watch returns why the node must stop being ready, or false when ctx ends.
 // It wakes on leader changes (Dragonboat's LeaderUpdated) and every quarter
 // of the bound; it sends a ReadIndex of its own only when no read or
 // proposal has proved the node's state for half the bound (an idle node
@@ -47,24 +50,26 @@ func (n *Node) stayReady(ctx context.Context) {
 // sent to a leader that just died is never answered) and a failed one is
 // retried soon, so that a normal leader change, which ends well within the
 // bound, does not revoke readiness.
-func (n *Node) watch(ctx context.Context) (state, reason string) {
+func (n *Node) watch(ctx context.Context) (State, string, bool) {
 	bound := n.cfg.NotReadyAfter()
 	attempt := min(n.cfg.ReadyTimeout, bound/4)
 	t := time.NewTimer(bound / 4)
 	defer t.Stop()
 	var noLeaderSince time.Time
+	moved := n.leaderMoved.wait()
 	for {
 		next := bound / 4
 		select {
 		case <-ctx.Done():
-			return "", ""
+			return 0, "", false
 		case <-n.removed:
-			return "removed", removedReason
-		case <-n.leaderC:
+			return StateRemoved, removedReason, true
+		case <-moved:
 		case <-t.C:
 		}
+		moved = n.leaderMoved.wait() // before the check: no event is missed
 		now := time.Now()
-		if id, _, ok, err := n.nh.GetLeaderID(ShardID); err == nil && ok && id != 0 {
+		if n.leaderID() != 0 {
 			noLeaderSince = time.Time{}
 		} else if noLeaderSince.IsZero() {
 			noLeaderSince = now
@@ -73,8 +78,8 @@ func (n *Node) watch(ctx context.Context) (state, reason string) {
 			// A ReadIndex without a known leader is dropped unanswered:
 			// don't send one, count the time without a leader.
 			if d := now.Sub(noLeaderSince); d >= bound {
-				return "isolated", fmt.Sprintf("no leader for %s (limit %s): this node cannot reach a quorum of voters",
-					d.Round(10*time.Millisecond), bound)
+				return StateIsolated, fmt.Sprintf("no leader for %s (limit %s): this node cannot reach a quorum of voters",
+					d.Round(10*time.Millisecond), bound), true
 			}
 		} else if since := now.Sub(n.lastProof()); since >= bound/2 {
 			rctx, cancel := context.WithTimeout(ctx, attempt)
@@ -85,8 +90,8 @@ func (n *Node) watch(ctx context.Context) (state, reason string) {
 				n.proved()
 			case ctx.Err() != nil:
 			case d >= bound:
-				return "isolated", fmt.Sprintf("no ReadIndex completed for %s (limit %s): %v",
-					d.Round(10*time.Millisecond), bound, err)
+				return StateIsolated, fmt.Sprintf("no ReadIndex completed for %s (limit %s): %v",
+					d.Round(10*time.Millisecond), bound, err), true
 			default:
 				next = bound / 10
 			}
@@ -95,10 +100,8 @@ func (n *Node) watch(ctx context.Context) (state, reason string) {
 	}
 }
 
-const removedReason = "removed from the cluster; restart with --rejoin to join under a new ID"
-
 // revoke makes the node not ready, saying why.
-func (n *Node) revoke(state, reason string) {
+func (n *Node) revoke(state State, reason string) {
 	n.why.Store(&unready{state: state, reason: reason})
 	if n.ready.Swap(false) {
 		n.log.Warn("not ready any more", "state", state, "reason", reason)
@@ -116,20 +119,20 @@ func (n *Node) lastProof() time.Time { return time.Unix(0, n.lastRead.Load()) }
 
 // notReady is the error of a serializable read on a node that is not ready.
 func (n *Node) notReady() error {
-	e := &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load()}
+	e := &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load(), State: StateCatchingUp}
 	if w := n.why.Load(); w != nil {
 		e.State, e.Reason = w.state, w.reason
 	}
 	return e
 }
 
-// readiness is the state and reason that Status and Local report while the
-// node is not ready ("" when it never was: the first catch-up).
-func (n *Node) readiness() (state, reason string) {
+// readiness is why a node that was ready is not any more, as Status and
+// Local report it; false while ready, or catching up the first time.
+func (n *Node) readiness() (unready, bool) {
 	if w := n.why.Load(); w != nil && !n.ready.Load() {
-		return w.state, w.reason
+		return *w, true
 	}
-	return "", ""
+	return unready{}, false
 }
 
 // becomeReady marks the node ready after a catch-up proof.

@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -58,18 +57,8 @@ func (s *clusterServer) Status(ctx context.Context, _ *connect.Request[kvdv1.Sta
 	resp := &kvdv1.StatusResponse{
 		Id: uint64(st.ReplicaID), Role: roleProto(st.Role), LeaderId: uint64(st.LeaderID), Term: st.Term,
 		AppliedIndex: st.Applied, Ready: st.Ready, RaftAddr: st.RaftAddr, ApiAddr: st.APIAddr,
-		State: st.State, Version: s.version, Voters: uint64(st.Voters), Reason: st.Reason,
-		CatchUpTarget: st.CatchUpTarget,
-	}
-	if rows, _, ok := s.view.Members(); ok {
-		resp.Voters, resp.Observers = 0, 0
-		for _, r := range rows {
-			if r.Role == membership.RoleVoter {
-				resp.Voters++
-			} else {
-				resp.Observers++
-			}
-		}
+		State: st.State.String(), Version: s.version, Voters: uint64(st.Voters), Observers: uint64(st.Observers),
+		Reason: st.Reason, CatchUpTarget: st.CatchUpTarget,
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -80,9 +69,7 @@ func (s *clusterServer) Status(ctx context.Context, _ *connect.Request[kvdv1.Sta
 func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.MembersRequest]) (*connect.Response[kvdv1.MembersResponse], error) {
 	rows, ccid, ok := s.view.Members()
 	if !ok {
-		st := s.view.Status()
-		return nil, connect.NewError(connect.CodeUnavailable,
-			fmt.Errorf("this node (%s) has no view of the members yet; ask another node", st.State))
+		return nil, toConnect(fmt.Errorf("%w (it is %s)", membership.ErrNoView, s.view.Status().State))
 	}
 	out := &kvdv1.MembersResponse{ConfigChangeId: ccid}
 	for _, id := range s.view.RemovedIDs() {
@@ -94,7 +81,7 @@ func (s *clusterServer) Members(ctx context.Context, _ *connect.Request[kvdv1.Me
 		}
 		out.Members = append(out.Members, &kvdv1.Member{
 			Id: uint64(r.ID), Role: roleProto(r.Role), RaftAddr: r.RaftAddr, ApiAddr: r.APIAddr,
-			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State, Lag: r.Lag,
+			Leader: r.Leader, AppliedIndex: r.Applied, Ready: r.Ready, State: r.State.String(), Lag: r.Lag,
 			Reason: r.Reason, DownForMs: uint64(r.DownFor / time.Millisecond),
 		})
 	}
@@ -141,10 +128,7 @@ func (s *clusterServer) Remove(ctx context.Context, req *connect.Request[kvdv1.R
 		return nil, toConnect(fmt.Errorf("%w: replica %d is not a member (see kvctl members)", membership.ErrNotMember, id))
 	}
 	rows, ccid, ok := s.view.Members()
-	if !ok {
-		return nil, connect.NewError(connect.CodeUnavailable, errors.New("this node has no view of the members yet; retry or ask another node"))
-	}
-	if err := membership.CheckRemoval(membership.ViewOf(rows, ccid), id); err != nil {
+	if err := membership.CheckRemoval(rows, ccid, ok, id); err != nil {
 		return nil, toConnect(err)
 	}
 	if err := s.view.RemoveReplica(ctx, id, ms.ConfigChangeID); err != nil {

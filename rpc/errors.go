@@ -30,6 +30,7 @@ var errorCodes = []struct {
 	{membership.ErrRemoved, connect.CodeFailedPrecondition, ""},
 	{membership.ErrNoQuorum, connect.CodeFailedPrecondition, ""},
 	{membership.ErrNotMember, connect.CodeNotFound, ""},
+	{membership.ErrNoView, connect.CodeUnavailable, "retry, or ask another node"},
 	{membership.ErrIdentityMismatch, connect.CodeAlreadyExists, ""},
 	{membership.ErrBadFlags, connect.CodeInvalidArgument, ""},
 	{node.ErrStopped, connect.CodeUnavailable, "the node is shutting down; retry on another endpoint"},

@@ -20,19 +20,21 @@ type Store interface {
 	Write(ctx context.Context, cmd statemachine.Command) (statemachine.Result, error)
 	// WriteAll is Write for independent commands, each with its own outcome.
 	WriteAll(ctx context.Context, cmds []statemachine.Command) ([]statemachine.Result, []error)
-	Read(ctx context.Context, q interface{}, mode node.ReadMode) (interface{}, error)
-	// ReadAll runs queries behind one consistency check.
-	ReadAll(ctx context.Context, qs []interface{}, mode node.ReadMode) ([]interface{}, error)
+	Get(ctx context.Context, q statemachine.GetQuery, mode node.ReadMode) (statemachine.GetResult, error)
+	Range(ctx context.Context, q statemachine.RangeQuery, mode node.ReadMode) (statemachine.RangeResult, error)
+	// ReadAll runs gets behind one consistency check.
+	ReadAll(ctx context.Context, qs []statemachine.GetQuery, mode node.ReadMode) ([]statemachine.GetResult, error)
 }
 
 type kvServer struct {
-	store  Store
-	limits Limits
+	store   Store
+	limits  Limits
+	metrics *rpcMetrics // of the calls a stream carries
 }
 
 // NewKVServer returns the kvd.v1.KV handler implementation.
 func NewKVServer(store Store, limits Limits) kvdv1connect.KVHandler {
-	return &kvServer{store: store, limits: limits}
+	return &kvServer{store: store, limits: limits, metrics: newRPCMetrics(nil)}
 }
 
 func readMode(c kvdv1.Consistency) (node.ReadMode, error) {
@@ -165,8 +167,7 @@ func (s *kvServer) getQuery(m *kvdv1.GetRequest) (statemachine.GetQuery, node.Re
 	return statemachine.GetQuery{Key: m.Key}, mode, nil
 }
 
-func getResponse(m *kvdv1.GetRequest, v interface{}) (*kvdv1.GetResponse, error) {
-	res := v.(statemachine.GetResult)
+func getResponse(m *kvdv1.GetRequest, res statemachine.GetResult) (*kvdv1.GetResponse, error) {
 	if res.KV == nil {
 		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("key %q not found", m.Key))
 	}
@@ -178,7 +179,7 @@ func (s *kvServer) Get(ctx context.Context, req *connect.Request[kvdv1.GetReques
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.store.Read(ctx, q, mode)
+	v, err := s.store.Get(ctx, q, mode)
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -231,11 +232,10 @@ func (s *kvServer) Range(ctx context.Context, req *connect.Request[kvdv1.RangeRe
 		return nil, invalid("range: limit %d exceeds the maximum range limit %d; page with next_page_token", limit, s.limits.MaxRangeLimit)
 	}
 	q := statemachine.RangeQuery{Start: start, End: end, Limit: limit, MaxBytes: s.limits.MaxRangeBytes, KeysOnly: m.KeysOnly}
-	v, err := s.store.Read(ctx, q, mode)
+	res, err := s.store.Range(ctx, q, mode)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	res := v.(statemachine.RangeResult)
 	out := &kvdv1.RangeResponse{Kvs: make([]*kvdv1.KeyValue, len(res.KVs)), More: res.More, Revision: res.Revision}
 	for i, kv := range res.KVs {
 		out.Kvs[i] = toProto(kv)

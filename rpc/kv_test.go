@@ -100,6 +100,14 @@ func TestBadInputIsRejectedAndWritesNothing(t *testing.T) {
 			return err
 		}, "add a compare instead"},
 	}
+	// The first leader writes the cluster ID once: wait for it, so that
+	// only the rejected requests below could move the applied index.
+	for deadline := time.Now().Add(10 * time.Second); c.Server(0).Node().ClusterID() == ""; {
+		if time.Now().After(deadline) {
+			t.Fatal("no cluster ID after 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	applied := c.Server(0).Node().Status().Applied
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

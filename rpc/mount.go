@@ -34,14 +34,15 @@ type Options struct {
 
 // Mount registers the Connect services, gRPC health and reflection on mux.
 func Mount(mux *http.ServeMux, n Node, opts Options) {
+	metrics := newRPCMetrics(opts.Registry)
 	handlerOpts := []connect.HandlerOption{
 		connect.WithReadMaxBytes(opts.Limits.maxMessageBytes()),
 		// Don't gzip small responses: setting up gzip for a 5-byte Put
 		// response was the leader's largest CPU item (bench/README.md).
 		connect.WithCompressMinBytes(1024),
-		connect.WithInterceptors(newMetricsInterceptor(opts.Registry), newGuard(opts.JoinSecret, opts.ClientCertAuth)),
+		connect.WithInterceptors(metrics, newGuard(opts.JoinSecret, opts.ClientCertAuth)),
 	}
-	kvPath, kv := kvdv1connect.NewKVHandler(NewKVServer(n, opts.Limits), handlerOpts...)
+	kvPath, kv := kvdv1connect.NewKVHandler(&kvServer{store: n, limits: opts.Limits, metrics: metrics}, handlerOpts...)
 	mux.Handle(kvPath, withoutStreamDeadlines(kv))
 	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
 	mux.Handle(clusterPath, withClientCert(cluster))
@@ -81,48 +82,4 @@ func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
 	}
 	return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service "+req.Service))
-}
-
-type metricsInterceptor struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-}
-
-func newMetricsInterceptor(reg prometheus.Registerer) connect.Interceptor {
-	m := &metricsInterceptor{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kvd_rpc_requests_total", Help: "RPCs by procedure and Connect code.",
-		}, []string{"procedure", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "kvd_rpc_duration_seconds", Help: "RPC latency by procedure.",
-			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 5},
-		}, []string{"procedure"}),
-	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.duration)
-	}
-	return m
-}
-
-func (m *metricsInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		start := time.Now()
-		resp, err := next(ctx, req)
-		proc := req.Spec().Procedure
-		m.duration.WithLabelValues(proc).Observe(time.Since(start).Seconds())
-		code := "ok"
-		if err != nil {
-			code = connect.CodeOf(err).String()
-		}
-		m.requests.WithLabelValues(proc, code).Inc()
-		return resp, err
-	}
-}
-
-func (m *metricsInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (m *metricsInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
 }

@@ -57,7 +57,7 @@ func (d *peerDialer) Status(ctx context.Context, apiAddr string) (membership.Pee
 	m := resp.Msg
 	return membership.PeerStatus{
 		ID: membership.ReplicaID(m.Id), Role: roleFromProto(m.Role), LeaderID: membership.ReplicaID(m.LeaderId),
-		Applied: m.AppliedIndex, Ready: m.Ready, State: m.State, Reason: m.Reason,
+		Applied: m.AppliedIndex, Ready: m.Ready, State: membership.ParseState(m.State), Reason: m.Reason,
 	}, nil
 }
 

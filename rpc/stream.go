@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -46,8 +47,7 @@ const (
 // request holds part of one while it waits for more of it.
 func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]) error {
 	var (
-		sendMu   sync.Mutex
-		sendErr  error
+		sender   = &streamSender{st: st}
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, maxStreamInflight)
 		requests = newByteBudget(int64(s.limits.MaxStreamBytes))
@@ -62,6 +62,7 @@ func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.Stre
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		if n := len(req.Calls); n > maxStreamCalls {
 			return invalid("stream: a message carries %d calls; the maximum is %d, send them in several messages", n, maxStreamCalls)
 		}
@@ -75,19 +76,30 @@ func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.Stre
 			requests.release(held)
 			return ctx.Err()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, large := s.serveCalls(ctx, req.Calls, values)
-			sendMu.Lock()
-			if sendErr == nil {
-				sendErr = st.Send(resp)
-			}
-			sendMu.Unlock()
-			values.release(large)
+		wg.Go(func() {
+			b := s.serveCalls(ctx, req.Calls, values)
+			sender.send(b.out)
+			s.metrics.observeStream(b.kinds, b.out.Results, time.Since(start))
+			values.release(b.heldValues)
 			requests.release(held)
 			<-slots
-		}()
+		})
+	}
+}
+
+// streamSender sends the responses of one stream, one at a time; after a
+// failed send it sends nothing more (the stream is broken).
+type streamSender struct {
+	mu  sync.Mutex
+	err error
+	st  *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]
+}
+
+func (s *streamSender) send(resp *kvdv1.StreamResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = s.st.Send(resp)
 	}
 }
 
@@ -105,6 +117,33 @@ func requestCost(req *kvdv1.StreamRequest) int64 {
 	return n
 }
 
+// streamBatch is one StreamRequest being served: its writes go to
+// WriteAll together, its gets to ReadAll by consistency, and out holds one
+// answer per call.
+type streamBatch struct {
+	calls      []*kvdv1.StreamCall
+	out        *kvdv1.StreamResponse
+	kinds      []string // each call's kind, for the metrics
+	writes     []streamWrite
+	gets       [2]streamGets // by modeIndex
+	heldValues int64         // taken from the values budget, to give back once sent
+}
+
+// streamWrite is a write call: the unary call's command, and how its
+// result becomes the call's answer.
+type streamWrite struct {
+	call   int // index in calls
+	cmd    statemachine.Command
+	answer func(*kvdv1.StreamResult, statemachine.Result) error
+}
+
+// streamGets are the gets of one consistency.
+type streamGets struct {
+	calls []int // index in calls of each query
+	qs    []statemachine.GetQuery
+	large []largeGet // values too long for the first pass
+}
+
 // largeGet is a get whose value was too long to read in the first pass.
 type largeGet struct {
 	call int // index in the request's calls
@@ -113,188 +152,232 @@ type largeGet struct {
 }
 
 // serveCalls runs the calls of one StreamRequest: writes through
-// WriteAll, gets grouped by consistency through ReadAll, concurrently; then
-// the values of large gets within the values budget. It returns the
-// response and the bytes it holds of values, to be released once sent.
-func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, values *byteBudget) (*kvdv1.StreamResponse, int64) {
-	out := &kvdv1.StreamResponse{Results: make([]*kvdv1.StreamResult, len(calls))}
-	var (
-		cmds  []statemachine.Command
-		wrote []int // index in calls of each cmd
-		reads [2]struct {
-			qs    []interface{}
-			idx   []int
-			large []largeGet
+// WriteAll and gets grouped by consistency through ReadAll, concurrently;
+// then the values of large gets within the values budget.
+func (s *kvServer) serveCalls(ctx context.Context, calls []*kvdv1.StreamCall, values *byteBudget) *streamBatch {
+	b := s.prepare(calls)
+	var wg sync.WaitGroup
+	for m := range b.gets {
+		if len(b.gets[m].qs) > 0 {
+			wg.Go(func() { s.serveGets(ctx, b, m) })
 		}
-	)
+	}
+	s.serveWrites(ctx, b)
+	wg.Wait()
+	b.heldValues = s.readLarge(ctx, b, values)
+	return b
+}
+
+// prepare sorts the calls into writes and gets, one case per call kind;
+// a call that is not valid is answered at once, as the unary call would be.
+func (s *kvServer) prepare(calls []*kvdv1.StreamCall) *streamBatch {
+	b := &streamBatch{calls: calls, out: &kvdv1.StreamResponse{Results: make([]*kvdv1.StreamResult, len(calls))},
+		kinds: make([]string, len(calls))}
 	for i, c := range calls {
-		out.Results[i] = &kvdv1.StreamResult{Id: c.Id}
+		b.out.Results[i] = &kvdv1.StreamResult{Id: c.Id}
 		var (
-			cmd statemachine.Command
+			w   streamWrite
 			err error
 		)
 		switch r := c.Request.(type) {
 		case *kvdv1.StreamCall_Put:
-			cmd, err = s.putCommand(r.Put)
+			b.kinds[i] = "put"
+			w, err = s.streamPut(r.Put)
 		case *kvdv1.StreamCall_Delete:
-			cmd, err = s.deleteCommand(r.Delete)
+			b.kinds[i] = "delete"
+			w, err = s.streamDelete(r.Delete)
 		case *kvdv1.StreamCall_Txn:
-			cmd, err = s.txnCommand(r.Txn)
+			b.kinds[i] = "txn"
+			w, err = s.streamTxn(r.Txn)
 		case *kvdv1.StreamCall_Get:
-			q, mode, qerr := s.getQuery(r.Get)
-			q.ValueLimit = inlineValueBytes
-			if qerr == nil {
-				g := &reads[modeIndex(mode)]
-				g.qs = append(g.qs, q)
-				g.idx = append(g.idx, i)
-				continue
-			}
-			err = qerr
+			b.kinds[i], err = "get", s.addGet(b, i, r.Get)
 		default:
-			err = invalid("stream call %d: set put, get, delete or txn", c.Id)
+			b.kinds[i], err = "none", invalid("stream call %d: set put, get, delete or txn", c.Id)
 		}
-		if err != nil {
-			setError(out.Results[i], err)
-			continue
+		switch {
+		case err != nil:
+			setError(b.out.Results[i], err)
+		case w.answer != nil:
+			w.call = i
+			b.writes = append(b.writes, w)
 		}
-		cmds = append(cmds, cmd)
-		wrote = append(wrote, i)
 	}
+	return b
+}
 
-	var wg sync.WaitGroup
-	for m := range reads {
-		g := &reads[m]
-		if len(g.qs) == 0 {
+// streamPut, streamDelete and streamTxn are the write calls: each the
+// unary call's command and response.
+func (s *kvServer) streamPut(m *kvdv1.PutRequest) (streamWrite, error) {
+	cmd, err := s.putCommand(m)
+	return streamWrite{cmd: cmd, answer: func(res *kvdv1.StreamResult, r statemachine.Result) error {
+		put, err := putResponse(m, r)
+		if err == nil {
+			res.Response = &kvdv1.StreamResult_Put{Put: put}
+		}
+		return err
+	}}, err
+}
+
+func (s *kvServer) streamDelete(m *kvdv1.DeleteRequest) (streamWrite, error) {
+	cmd, err := s.deleteCommand(m)
+	return streamWrite{cmd: cmd, answer: func(res *kvdv1.StreamResult, r statemachine.Result) error {
+		del, err := deleteResponse(m, r)
+		if err == nil {
+			res.Response = &kvdv1.StreamResult_Delete{Delete: del}
+		}
+		return err
+	}}, err
+}
+
+func (s *kvServer) streamTxn(m *kvdv1.TxnRequest) (streamWrite, error) {
+	cmd, err := s.txnCommand(m)
+	return streamWrite{cmd: cmd, answer: func(res *kvdv1.StreamResult, r statemachine.Result) error {
+		res.Response = &kvdv1.StreamResult_Txn{Txn: txnResponse(r)}
+		return nil
+	}}, err
+}
+
+// addGet queues get call i with the gets of its consistency; its first
+// pass reads values of up to inlineValueBytes.
+func (s *kvServer) addGet(b *streamBatch, i int, m *kvdv1.GetRequest) error {
+	q, mode, err := s.getQuery(m)
+	if err != nil {
+		return err
+	}
+	q.ValueLimit = inlineValueBytes
+	g := &b.gets[modeIndex(mode)]
+	g.calls = append(g.calls, i)
+	g.qs = append(g.qs, q)
+	return nil
+}
+
+// serveWrites runs the batch's writes through the node's batcher, each
+// with its own outcome.
+func (s *kvServer) serveWrites(ctx context.Context, b *streamBatch) {
+	if len(b.writes) == 0 {
+		return
+	}
+	cmds := make([]statemachine.Command, len(b.writes))
+	for j, w := range b.writes {
+		cmds[j] = w.cmd
+	}
+	results, errs := s.store.WriteAll(ctx, cmds)
+	for j, w := range b.writes {
+		res := b.out.Results[w.call]
+		if errs[j] != nil {
+			setError(res, toConnect(errs[j]))
+		} else if err := w.answer(res, results[j]); err != nil {
+			setError(res, err)
+		}
+	}
+}
+
+// serveGets reads the gets of consistency modes[m] behind one consistency
+// check; values too long for the first pass are left for readLarge.
+func (s *kvServer) serveGets(ctx context.Context, b *streamBatch, m int) {
+	g := &b.gets[m]
+	vs, err := s.store.ReadAll(ctx, g.qs, modes[m])
+	for j, i := range g.calls {
+		res := b.out.Results[i]
+		if err != nil {
+			setError(res, toConnect(err))
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			vs, err := s.store.ReadAll(ctx, g.qs, modes[m])
-			for j, i := range g.idx {
-				res := out.Results[i]
-				if err != nil {
-					setError(res, toConnect(err))
-					continue
-				}
-				if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > inlineValueBytes {
-					g.large = append(g.large, largeGet{call: i, mode: m, size: r.ValueSize})
-					continue
-				}
-				get, err := getResponse(calls[i].GetGet(), vs[j])
-				if err != nil {
-					setError(res, err)
-					continue
-				}
-				res.Response = &kvdv1.StreamResult_Get{Get: get}
-			}
-		}()
-	}
-	if len(cmds) > 0 {
-		results, errs := s.store.WriteAll(ctx, cmds)
-		for j, i := range wrote {
-			res := out.Results[i]
-			if errs[j] != nil {
-				setError(res, toConnect(errs[j]))
-				continue
-			}
-			r := results[j]
-			switch c := calls[i].Request.(type) {
-			case *kvdv1.StreamCall_Put:
-				put, err := putResponse(c.Put, r)
-				if err != nil {
-					setError(res, err)
-					continue
-				}
-				res.Response = &kvdv1.StreamResult_Put{Put: put}
-			case *kvdv1.StreamCall_Delete:
-				del, err := deleteResponse(c.Delete, r)
-				if err != nil {
-					setError(res, err)
-					continue
-				}
-				res.Response = &kvdv1.StreamResult_Delete{Delete: del}
-			case *kvdv1.StreamCall_Txn:
-				res.Response = &kvdv1.StreamResult_Txn{Txn: txnResponse(r)}
-			}
+		switch r := vs[j]; {
+		case r.KV != nil && r.ValueSize > inlineValueBytes:
+			g.large = append(g.large, largeGet{call: i, mode: m, size: r.ValueSize})
+		default:
+			answerGet(res, b.calls[i].GetGet(), r)
 		}
 	}
-	wg.Wait()
-	large := append(reads[0].large, reads[1].large...)
-	if len(large) == 0 {
-		return out, 0
+}
+
+// answerGet answers a get call as the unary Get would.
+func answerGet(res *kvdv1.StreamResult, m *kvdv1.GetRequest, r statemachine.GetResult) {
+	get, err := getResponse(m, r)
+	if err != nil {
+		setError(res, err)
+		return
 	}
-	sort.Slice(large, func(a, b int) bool { return large[a].call < large[b].call })
-	return out, s.readLarge(ctx, calls, out, large, values)
+	res.Response = &kvdv1.StreamResult_Get{Get: get}
 }
 
 // readLarge reads the values of large gets, in call order, as far as one
 // values budget goes (the first always): each response is one message, so
 // a message asking for more is answered ResourceExhausted for the rest,
 // which clients ask for again in another message or with Get. It takes the
-// budget before it reads and returns what it took. The second pass reads
-// local state: it needs no second ReadIndex. A value that grew past
-// its first-pass size since is not read: ResourceExhausted too.
-func (s *kvServer) readLarge(ctx context.Context, calls []*kvdv1.StreamCall, out *kvdv1.StreamResponse, large []largeGet, values *byteBudget) int64 {
-	var (
-		budget  = s.limits.MaxStreamBytes
-		total   int
-		granted [2][]largeGet
-	)
+// budget before it reads and returns what it took.
+func (s *kvServer) readLarge(ctx context.Context, b *streamBatch, values *byteBudget) int64 {
+	large := append(b.gets[0].large, b.gets[1].large...)
+	if len(large) == 0 {
+		return 0
+	}
+	sort.Slice(large, func(x, y int) bool { return large[x].call < large[y].call })
+	granted, total := s.grantLarge(b, large)
+	held, err := values.acquire(ctx, int64(total))
+	if err != nil {
+		for _, gs := range granted {
+			for _, g := range gs {
+				setError(b.out.Results[g.call], toConnect(err))
+			}
+		}
+		return 0
+	}
+	for m, gs := range granted {
+		if len(gs) > 0 {
+			s.readGranted(ctx, b, m, gs)
+		}
+	}
+	return held
+}
+
+// grantLarge picks the large gets that fit in one values budget, in call
+// order (the first always), by consistency; the others are answered
+// ResourceExhausted. total is the bytes they need.
+func (s *kvServer) grantLarge(b *streamBatch, large []largeGet) (granted [2][]largeGet, total int) {
+	budget := s.limits.MaxStreamBytes
 	for _, g := range large {
-		cost := g.size + len(calls[g.call].GetGet().GetKey()) + resultOverhead
+		cost := g.size + len(b.calls[g.call].GetGet().GetKey()) + resultOverhead
 		if total > 0 && total+cost > budget {
-			setError(out.Results[g.call], connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			setError(b.out.Results[g.call], connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
 				"stream: the values asked for in one message pass the stream's %d-byte budget; ask for this key in another message or with Get", budget)))
 			continue
 		}
 		total += cost
 		granted[g.mode] = append(granted[g.mode], g)
 	}
-	held, err := values.acquire(ctx, int64(total))
-	if err != nil {
-		for _, gs := range granted {
-			for _, g := range gs {
-				setError(out.Results[g.call], toConnect(err))
-			}
-		}
-		return 0
+	return granted, total
+}
+
+// readGranted reads the granted large values of consistency modes[m] in a
+// second pass. It reads local state: the first pass proved consistency (a
+// linearizable one waited until this node applied the leader's commit
+// index, and local state only moves on from there), so it needs no second
+// ReadIndex. A value that grew past its first-pass size since is not read:
+// ResourceExhausted too.
+func (s *kvServer) readGranted(ctx context.Context, b *streamBatch, m int, gs []largeGet) {
+	qs := make([]statemachine.GetQuery, len(gs))
+	for j, g := range gs {
+		qs[j] = statemachine.GetQuery{Key: b.calls[g.call].GetGet().GetKey(), ValueLimit: g.size}
 	}
-	for m, gs := range granted {
-		if len(gs) == 0 {
+	vs, err := s.store.ReadAll(ctx, qs, node.Serializable)
+	if err != nil {
+		vs, err = s.store.ReadAll(ctx, qs, modes[m]) // e.g. not ready for local reads
+	}
+	for j, g := range gs {
+		res := b.out.Results[g.call]
+		if err != nil {
+			setError(res, toConnect(err))
 			continue
 		}
-		qs := make([]interface{}, len(gs))
-		for j, g := range gs {
-			qs[j] = statemachine.GetQuery{Key: calls[g.call].GetGet().GetKey(), ValueLimit: g.size}
-		}
-		// The first pass proved consistency: a linearizable one waited until
-		// this node applied the leader's commit index, and local state only
-		// moves on from there, so reading it again is still linearizable.
-		vs, err := s.store.ReadAll(ctx, qs, node.Serializable)
-		if err != nil {
-			vs, err = s.store.ReadAll(ctx, qs, modes[m]) // e.g. not ready for local reads
-		}
-		for j, g := range gs {
-			res := out.Results[g.call]
-			if err != nil {
-				setError(res, toConnect(err))
-				continue
-			}
-			if r := vs[j].(statemachine.GetResult); r.KV != nil && r.ValueSize > g.size {
-				setError(res, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
-					"stream: the value of key %q grew while it was read; ask for it again", r.KV.Key)))
-				continue
-			}
-			get, err := getResponse(calls[g.call].GetGet(), vs[j])
-			if err != nil {
-				setError(res, err)
-				continue
-			}
-			res.Response = &kvdv1.StreamResult_Get{Get: get}
+		switch r := vs[j]; {
+		case r.KV != nil && r.ValueSize > g.size:
+			setError(res, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+				"stream: the value of key %q grew while it was read; ask for it again", r.KV.Key)))
+		default:
+			answerGet(res, b.calls[g.call].GetGet(), r)
 		}
 	}
-	return held
 }
 
 var modes = [2]node.ReadMode{node.Linearizable, node.Serializable}

@@ -14,6 +14,7 @@ import (
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	"github.com/kvd-project/kvd/rpc"
+	"github.com/kvd-project/kvd/ui"
 )
 
 // The API port serves in two stages on one listener: while the node
@@ -40,7 +41,7 @@ func startingHandler(formation *membership.Formation) http.Handler {
 }
 
 // apiHandler serves the running node: Connect/gRPC/gRPC-Web, health,
-// metrics and, when enabled, Go's profiles.
+// metrics, the cluster page (/ui/) and, when enabled, Go's profiles.
 func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.Handler {
 	mux := http.NewServeMux()
 	rpc.MountBootstrap(mux, formation)
@@ -52,6 +53,8 @@ func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("/ui/", ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound)) // a browser opening the node
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	if s.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -47,7 +47,7 @@ func (s *Server) instance(apiAddr, raftAddr string, formation *membership.Format
 		return in
 	}
 	st := n.Status()
-	in.ReplicaID, in.Ready, in.State = uint64(st.ReplicaID), st.Ready, st.State
+	in.ReplicaID, in.Ready, in.State = uint64(st.ReplicaID), st.Ready, st.State.String()
 	in.ClusterID = n.ClusterID()
 	switch st.Role {
 	case membership.RoleVoter:

@@ -110,6 +110,13 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 			break
 		}
 		return s.scan(q)
+	case HistoryQuery:
+		return s.history(&q)
+	case *HistoryQuery:
+		if q == nil {
+			break
+		}
+		return s.history(q)
 	case AppliedQuery, *AppliedQuery:
 		return s.applied.Load(), nil
 	}

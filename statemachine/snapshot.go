@@ -269,6 +269,27 @@ func (s *StateMachine) loadSnapshot(dir string, r io.Reader, stopc <-chan struct
 // end marker, record count and checksum have been verified.
 func readSnapshot(r io.Reader, db *pebble.DB, stopc <-chan struct{}) (uint64, error) {
 	sr := &snapshotReader{r: bufio.NewReaderSize(r, 256<<10)}
+	applied, err := sr.header()
+	if err != nil {
+		return 0, err
+	}
+	b := db.NewBatch()
+	defer func() { _ = b.Close() }()
+	count, err := sr.records(b, applied, stopc)
+	if err != nil {
+		return 0, err
+	}
+	if err := sr.trailer(count); err != nil {
+		return 0, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("statemachine: load snapshot: %w", err)
+	}
+	return applied, nil
+}
+
+// header reads the magic and version and returns the applied index.
+func (sr *snapshotReader) header() (uint64, error) {
 	var hdr [len(snapshotMagic) + 1 + 8]byte
 	if err := sr.full(hdr[:]); err != nil {
 		return 0, err
@@ -279,14 +300,16 @@ func readSnapshot(r io.Reader, db *pebble.DB, stopc <-chan struct{}) (uint64, er
 	if hdr[8] != snapshotVersion {
 		return 0, corruptSnapshotf("version %d, want %d", hdr[8], snapshotVersion)
 	}
-	applied := binary.BigEndian.Uint64(hdr[9:])
+	return binary.BigEndian.Uint64(hdr[9:]), nil
+}
 
-	b := db.NewBatch()
-	defer func() { _ = b.Close() }()
+// records loads every record up to the end tag into b (committing it in
+// chunks of recoverBatchSize), checking each, and returns their count.
+func (sr *snapshotReader) records(b *pebble.Batch, applied uint64, stopc <-chan struct{}) (uint64, error) {
 	var key, val, prev []byte
 	var count uint64
 	var sawApplied, sawFormat bool
-	for {
+	for ; ; count++ {
 		if count%stopCheckEvery == 0 && stopped(stopc) {
 			return 0, sm.ErrSnapshotStopped
 		}
@@ -314,40 +337,51 @@ func readSnapshot(r io.Reader, db *pebble.DB, stopc <-chan struct{}) (uint64, er
 		}
 		sawApplied = sawApplied || bytes.Equal(key, sysAppliedKey)
 		sawFormat = sawFormat || bytes.Equal(key, sysFormatKey)
-		if err := b.Set(key, val, nil); err != nil {
+		if err := sr.load(b, key, val); err != nil {
 			return 0, err
 		}
-		if b.Len() >= recoverBatchSize {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return 0, fmt.Errorf("statemachine: load snapshot: %w", err)
-			}
-			b.Reset()
-		}
 		prev = append(prev[:0], key...)
-		count++
-	}
-	var tail [8]byte
-	if err := sr.full(tail[:]); err != nil {
-		return 0, err
-	}
-	if n := binary.BigEndian.Uint64(tail[:]); n != count {
-		return 0, corruptSnapshotf("end marker counts %d records, stream has %d", n, count)
-	}
-	want := sr.crc
-	var sum [4]byte
-	if err := sr.full(sum[:]); err != nil {
-		return 0, err
-	}
-	if got := binary.BigEndian.Uint32(sum[:]); got != want {
-		return 0, corruptSnapshotf("checksum %08x, computed %08x", got, want)
 	}
 	if !sawApplied || !sawFormat {
 		return 0, corruptSnapshotf("missing system keys (applied: %v, format: %v)", sawApplied, sawFormat)
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return 0, fmt.Errorf("statemachine: load snapshot: %w", err)
+	return count, nil
+}
+
+// load adds one record to b, committing b when it is large.
+func (sr *snapshotReader) load(b *pebble.Batch, key, val []byte) error {
+	if err := b.Set(key, val, nil); err != nil {
+		return err
 	}
-	return applied, nil
+	if b.Len() < recoverBatchSize {
+		return nil
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("statemachine: load snapshot: %w", err)
+	}
+	b.Reset()
+	return nil
+}
+
+// trailer checks the end marker's record count and the checksum of
+// everything before it.
+func (sr *snapshotReader) trailer(count uint64) error {
+	var tail [8]byte
+	if err := sr.full(tail[:]); err != nil {
+		return err
+	}
+	if n := binary.BigEndian.Uint64(tail[:]); n != count {
+		return corruptSnapshotf("end marker counts %d records, stream has %d", n, count)
+	}
+	want := sr.crc
+	var sum [4]byte
+	if err := sr.full(sum[:]); err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return corruptSnapshotf("checksum %08x, computed %08x", got, want)
+	}
+	return nil
 }
 
 // checkRecord validates one record against the layout of store.go.
@@ -367,6 +401,14 @@ func checkRecord(key, val []byte, applied uint64) error {
 		if m.mod > applied {
 			return fmt.Errorf("key %q modified at %d, after applied index %d", key, m.mod, applied)
 		}
+	case nsHist:
+		e, err := decodeEvent(key, val)
+		if err != nil {
+			return err
+		}
+		if e.Revision > applied {
+			return fmt.Errorf("event %x at revision %d, after applied index %d", key, e.Revision, applied)
+		}
 	case nsSys:
 		var want uint64
 		switch {
@@ -374,6 +416,11 @@ func checkRecord(key, val []byte, applied uint64) error {
 			want = applied
 		case bytes.Equal(key, sysFormatKey):
 			want = storeFormat
+		case bytes.Equal(key, sysHistFloorKey):
+			if len(val) != 8 || binary.BigEndian.Uint64(val) > applied+1 {
+				return fmt.Errorf("history floor %x past applied index %d", val, applied)
+			}
+			return nil
 		default:
 			return fmt.Errorf("unknown system key %q", key)
 		}

@@ -26,6 +26,16 @@ type Config struct {
 	// Logger receives the state machine's and Pebble's messages; nil
 	// discards them.
 	Logger *slog.Logger
+	// HistoryRevisions is how many revisions of watch events the store
+	// keeps (history.go); 0 means DefaultHistoryRevisions, < 0 none.
+	HistoryRevisions int
+	// HistoryBytes caps the history's files (estimated); 0 means
+	// DefaultHistoryBytes, < 0 no cap.
+	HistoryBytes int64
+	// OnApply, when set, is called after each Update that applied
+	// entries, with the new applied index (watchers wait for it). It must
+	// not block.
+	OnApply func(applied uint64)
 }
 
 // Defaults of Config.
@@ -66,6 +76,12 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HistoryRevisions == 0 {
+		c.HistoryRevisions = DefaultHistoryRevisions
+	}
+	if c.HistoryBytes == 0 {
+		c.HistoryBytes = DefaultHistoryBytes
 	}
 }
 

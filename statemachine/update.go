@@ -59,6 +59,7 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	last := applied
 	a := &s.apply
 	a.begin(s.db)
+	a.history = s.cfg.HistoryRevisions > 0
 	defer a.end()
 	for i := range ents {
 		e := &ents[i]
@@ -82,10 +83,18 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	if last == applied {
 		return ents, nil
 	}
+	if a.history {
+		if err := a.compactHistory(applied, last, uint64(s.cfg.HistoryRevisions), s.cfg.HistoryBytes); err != nil {
+			return nil, s.fail(err)
+		}
+	}
 	if err := a.commit(last); err != nil {
 		return nil, s.fail(err)
 	}
 	s.applied.Store(last)
+	if s.cfg.OnApply != nil {
+		s.cfg.OnApply(last)
+	}
 	return ents, nil
 }
 
@@ -100,6 +109,12 @@ type applier struct {
 	key     []byte             // scratch internal key
 	results []Result           // scratch, reused per entry
 	mods    []uint64           // scratch, compare revisions
+	history bool               // record watch events (history.go)
+	seq     uint32             // next event of the entry being applied
+	hkey    []byte             // scratch event key
+	hval    []byte             // scratch event value
+	// sinceCheck counts events since the history's size was last checked.
+	sinceCheck int
 }
 
 func (a *applier) begin(db *pebble.DB) {
@@ -148,6 +163,7 @@ func (a *applier) applyEntry(index uint64, cmd []byte) (sm.Result, error) {
 		return sm.Result{Value: ResultCorrupt, Data: []byte(detail)}, nil
 	}
 	a.results = a.results[:0]
+	a.seq = 0
 	for i := range cmds {
 		r, err := a.applyCommand(index, &cmds[i])
 		if err != nil {
@@ -185,6 +201,7 @@ func (a *applier) applyCommand(index uint64, c *Command) (Result, error) {
 		}
 		switch op.Type {
 		case OpPut, OpMetaPut:
+			created := !m.exists
 			if m.exists {
 				m.mod = index
 				m.version++
@@ -192,6 +209,11 @@ func (a *applier) applyCommand(index uint64, c *Command) (Result, error) {
 				m = keyMeta{exists: true, create: index, mod: index, version: 1}
 			}
 			a.put(m, op.Value)
+			if a.history && op.Type == OpPut {
+				if err := a.record(index, EventPut, created, op.Key, op.Value); err != nil {
+					return Result{}, err
+				}
+			}
 		case OpDelete, OpMetaDelete:
 			if !m.exists {
 				continue
@@ -201,6 +223,11 @@ func (a *applier) applyCommand(index uint64, c *Command) (Result, error) {
 			}
 			a.overlay[string(a.key)] = keyMeta{}
 			r.Deleted++
+			if a.history && op.Type == OpDelete {
+				if err := a.record(index, EventDelete, false, op.Key, nil); err != nil {
+					return Result{}, err
+				}
+			}
 		default:
 			// DecodeCommands admits only known op types.
 			panic(fmt.Sprintf("statemachine: op type %v passed decoding", op.Type))

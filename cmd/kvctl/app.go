@@ -132,7 +132,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "the key `FILE` (PEM) of --cert"},
 		},
 		Commands: []*cli.Command{
-			putCommand(), getCommand(), delCommand(), scanCommand(), membersCommand(), statusCommand(),
+			putCommand(), getCommand(), delCommand(), scanCommand(), watchCommand(), membersCommand(), statusCommand(),
 			certsCommand(), snapshotCommand(),
 		},
 		Before: checkGlobalFlags,

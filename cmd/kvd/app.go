@@ -18,6 +18,7 @@ import (
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/registry"
 	"github.com/kvd-project/kvd/server"
+	"github.com/kvd-project/kvd/statemachine"
 )
 
 func newApp() *cli.App {
@@ -56,6 +57,8 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "rtt", Value: d.Node.RTT, EnvVars: []string{"KVD_RTT"}, Usage: "Raft tick; elections take 20-40 ticks, heartbeats every 2"},
 			&cli.Uint64Flag{Name: "snapshot-entries", Value: d.Node.SnapshotEntries, EnvVars: []string{"KVD_SNAPSHOT_ENTRIES"}, Usage: "take a snapshot (and compact the log) every this many entries"},
 			&cli.Uint64Flag{Name: "compaction-overhead", Value: d.Node.CompactionOverhead, EnvVars: []string{"KVD_COMPACTION_OVERHEAD"}, Usage: "entries kept behind a snapshot so that lagging replicas catch up from the log instead of a full snapshot stream"},
+			&cli.IntFlag{Name: "watch-history", Value: statemachine.DefaultHistoryRevisions, EnvVars: []string{"KVD_WATCH_HISTORY"}, Usage: "revisions of change events kept for watchers (a watch may start this far back); -1 keeps none and refuses watches. Set the same on every node"},
+			&cli.Int64Flag{Name: "watch-history-bytes", Value: statemachine.DefaultHistoryBytes, EnvVars: []string{"KVD_WATCH_HISTORY_BYTES"}, Usage: "cap on the change history's size in bytes (approximate: checked every 1024 events); older revisions go first; -1: no cap"},
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
@@ -105,6 +108,11 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Node.RTT = c.Duration("rtt")
 	cfg.Node.SnapshotEntries = c.Uint64("snapshot-entries")
 	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
+	cfg.Node.WatchHistory = c.Int("watch-history")
+	cfg.Node.WatchHistoryBytes = c.Int64("watch-history-bytes")
+	if cfg.Node.WatchHistory == 0 {
+		return cfg, fmt.Errorf("--watch-history 0: give a number of revisions, or -1 for none")
+	}
 	cfg.Limits.MaxKeySize = c.Int("max-key-size")
 	cfg.Limits.MaxValueSize = c.Int("max-value-size")
 	cfg.Limits.MaxRangeLimit = c.Int("max-range-limit")

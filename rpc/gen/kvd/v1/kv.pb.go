@@ -74,6 +74,55 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{0}
 }
 
+type EventType int32
+
+const (
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	EventType_EVENT_TYPE_PUT         EventType = 1
+	EventType_EVENT_TYPE_DELETE      EventType = 2
+)
+
+// Enum value maps for EventType.
+var (
+	EventType_name = map[int32]string{
+		0: "EVENT_TYPE_UNSPECIFIED",
+		1: "EVENT_TYPE_PUT",
+		2: "EVENT_TYPE_DELETE",
+	}
+	EventType_value = map[string]int32{
+		"EVENT_TYPE_UNSPECIFIED": 0,
+		"EVENT_TYPE_PUT":         1,
+		"EVENT_TYPE_DELETE":      2,
+	}
+)
+
+func (x EventType) Enum() *EventType {
+	p := new(EventType)
+	*p = x
+	return p
+}
+
+func (x EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_kvd_v1_kv_proto_enumTypes[1].Descriptor()
+}
+
+func (EventType) Type() protoreflect.EnumType {
+	return &file_kvd_v1_kv_proto_enumTypes[1]
+}
+
+func (x EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventType.Descriptor instead.
+func (EventType) EnumDescriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{1}
+}
+
 type KeyValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1296,6 +1345,220 @@ func (x *StreamError) GetCurrentModRevision() uint64 {
 	return 0
 }
 
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Empty: key only. A single 0 byte: every key >= key. Otherwise the range
+	// [key, range_end).
+	RangeEnd []byte `protobuf:"bytes,2,opt,name=range_end,json=rangeEnd,proto3" json:"range_end,omitempty"`
+	// Every key that starts with key (range_end must then be empty).
+	Prefix bool `protobuf:"varint,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// First revision to deliver; 0 = from now (changes applied after the
+	// call reached the node).
+	StartRevision uint64 `protobuf:"varint,4,opt,name=start_revision,json=startRevision,proto3" json:"start_revision,omitempty"`
+	// Progress messages while idle, in milliseconds; 0 = 1000.
+	ProgressIntervalMs uint32 `protobuf:"varint,5,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *WatchRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetRangeEnd() []byte {
+	if x != nil {
+		return x.RangeEnd
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPrefix() bool {
+	if x != nil {
+		return x.Prefix
+	}
+	return false
+}
+
+func (x *WatchRequest) GetStartRevision() uint64 {
+	if x != nil {
+		return x.StartRevision
+	}
+	return 0
+}
+
+func (x *WatchRequest) GetProgressIntervalMs() uint32 {
+	if x != nil {
+		return x.ProgressIntervalMs
+	}
+	return 0
+}
+
+type WatchEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  EventType              `protobuf:"varint,1,opt,name=type,proto3,enum=kvd.v1.EventType" json:"type,omitempty"`
+	Key   []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// The new value (puts only).
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The revision of the change: the key's mod revision after a put.
+	ModRevision uint64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	// A put that created the key.
+	Created       bool `protobuf:"varint,5,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEvent) Reset() {
+	*x = WatchEvent{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEvent) ProtoMessage() {}
+
+func (x *WatchEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
+func (*WatchEvent) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchEvent) GetType() EventType {
+	if x != nil {
+		return x.Type
+	}
+	return EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchEvent) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *WatchEvent) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *WatchEvent) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type WatchResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Every change up to this revision that matches has been sent.
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchResponse) GetEvents() []*WatchEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_kvd_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kvd_v1_kv_proto_rawDesc = "" +
@@ -1383,18 +1646,39 @@ const file_kvd_v1_kv_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x125\n" +
 	"\x14current_mod_revision\x18\x03 \x01(\x04H\x00R\x12currentModRevision\x88\x01\x01B\x17\n" +
-	"\x15_current_mod_revision*f\n" +
+	"\x15_current_mod_revision\"\xae\x01\n" +
+	"\fWatchRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1b\n" +
+	"\trange_end\x18\x02 \x01(\fR\brangeEnd\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\bR\x06prefix\x12%\n" +
+	"\x0estart_revision\x18\x04 \x01(\x04R\rstartRevision\x120\n" +
+	"\x14progress_interval_ms\x18\x05 \x01(\rR\x12progressIntervalMs\"\x98\x01\n" +
+	"\n" +
+	"WatchEvent\x12%\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x11.kvd.v1.EventTypeR\x04type\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12!\n" +
+	"\fmod_revision\x18\x04 \x01(\x04R\vmodRevision\x12\x18\n" +
+	"\acreated\x18\x05 \x01(\bR\acreated\"W\n" +
+	"\rWatchResponse\x12*\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.kvd.v1.WatchEventR\x06events\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision*f\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1c\n" +
-	"\x18CONSISTENCY_SERIALIZABLE\x10\x022\xca\x02\n" +
+	"\x18CONSISTENCY_SERIALIZABLE\x10\x02*R\n" +
+	"\tEventType\x12\x1a\n" +
+	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eEVENT_TYPE_PUT\x10\x01\x12\x15\n" +
+	"\x11EVENT_TYPE_DELETE\x10\x022\x82\x03\n" +
 	"\x02KV\x12.\n" +
 	"\x03Put\x12\x12.kvd.v1.PutRequest\x1a\x13.kvd.v1.PutResponse\x123\n" +
 	"\x03Get\x12\x12.kvd.v1.GetRequest\x1a\x13.kvd.v1.GetResponse\"\x03\x90\x02\x01\x127\n" +
 	"\x06Delete\x12\x15.kvd.v1.DeleteRequest\x1a\x16.kvd.v1.DeleteResponse\x129\n" +
 	"\x05Range\x12\x14.kvd.v1.RangeRequest\x1a\x15.kvd.v1.RangeResponse\"\x03\x90\x02\x01\x12.\n" +
 	"\x03Txn\x12\x12.kvd.v1.TxnRequest\x1a\x13.kvd.v1.TxnResponse\x12;\n" +
-	"\x06Stream\x12\x15.kvd.v1.StreamRequest\x1a\x16.kvd.v1.StreamResponse(\x010\x01B1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
+	"\x06Stream\x12\x15.kvd.v1.StreamRequest\x1a\x16.kvd.v1.StreamResponse(\x010\x01\x126\n" +
+	"\x05Watch\x12\x14.kvd.v1.WatchRequest\x1a\x15.kvd.v1.WatchResponse0\x01B1Z/github.com/kvd-project/kvd/rpc/gen/kvd/v1;kvdv1b\x06proto3"
 
 var (
 	file_kvd_v1_kv_proto_rawDescOnce sync.Once
@@ -1408,66 +1692,74 @@ func file_kvd_v1_kv_proto_rawDescGZIP() []byte {
 	return file_kvd_v1_kv_proto_rawDescData
 }
 
-var file_kvd_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_kvd_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_kvd_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),       // 0: kvd.v1.Consistency
-	(*KeyValue)(nil),       // 1: kvd.v1.KeyValue
-	(*PutRequest)(nil),     // 2: kvd.v1.PutRequest
-	(*PutResponse)(nil),    // 3: kvd.v1.PutResponse
-	(*GetRequest)(nil),     // 4: kvd.v1.GetRequest
-	(*GetResponse)(nil),    // 5: kvd.v1.GetResponse
-	(*DeleteRequest)(nil),  // 6: kvd.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 7: kvd.v1.DeleteResponse
-	(*RangeRequest)(nil),   // 8: kvd.v1.RangeRequest
-	(*RangeResponse)(nil),  // 9: kvd.v1.RangeResponse
-	(*Compare)(nil),        // 10: kvd.v1.Compare
-	(*TxnOp)(nil),          // 11: kvd.v1.TxnOp
-	(*TxnRequest)(nil),     // 12: kvd.v1.TxnRequest
-	(*TxnResponse)(nil),    // 13: kvd.v1.TxnResponse
-	(*StreamRequest)(nil),  // 14: kvd.v1.StreamRequest
-	(*StreamCall)(nil),     // 15: kvd.v1.StreamCall
-	(*StreamResponse)(nil), // 16: kvd.v1.StreamResponse
-	(*StreamResult)(nil),   // 17: kvd.v1.StreamResult
-	(*StreamError)(nil),    // 18: kvd.v1.StreamError
+	(EventType)(0),         // 1: kvd.v1.EventType
+	(*KeyValue)(nil),       // 2: kvd.v1.KeyValue
+	(*PutRequest)(nil),     // 3: kvd.v1.PutRequest
+	(*PutResponse)(nil),    // 4: kvd.v1.PutResponse
+	(*GetRequest)(nil),     // 5: kvd.v1.GetRequest
+	(*GetResponse)(nil),    // 6: kvd.v1.GetResponse
+	(*DeleteRequest)(nil),  // 7: kvd.v1.DeleteRequest
+	(*DeleteResponse)(nil), // 8: kvd.v1.DeleteResponse
+	(*RangeRequest)(nil),   // 9: kvd.v1.RangeRequest
+	(*RangeResponse)(nil),  // 10: kvd.v1.RangeResponse
+	(*Compare)(nil),        // 11: kvd.v1.Compare
+	(*TxnOp)(nil),          // 12: kvd.v1.TxnOp
+	(*TxnRequest)(nil),     // 13: kvd.v1.TxnRequest
+	(*TxnResponse)(nil),    // 14: kvd.v1.TxnResponse
+	(*StreamRequest)(nil),  // 15: kvd.v1.StreamRequest
+	(*StreamCall)(nil),     // 16: kvd.v1.StreamCall
+	(*StreamResponse)(nil), // 17: kvd.v1.StreamResponse
+	(*StreamResult)(nil),   // 18: kvd.v1.StreamResult
+	(*StreamError)(nil),    // 19: kvd.v1.StreamError
+	(*WatchRequest)(nil),   // 20: kvd.v1.WatchRequest
+	(*WatchEvent)(nil),     // 21: kvd.v1.WatchEvent
+	(*WatchResponse)(nil),  // 22: kvd.v1.WatchResponse
 }
 var file_kvd_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: kvd.v1.GetRequest.consistency:type_name -> kvd.v1.Consistency
-	1,  // 1: kvd.v1.GetResponse.kv:type_name -> kvd.v1.KeyValue
+	2,  // 1: kvd.v1.GetResponse.kv:type_name -> kvd.v1.KeyValue
 	0,  // 2: kvd.v1.RangeRequest.consistency:type_name -> kvd.v1.Consistency
-	1,  // 3: kvd.v1.RangeResponse.kvs:type_name -> kvd.v1.KeyValue
-	2,  // 4: kvd.v1.TxnOp.put:type_name -> kvd.v1.PutRequest
-	6,  // 5: kvd.v1.TxnOp.delete:type_name -> kvd.v1.DeleteRequest
-	10, // 6: kvd.v1.TxnRequest.compares:type_name -> kvd.v1.Compare
-	11, // 7: kvd.v1.TxnRequest.ops:type_name -> kvd.v1.TxnOp
-	15, // 8: kvd.v1.StreamRequest.calls:type_name -> kvd.v1.StreamCall
-	2,  // 9: kvd.v1.StreamCall.put:type_name -> kvd.v1.PutRequest
-	4,  // 10: kvd.v1.StreamCall.get:type_name -> kvd.v1.GetRequest
-	6,  // 11: kvd.v1.StreamCall.delete:type_name -> kvd.v1.DeleteRequest
-	12, // 12: kvd.v1.StreamCall.txn:type_name -> kvd.v1.TxnRequest
-	17, // 13: kvd.v1.StreamResponse.results:type_name -> kvd.v1.StreamResult
-	3,  // 14: kvd.v1.StreamResult.put:type_name -> kvd.v1.PutResponse
-	5,  // 15: kvd.v1.StreamResult.get:type_name -> kvd.v1.GetResponse
-	7,  // 16: kvd.v1.StreamResult.delete:type_name -> kvd.v1.DeleteResponse
-	13, // 17: kvd.v1.StreamResult.txn:type_name -> kvd.v1.TxnResponse
-	18, // 18: kvd.v1.StreamResult.error:type_name -> kvd.v1.StreamError
-	2,  // 19: kvd.v1.KV.Put:input_type -> kvd.v1.PutRequest
-	4,  // 20: kvd.v1.KV.Get:input_type -> kvd.v1.GetRequest
-	6,  // 21: kvd.v1.KV.Delete:input_type -> kvd.v1.DeleteRequest
-	8,  // 22: kvd.v1.KV.Range:input_type -> kvd.v1.RangeRequest
-	12, // 23: kvd.v1.KV.Txn:input_type -> kvd.v1.TxnRequest
-	14, // 24: kvd.v1.KV.Stream:input_type -> kvd.v1.StreamRequest
-	3,  // 25: kvd.v1.KV.Put:output_type -> kvd.v1.PutResponse
-	5,  // 26: kvd.v1.KV.Get:output_type -> kvd.v1.GetResponse
-	7,  // 27: kvd.v1.KV.Delete:output_type -> kvd.v1.DeleteResponse
-	9,  // 28: kvd.v1.KV.Range:output_type -> kvd.v1.RangeResponse
-	13, // 29: kvd.v1.KV.Txn:output_type -> kvd.v1.TxnResponse
-	16, // 30: kvd.v1.KV.Stream:output_type -> kvd.v1.StreamResponse
-	25, // [25:31] is the sub-list for method output_type
-	19, // [19:25] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	2,  // 3: kvd.v1.RangeResponse.kvs:type_name -> kvd.v1.KeyValue
+	3,  // 4: kvd.v1.TxnOp.put:type_name -> kvd.v1.PutRequest
+	7,  // 5: kvd.v1.TxnOp.delete:type_name -> kvd.v1.DeleteRequest
+	11, // 6: kvd.v1.TxnRequest.compares:type_name -> kvd.v1.Compare
+	12, // 7: kvd.v1.TxnRequest.ops:type_name -> kvd.v1.TxnOp
+	16, // 8: kvd.v1.StreamRequest.calls:type_name -> kvd.v1.StreamCall
+	3,  // 9: kvd.v1.StreamCall.put:type_name -> kvd.v1.PutRequest
+	5,  // 10: kvd.v1.StreamCall.get:type_name -> kvd.v1.GetRequest
+	7,  // 11: kvd.v1.StreamCall.delete:type_name -> kvd.v1.DeleteRequest
+	13, // 12: kvd.v1.StreamCall.txn:type_name -> kvd.v1.TxnRequest
+	18, // 13: kvd.v1.StreamResponse.results:type_name -> kvd.v1.StreamResult
+	4,  // 14: kvd.v1.StreamResult.put:type_name -> kvd.v1.PutResponse
+	6,  // 15: kvd.v1.StreamResult.get:type_name -> kvd.v1.GetResponse
+	8,  // 16: kvd.v1.StreamResult.delete:type_name -> kvd.v1.DeleteResponse
+	14, // 17: kvd.v1.StreamResult.txn:type_name -> kvd.v1.TxnResponse
+	19, // 18: kvd.v1.StreamResult.error:type_name -> kvd.v1.StreamError
+	1,  // 19: kvd.v1.WatchEvent.type:type_name -> kvd.v1.EventType
+	21, // 20: kvd.v1.WatchResponse.events:type_name -> kvd.v1.WatchEvent
+	3,  // 21: kvd.v1.KV.Put:input_type -> kvd.v1.PutRequest
+	5,  // 22: kvd.v1.KV.Get:input_type -> kvd.v1.GetRequest
+	7,  // 23: kvd.v1.KV.Delete:input_type -> kvd.v1.DeleteRequest
+	9,  // 24: kvd.v1.KV.Range:input_type -> kvd.v1.RangeRequest
+	13, // 25: kvd.v1.KV.Txn:input_type -> kvd.v1.TxnRequest
+	15, // 26: kvd.v1.KV.Stream:input_type -> kvd.v1.StreamRequest
+	20, // 27: kvd.v1.KV.Watch:input_type -> kvd.v1.WatchRequest
+	4,  // 28: kvd.v1.KV.Put:output_type -> kvd.v1.PutResponse
+	6,  // 29: kvd.v1.KV.Get:output_type -> kvd.v1.GetResponse
+	8,  // 30: kvd.v1.KV.Delete:output_type -> kvd.v1.DeleteResponse
+	10, // 31: kvd.v1.KV.Range:output_type -> kvd.v1.RangeResponse
+	14, // 32: kvd.v1.KV.Txn:output_type -> kvd.v1.TxnResponse
+	17, // 33: kvd.v1.KV.Stream:output_type -> kvd.v1.StreamResponse
+	22, // 34: kvd.v1.KV.Watch:output_type -> kvd.v1.WatchResponse
+	28, // [28:35] is the sub-list for method output_type
+	21, // [21:28] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_kvd_v1_kv_proto_init() }
@@ -1500,8 +1792,8 @@ func file_kvd_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvd_v1_kv_proto_rawDesc), len(file_kvd_v1_kv_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   18,
+			NumEnums:      2,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,8 @@ const (
 	KVTxnProcedure = "/kvd.v1.KV/Txn"
 	// KVStreamProcedure is the fully-qualified name of the KV's Stream RPC.
 	KVStreamProcedure = "/kvd.v1.KV/Stream"
+	// KVWatchProcedure is the fully-qualified name of the KV's Watch RPC.
+	KVWatchProcedure = "/kvd.v1.KV/Watch"
 )
 
 // KVClient is a client for the kvd.v1.KV service.
@@ -74,6 +76,17 @@ type KVClient interface {
 	// end the stream; the stream ends with an error only when the node cannot
 	// serve it (it is stopping) or a message is malformed.
 	Stream(context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse]
+	// Watch streams every put and delete of a key, a prefix or a range after
+	// start_revision, in revision order, once applied on the node that
+	// serves it (observers serve watches too). Events of one revision (one
+	// Raft entry) come in one message. While nothing changes, messages
+	// without events report the revision the node has applied, so the
+	// watcher knows how far it has seen. A start_revision older than the
+	// history the node keeps fails with OutOfRange, naming the oldest one
+	// still available; a node that is not ready answers Unavailable, and a
+	// node that stops being ready ends the stream with Unavailable: resume on
+	// another node from the last revision seen + 1.
+	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
 }
 
 // NewKVClient constructs a client for the kvd.v1.KV service. By default, it uses the Connect
@@ -125,6 +138,12 @@ func NewKVClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.
 			connect.WithSchema(kVMethods.ByName("Stream")),
 			connect.WithClientOptions(opts...),
 		),
+		watch: connect.NewClient[v1.WatchRequest, v1.WatchResponse](
+			httpClient,
+			baseURL+KVWatchProcedure,
+			connect.WithSchema(kVMethods.ByName("Watch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -136,6 +155,7 @@ type kVClient struct {
 	_range *connect.Client[v1.RangeRequest, v1.RangeResponse]
 	txn    *connect.Client[v1.TxnRequest, v1.TxnResponse]
 	stream *connect.Client[v1.StreamRequest, v1.StreamResponse]
+	watch  *connect.Client[v1.WatchRequest, v1.WatchResponse]
 }
 
 // Put calls kvd.v1.KV.Put.
@@ -168,6 +188,11 @@ func (c *kVClient) Stream(ctx context.Context) *connect.BidiStreamForClient[v1.S
 	return c.stream.CallBidiStream(ctx)
 }
 
+// Watch calls kvd.v1.KV.Watch.
+func (c *kVClient) Watch(ctx context.Context, req *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error) {
+	return c.watch.CallServerStream(ctx, req)
+}
+
 // KVHandler is an implementation of the kvd.v1.KV service.
 type KVHandler interface {
 	// Put sets a key. With if_mod_revision set it is a compare-and-swap: the
@@ -195,6 +220,17 @@ type KVHandler interface {
 	// end the stream; the stream ends with an error only when the node cannot
 	// serve it (it is stopping) or a message is malformed.
 	Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error
+	// Watch streams every put and delete of a key, a prefix or a range after
+	// start_revision, in revision order, once applied on the node that
+	// serves it (observers serve watches too). Events of one revision (one
+	// Raft entry) come in one message. While nothing changes, messages
+	// without events report the revision the node has applied, so the
+	// watcher knows how far it has seen. A start_revision older than the
+	// history the node keeps fails with OutOfRange, naming the oldest one
+	// still available; a node that is not ready answers Unavailable, and a
+	// node that stops being ready ends the stream with Unavailable: resume on
+	// another node from the last revision seen + 1.
+	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
 }
 
 // NewKVHandler builds an HTTP handler from the service implementation. It returns the path on which
@@ -242,6 +278,12 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 		connect.WithSchema(kVMethods.ByName("Stream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	kVWatchHandler := connect.NewServerStreamHandler(
+		KVWatchProcedure,
+		svc.Watch,
+		connect.WithSchema(kVMethods.ByName("Watch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/kvd.v1.KV/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KVPutProcedure:
@@ -256,6 +298,8 @@ func NewKVHandler(svc KVHandler, opts ...connect.HandlerOption) (string, http.Ha
 			kVTxnHandler.ServeHTTP(w, r)
 		case KVStreamProcedure:
 			kVStreamHandler.ServeHTTP(w, r)
+		case KVWatchProcedure:
+			kVWatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -287,4 +331,8 @@ func (UnimplementedKVHandler) Txn(context.Context, *connect.Request[v1.TxnReques
 
 func (UnimplementedKVHandler) Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.KV.Stream is not implemented"))
+}
+
+func (UnimplementedKVHandler) Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("kvd.v1.KV.Watch is not implemented"))
 }

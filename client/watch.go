@@ -1,0 +1,172 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+)
+
+// ErrCompacted: a Watch asked for revisions older than the history the
+// node keeps (OutOfRange); the message names the oldest still available.
+var ErrCompacted = errors.New("client: revision compacted")
+
+// EventType says what a watch event did.
+type EventType int
+
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventPut:
+		return "put"
+	case EventDelete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// WatchEvent is one change of a key.
+type WatchEvent struct {
+	Type        EventType
+	Key         []byte
+	Value       []byte // nil for a delete
+	ModRevision uint64
+	Created     bool // a put that created the key
+}
+
+// WatchResponse is one message of a watch: the events of one or more
+// revisions, in order, or only progress. Revision: every matching change
+// up to it has been delivered. Err is set on the last message, when the
+// watch ends for good (ctx ended, ErrCompacted, a bad request); the
+// channel is closed after it.
+type WatchResponse struct {
+	Events   []WatchEvent
+	Revision uint64
+	Err      error
+}
+
+// WatchOption adjusts a Watch.
+type WatchOption func(*kvdv1.WatchRequest)
+
+// WithPrefix watches every key that starts with the key given to Watch.
+func WithPrefix() WatchOption { return func(r *kvdv1.WatchRequest) { r.Prefix = true } }
+
+// WithRange watches [key, end); end = []byte{0} means every key ≥ key.
+func WithRange(end []byte) WatchOption { return func(r *kvdv1.WatchRequest) { r.RangeEnd = end } }
+
+// WithRevision starts at revision rev (0, the default: changes from now).
+func WithRevision(rev uint64) WatchOption {
+	return func(r *kvdv1.WatchRequest) { r.StartRevision = rev }
+}
+
+// WithProgress sets how often an idle watch reports progress (default 1s).
+func WithProgress(d time.Duration) WatchOption {
+	return func(r *kvdv1.WatchRequest) { r.ProgressIntervalMs = uint32(d / time.Millisecond) }
+}
+
+// Watch streams the changes of key (or, with options, a prefix or a range)
+// until ctx ends. When the node serving it dies or stops being ready, it
+// resumes on the next endpoint from the revision after the last one
+// delivered: no event is lost or delivered twice. The channel is closed
+// after a final message with Err set.
+func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-chan WatchResponse {
+	req := &kvdv1.WatchRequest{Key: key}
+	for _, o := range opts {
+		o(req)
+	}
+	out := make(chan WatchResponse, 16)
+	go c.watch(ctx, req, out)
+	return out
+}
+
+func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- WatchResponse) {
+	defer close(out)
+	next := req.StartRevision // 0 until the first message says where "now" is
+	for failures := 0; ; {
+		idx, ep := c.current()
+		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: next, ProgressIntervalMs: req.ProgressIntervalMs}
+		delivered, err := c.watchOn(ctx, ep, r, &next, out)
+		if delivered {
+			failures = 0
+		}
+		if ctx.Err() != nil {
+			out <- WatchResponse{Revision: next - min(next, 1), Err: ctx.Err()}
+			return
+		}
+		if final := watchFinal(err); final != nil {
+			out <- WatchResponse{Revision: next - min(next, 1), Err: &Error{Op: "watch", Key: req.Key, Endpoints: []string{ep.name}, Attempts: failures + 1, Err: final}}
+			return
+		}
+		c.advance(idx)
+		failures++
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff(failures, c.cfg.BackoffBase, min(c.cfg.BackoffMax, 2*time.Second))):
+		}
+	}
+}
+
+// watchOn runs one stream on ep until it fails; *next advances past every
+// revision delivered. delivered reports whether any message came.
+func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchRequest, next *uint64, out chan<- WatchResponse) (delivered bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := ep.kv.Watch(ctx, connect.NewRequest(r))
+	if err != nil {
+		return false, err
+	}
+	defer stream.Close()
+	for stream.Receive() {
+		m := stream.Msg()
+		delivered = true
+		if m.Revision+1 < *next && len(m.Events) == 0 {
+			continue // progress behind what we saw (a node that lags, after a failover)
+		}
+		resp := WatchResponse{Revision: m.Revision, Events: make([]WatchEvent, 0, len(m.Events))}
+		for _, e := range m.Events {
+			if e.ModRevision < *next {
+				continue // never twice (a server cannot send these; belt and braces)
+			}
+			resp.Events = append(resp.Events, watchEventFromProto(e))
+		}
+		*next = max(*next, m.Revision+1)
+		select {
+		case out <- resp:
+		case <-ctx.Done():
+			return delivered, ctx.Err()
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return delivered, err
+	}
+	return delivered, errors.New("watch stream ended") // the node stopped: resume elsewhere
+}
+
+// watchFinal returns the error that ends a watch for good, nil when
+// another attempt (on the next endpoint) may succeed.
+func watchFinal(err error) error {
+	switch connect.CodeOf(err) {
+	case connect.CodeOutOfRange:
+		return errors.Join(ErrCompacted, err)
+	case connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
+		return err
+	}
+	return nil
+}
+
+func watchEventFromProto(e *kvdv1.WatchEvent) WatchEvent {
+	w := WatchEvent{Type: EventPut, Key: e.Key, Value: e.Value, ModRevision: e.ModRevision, Created: e.Created}
+	if e.Type == kvdv1.EventType_EVENT_TYPE_DELETE {
+		w.Type, w.Value = EventDelete, nil
+	} else if w.Value == nil {
+		w.Value = []byte{}
+	}
+	return w
+}

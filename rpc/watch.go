@@ -1,0 +1,120 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"connectrpc.com/connect"
+
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/statemachine"
+)
+
+// Watcher is what Watch needs from a node (node.Node implements it): the
+// change history in local state and a signal at every apply.
+type Watcher interface {
+	NextApply() <-chan struct{}
+	History(ctx context.Context, q statemachine.HistoryQuery) (statemachine.HistoryResult, error)
+	HistoryEnabled() bool
+	Ready() bool
+}
+
+// Pages of one read: enough to keep a busy watcher's messages large, small
+// enough that a narrow watch over a busy history answers progress often.
+const (
+	watchPageEvents = 1000
+	watchPageScan   = 10000
+)
+
+// Watch serves one watcher: read the history from the next revision,
+// send what matched, wait for the next apply (or a progress tick), repeat.
+// A node that stops being ready ends the stream with Unavailable so that
+// the client resumes on another node.
+func (s *kvServer) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchRequest], stream *connect.ServerStream[kvdv1.WatchResponse]) error {
+	w, ok := s.store.(Watcher)
+	if !ok || !w.HistoryEnabled() {
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("watch: this node keeps no change history (--watch-history is negative); watch another node or restart it with history"))
+	}
+	q, err := s.watchQuery(req.Msg)
+	if err != nil {
+		return err
+	}
+	progress := time.Second
+	if ms := req.Msg.ProgressIntervalMs; ms > 0 {
+		progress = time.Duration(ms) * time.Millisecond
+	}
+	tick := time.NewTicker(progress)
+	defer tick.Stop()
+	sent, first := time.Now(), true
+	for {
+		wake := w.NextApply()
+		if !w.Ready() {
+			return connect.NewError(connect.CodeUnavailable, errors.New("watch: this node is not ready (catching up or cut off); resume on another node from the last revision seen + 1"))
+		}
+		res, err := w.History(ctx, q)
+		if err != nil {
+			return watchError(err)
+		}
+		q.From = res.Next
+		if len(res.Events) > 0 || time.Since(sent) >= progress || first {
+			first = false
+			if err := stream.Send(watchResponse(res)); err != nil {
+				return err
+			}
+			sent = time.Now()
+		}
+		if res.More {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *kvServer) watchQuery(m *kvdv1.WatchRequest) (statemachine.HistoryQuery, error) {
+	q := statemachine.HistoryQuery{From: m.StartRevision, Key: m.Key, Limit: watchPageEvents, MaxScan: watchPageScan}
+	switch {
+	case m.Prefix && len(m.RangeEnd) > 0:
+		return q, invalid("watch: give either prefix or range_end, not both")
+	case m.Prefix:
+		q.End = statemachine.PrefixEnd(m.Key)
+		if q.End == nil {
+			q.End = []byte{0} // every key
+		}
+	case len(m.RangeEnd) > 0:
+		q.End = m.RangeEnd
+		if !(len(q.End) == 1 && q.End[0] == 0) && string(q.End) <= string(m.Key) {
+			return q, invalid("watch: range_end %q must sort after key %q (or be a single 0 byte: every key from key on)", q.End, m.Key)
+		}
+	default:
+		if err := s.limits.checkKey("watch", m.Key); err != nil {
+			return q, err
+		}
+	}
+	return q, nil // From 0: the first read answers with Next = now
+}
+
+func watchResponse(res statemachine.HistoryResult) *kvdv1.WatchResponse {
+	out := &kvdv1.WatchResponse{Revision: res.Next - 1, Events: make([]*kvdv1.WatchEvent, len(res.Events))}
+	for i, e := range res.Events {
+		ev := &kvdv1.WatchEvent{Key: e.Key, Value: e.Value, ModRevision: e.Revision, Created: e.Created, Type: kvdv1.EventType_EVENT_TYPE_PUT}
+		if e.Type == statemachine.EventDelete {
+			ev.Type = kvdv1.EventType_EVENT_TYPE_DELETE
+		}
+		out.Events[i] = ev
+	}
+	return out
+}
+
+func watchError(err error) error {
+	var ce *statemachine.CompactedError
+	if errors.As(err, &ce) {
+		return connect.NewError(connect.CodeOutOfRange, err)
+	}
+	return toConnect(err)
+}

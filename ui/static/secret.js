@@ -1,0 +1,17 @@
+// The join secret typed into the page. It lives in this tab's
+// sessionStorage only (gone when the tab closes) and is sent only with
+// put, delete, promote and remove.
+
+const key = "kvd-join-secret";
+
+export function secret() {
+  return sessionStorage.getItem(key) || "";
+}
+
+export function bindSecret(input) {
+  input.value = secret();
+  input.addEventListener("input", () => {
+    if (input.value) sessionStorage.setItem(key, input.value);
+    else sessionStorage.removeItem(key);
+  });
+}
