@@ -231,7 +231,7 @@ func restore(ctx context.Context, cfg Config, src string, rid membership.Replica
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, restoringFile), []byte("restore not finished: run kvd --restore again\n"), 0o644); err != nil {
+	if err := markRestoring(cfg.DataDir); err != nil {
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	installDragonboatLogger(cfg.Logger)
@@ -256,6 +256,32 @@ func restore(ctx context.Context, cfg Config, src string, rid membership.Replica
 		return fmt.Errorf("%w: %v", ErrRestore, err)
 	}
 	return nil
+}
+
+// markRestoring writes the restoring marker durably, before anything else
+// of the restore: a crash at any later point must leave it.
+func markRestoring(dir string) error {
+	f, err := os.Create(filepath.Join(dir, restoringFile))
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString("restore not finished: run kvd --restore FILE again\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // dropOldCluster runs the restored node privately (no API, no peers) until

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,5 +138,51 @@ func waitClusterID(t *testing.T, n *Node) {
 			t.Fatal("no cluster ID")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Restore refuses a data dir that holds state and leaves it as it was;
+// one whose restore was interrupted (the marker is still there) is wiped
+// and restored again.
+func TestRestoreRefusesStateRedoesInterrupted(t *testing.T) {
+	a := startReady(t, testConfig(t))
+	put(t, a, "k", "v")
+	e, err := a.Export(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := copyExport(t, e)
+	e.Remove()
+	a.Stop()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	used := testConfig(t)
+	startReady(t, used).Stop()
+	before, _ := os.ReadDir(used.DataDir)
+	if _, err := Restore(ctx, used, src, e.Index); !errors.Is(err, ErrRestore) {
+		t.Fatalf("restore into a data dir with state: %v, want ErrRestore", err)
+	}
+	if after, _ := os.ReadDir(used.DataDir); len(after) != len(before) {
+		t.Fatalf("a refused restore changed the data dir: %v → %v", before, after)
+	}
+
+	cfg := testConfig(t)
+	if _, err := Restore(ctx, cfg, src, e.Index); err != nil {
+		t.Fatal(err)
+	}
+	if err := markRestoring(cfg.DataDir); err != nil { // as if it crashed before the end
+		t.Fatal(err)
+	}
+	if _, err := Restore(ctx, cfg, src, e.Index); err != nil {
+		t.Fatalf("redo of an interrupted restore: %v", err)
+	}
+	if RestoreInterrupted(cfg.DataDir) {
+		t.Fatal("the marker outlived a finished restore")
+	}
+	b := startReady(t, cfg)
+	defer b.Stop()
+	if got := rangeAll(t, b, false)["k"]; string(got.Value) != "v" {
+		t.Fatalf("k = %+v after the redone restore", got)
 	}
 }
