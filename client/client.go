@@ -116,8 +116,9 @@ func (c *Client) CurrentEndpoint() string {
 // Client's transport, protocol and JoinSecret. Calls through them are not
 // retried and return *connect.Error, not *Error.
 type RawClients struct {
-	KV      kvdv1connect.KVClient
-	Cluster kvdv1connect.ClusterClient
+	KV          kvdv1connect.KVClient
+	Cluster     kvdv1connect.ClusterClient
+	Maintenance kvdv1connect.MaintenanceClient
 }
 
 // Raw returns the generated clients for endpoint ("host:port" or a URL); it
@@ -129,7 +130,7 @@ func (c *Client) Raw(endpoint string) (RawClients, error) {
 		return RawClients{}, err
 	}
 	ep := c.newEndpoint(endpoint, u)
-	return RawClients{KV: ep.kv, Cluster: ep.cluster}, nil
+	return RawClients{KV: ep.kv, Cluster: ep.cluster, Maintenance: kvdv1connect.NewMaintenanceClient(c.httpClient, u, c.opts...)}, nil
 }
 
 func (c *Client) newEndpoint(name, url string) *endpoint {
@@ -191,14 +192,27 @@ func (c *Client) findLeader(ctx context.Context) {
 // the server).
 const joinSecretHeader = "Kvd-Join-Secret"
 
-// joinSecret sets the join secret header on every outgoing call.
-func joinSecret(secret string) connect.Interceptor {
-	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			req.Header().Set(joinSecretHeader, secret)
-			return next(ctx, req)
-		}
-	})
+// joinSecret sets the join secret header on every outgoing call, unary
+// or streaming (Maintenance/Backup needs it).
+type joinSecret string
+
+func (s joinSecret) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set(joinSecretHeader, string(s))
+		return next(ctx, req)
+	}
+}
+
+func (s joinSecret) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set(joinSecretHeader, string(s))
+		return conn
+	}
+}
+
+func (s joinSecret) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 func protocolOptions(p Protocol) []connect.ClientOption {

@@ -91,7 +91,7 @@ func TestNoEndpointReachable(t *testing.T) {
 // unknown; reads with the same failure are retried on the next endpoint.
 func TestWritesNotRetriedWhenOutcomeUnknown(t *testing.T) {
 	setups := map[string]func(n *fakeNode){
-		"attempt timeout": func(n *fakeNode) { n.setDelay(time.Second) },
+		"attempt timeout": func(n *fakeNode) { n.setDelay(5 * time.Second) },
 		"server DeadlineExceeded": func(n *fakeNode) {
 			n.setFail(always(connect.CodeDeadlineExceeded))
 		},
@@ -120,7 +120,7 @@ func TestWritesNotRetriedWhenOutcomeUnknown(t *testing.T) {
 				first, second := newFakeNode(t, 1), newFakeNode(t, 2)
 				setup(first)
 				c := newTestClient(t, Config{Endpoints: []string{first.addr, second.addr},
-					RequestTimeout: 100 * time.Millisecond})
+					RequestTimeout: 500 * time.Millisecond})
 				err := write(c)
 				if err == nil {
 					t.Fatal("write succeeded, want an error")
@@ -144,7 +144,7 @@ func TestWritesNotRetriedWhenOutcomeUnknown(t *testing.T) {
 
 func TestReadsRetriedAfterTimeoutOrDrop(t *testing.T) {
 	setups := map[string]func(n *fakeNode){
-		"attempt timeout":         func(n *fakeNode) { n.setDelay(time.Second) },
+		"attempt timeout":         func(n *fakeNode) { n.setDelay(5 * time.Second) },
 		"server DeadlineExceeded": func(n *fakeNode) { n.setFail(always(connect.CodeDeadlineExceeded)) },
 		"connection dropped":      func(n *fakeNode) { n.setHijack(true) },
 	}
@@ -154,7 +154,7 @@ func TestReadsRetriedAfterTimeoutOrDrop(t *testing.T) {
 			first, second := newFakeNode(t, 1), newFakeNode(t, 2)
 			setup(first)
 			c := newTestClient(t, Config{Endpoints: []string{first.addr, second.addr},
-				RequestTimeout: 100 * time.Millisecond})
+				RequestTimeout: 500 * time.Millisecond})
 			if _, err := c.Members(context.Background()); err != nil {
 				t.Fatalf("Members: %v", err)
 			}

@@ -14,7 +14,8 @@ import (
 // SecretHeader carries the cluster join secret.
 const SecretHeader = "Kvd-Join-Secret"
 
-// guarded are the procedures that change membership (and Snapshot): without
+// guarded are the procedures that change membership (and Snapshot, and
+// Maintenance/Backup, which copies out all the data): without
 // the secret or a verified client certificate (see newGuard) they get
 // PermissionDenied and change nothing.
 var guarded = map[string]bool{
@@ -23,6 +24,7 @@ var guarded = map[string]bool{
 	kvdv1connect.ClusterRemoveProcedure:         true,
 	kvdv1connect.ClusterTransferLeaderProcedure: true,
 	kvdv1connect.ClusterSnapshotProcedure:       true,
+	kvdv1connect.MaintenanceBackupProcedure:     true,
 }
 
 type guard struct {
@@ -53,15 +55,19 @@ func (g *guard) allowed(ctx context.Context, h http.Header) bool {
 func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		if guarded[req.Spec().Procedure] && !g.allowed(ctx, req.Header()) {
-			if g.clientCerts {
-				return nil, connect.NewError(connect.CodePermissionDenied,
-					errors.New("this call changes membership: it needs a client certificate signed by the cluster CA (kvctl --cert/--key) or the cluster's join secret (KVCTL_JOIN_SECRET)"))
-			}
-			return nil, connect.NewError(connect.CodePermissionDenied,
-				errors.New("wrong or missing join secret: pass the cluster's --join-secret (KVD_JOIN_SECRET / KVCTL_JOIN_SECRET)"))
+			return nil, g.refusal()
 		}
 		return next(ctx, req)
 	}
+}
+
+func (g *guard) refusal() error {
+	if g.clientCerts {
+		return connect.NewError(connect.CodePermissionDenied,
+			errors.New("this call changes membership or copies the data: it needs a client certificate signed by the cluster CA (kvctl --cert/--key) or the cluster's join secret (KVCTL_JOIN_SECRET)"))
+	}
+	return connect.NewError(connect.CodePermissionDenied,
+		errors.New("wrong or missing join secret: pass the cluster's --join-secret (KVD_JOIN_SECRET / KVCTL_JOIN_SECRET)"))
 }
 
 func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
@@ -69,7 +75,12 @@ func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.St
 }
 
 func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if guarded[conn.Spec().Procedure] && !g.allowed(ctx, conn.RequestHeader()) {
+			return g.refusal()
+		}
+		return next(ctx, conn)
+	}
 }
 
 type clientCertKey struct{}

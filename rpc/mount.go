@@ -51,8 +51,9 @@ func Mount(mux *http.ServeMux, n Node, opts Options) {
 	mux.Handle(kvPath, longStreams(kv, opts.Stopping))
 	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
 	mux.Handle(clusterPath, withClientCert(longStreams(cluster, opts.Stopping)))
+	mountMaintenance(mux, n, handlerOpts)
 	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
-	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, kvdv1connect.MaintenanceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 }

@@ -133,7 +133,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			putCommand(), getCommand(), delCommand(), scanCommand(), watchCommand(), membersCommand(), statusCommand(),
-			certsCommand(),
+			certsCommand(), snapshotCommand(),
 		},
 		Before: checkGlobalFlags,
 		Action: func(c *cli.Context) error {

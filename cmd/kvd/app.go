@@ -66,10 +66,14 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"KVD_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"KVD_ENABLE_PPROF"}, Usage: "serve Go's runtime profiles under /debug/pprof/ on the API address (CPU, heap, goroutines; for diagnosing performance)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"KVD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},
+			restoreFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := configFrom(c)
 			if err != nil {
+				return err
+			}
+			if err := prepareDataDir(c.Context, cfg, c.String("restore")); err != nil {
 				return err
 			}
 			return run(c.Context, cfg)
