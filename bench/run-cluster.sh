@@ -24,6 +24,13 @@
 # in every round runs the puts at CLIENTS_TLS (64) clients on it right
 # beside the same run on the plaintext cluster (taking turns to go first);
 # the table's notes give the ratio. The default run measures nothing more.
+# WATCHERS=N adds the watch comparison: the kvd cluster gets OBSERVERS (2)
+# more nodes that join as observers, and every round runs the puts at
+# CLIENTS_WATCH (64) clients three more times: kvd with N watchers spread
+# over all 5 nodes, kvd with N watchers on the observers only, etcd with N
+# watchers spread over its 3 members (the puts always go to the 3 voters);
+# the same puts without watchers are the plain put row. WATCH_ONLY=1 runs
+# just that (no ceiling, other client counts, stream, put seq or gets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +48,20 @@ REPEAT=${REPEAT:-1}
 TLS=${TLS:-0}
 CLIENTS_TLS=${CLIENTS_TLS:-64}
 TLS_CLIENT_AUTH=${TLS_CLIENT_AUTH:-1}
+WATCHERS=${WATCHERS:-0}
+CLIENTS_WATCH=${CLIENTS_WATCH:-64}
+OBSERVERS=${OBSERVERS:-2}
+WATCH_ONLY=${WATCH_ONLY:-0}
+if [ "$WATCH_ONLY" = 1 ]; then
+  [ "$WATCHERS" -gt 0 ] || { echo "WATCH_ONLY=1 needs WATCHERS=N" >&2; exit 1; }
+  CLIENTS_PUT=$CLIENTS_WATCH CLIENTS_STREAM=""
+fi
+if [ "$WATCHERS" -gt 0 ]; then
+  case " $CLIENTS_PUT " in
+    *" $CLIENTS_WATCH "*) ;;
+    *) CLIENTS_PUT="$CLIENTS_PUT $CLIENTS_WATCH" ;;
+  esac
+fi
 # The plaintext runs must not pick up TLS settings from the environment
 # (bench reads kvctl's variables).
 unset KVCTL_CACERT KVCTL_CERT KVCTL_KEY
@@ -139,6 +160,17 @@ for i in 1 2 3; do
   node_pids[kvd]+=" $!"
   pids+=($!)
 done
+# With WATCHERS: observers that join the 3 voters (they stay observers:
+# --voters is 3). Watchers may use them; the puts never do.
+for i in $(seq 1 $((WATCHERS > 0 ? OBSERVERS : 0))); do
+  base=$(pick_ports 2)
+  "$work/bin/kvd" --data-dir "$work/kvd/o$i" --listen "127.0.0.1:$base" --raft-addr "127.0.0.1:$((base + 1))" \
+    --join "${eps[kvd]}" --log-level warn >"$work/kvd-o$i.log" 2>&1 &
+  node_pids[kvd]+=" $!"
+  pids+=($!)
+  ready+=("http://127.0.0.1:$base/readyz")
+done
+[ "$WATCHERS" -gt 0 ] && log "kvd: $OBSERVERS observers joining, for the watchers"
 
 if [ "$TLS" = 1 ]; then
   systems+=(kvd-tls)
@@ -242,8 +274,15 @@ for round in $(seq 1 "$REPEAT"); do
   done
   if [ $((round % 2)) = 0 ]; then all=$(printf '%s\n' $all | tac | paste -sd' '); fi
   order=$(printf '%s\n' $all | grep -vx kvd-tls | paste -sd' ')
-  log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
-  "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
+  if [ "$WATCH_ONLY" != 1 ]; then
+    log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
+    "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
+  fi
+  if [ "$WATCHERS" -gt 0 ]; then
+    each "puts, $CLIENTS_WATCH clients, $WATCHERS watchers on all nodes, $DURATION" --clients "$CLIENTS_WATCH" --watchers "$WATCHERS" "${common[@]}"
+    log "round $round, kvd: puts, $CLIENTS_WATCH clients, $WATCHERS watchers on the observers, $DURATION"
+    "$bench" --endpoints "${eps[kvd]}" --spread --label "round=$round" --clients "$CLIENTS_WATCH" --watchers "$WATCHERS" --watch-observers "${common[@]}" >>"$work/results.jsonl"
+  fi
   for c in $CLIENTS_PUT; do
     if [ "$TLS" = 1 ] && [ "$c" = "$CLIENTS_TLS" ]; then
       plain_order=$order order=$all
@@ -258,6 +297,7 @@ for round in $(seq 1 "$REPEAT"); do
     "$bench" --endpoints "${eps[kvd]}" --spread --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
     "$bench" --endpoints "${eps[kvd]}" --prefer-leader --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
   done
+  if [ "$WATCH_ONLY" = 1 ]; then continue; fi
   if [ "$round" = 1 ]; then
     rss_note loaded
     each "every key once in order, 64 clients (the \"put seq\" row, so that the gets find them all)" \
@@ -276,6 +316,9 @@ cpu_others "during the runs"
 echo
 echo "$(nproc) cores, $(go version | cut -d' ' -f3), $(uname -sr); each run $DURATION after $WARMUP warmup, $REPEAT round(s);"
 echo "$KEY_SIZE-byte keys, $VALUE_SIZE-byte values, $KEYSPACE keys; clients spread over the 3 nodes; fsync on."
+if [ "$WATCHERS" -gt 0 ]; then
+  echo "watch rows: $WATCHERS watchers of the bench's keys (prefix k) during the puts; kvd has $OBSERVERS observers beside its 3 voters (puts go to the voters)."
+fi
 if [ "$TLS" = 1 ]; then
   echo "TLS rows: a second kvd cluster serving only TLS (ECDSA P-256 certificates from kvctl certs$([ "$TLS_CLIENT_AUTH" = 1 ] && echo ", client certificates required")), run beside the plaintext one."
 fi
