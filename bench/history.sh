@@ -17,6 +17,7 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 REPEAT=${REPEAT:-3}
 
+command -v jq >/dev/null || { echo "bench/history.sh needs jq (apt-get install jq)" >&2; exit 1; }
 work_prefix="kvd-history"
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
