@@ -26,8 +26,14 @@ log "building kvd and bench into $work/bin"
 mkdir -p "$work/bin"
 go build -o "$work/bin/" ./cmd/kvd ./bench
 
-declare -A eps
+declare -A eps node_pids
 ready=()
+tck=$(getconf CLK_TCK)
+# cpu_s PID...: CPU seconds (user + system) the processes have used.
+cpu_s() {
+  local p
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
+}
 # start_cluster NAME FLAGS...: 3 nodes with static --initial-members.
 start_cluster() {
   local name=$1 base members="" i
@@ -44,6 +50,7 @@ start_cluster() {
       --raft-addr "127.0.0.1:$((base + 2 + i))" --initial-members "$members" --log-level warn "$@" \
       >"$work/$name-n$i.log" 2>&1 &
     pids+=($!)
+    node_pids[$name]+=" $!"
   done
 }
 start_cluster history
@@ -55,8 +62,12 @@ order="history no-history"
 for round in $(seq 1 "$REPEAT"); do
   for sys in $order; do
     log "round $round, $sys: puts, $CLIENTS clients, $DURATION"
+    c0=$(cpu_s ${node_pids[$sys]})
     "$work/bin/bench" --endpoints "${eps[$sys]}" --spread --clients "$CLIENTS" --duration "$DURATION" \
       --warmup "$WARMUP" --label "round=$round" --json >>"$work/$sys.jsonl"
+    # CPU ms of the 3 nodes per 1000 puts (the warmup's CPU included, its puts not)
+    awk -v a="$(cpu_s ${node_pids[$sys]})" -v b="$c0" -v n="$(tail -n 1 "$work/$sys.jsonl" | jq .ops)" \
+      'BEGIN {printf "%.1f\n", 1e6 * (a - b) / n}' >>"$work/$sys.cpu"
   done
   order=$(printf '%s\n' $order | tac | paste -sd' ')
 done
@@ -75,7 +86,8 @@ awk -v a="$on_ops" -v b="$on_p50" -v c="$on_p99" -v d="$on_err" -v e="$off_ops" 
   printf "| --watch-history -1 | %.0f | %.2f | %.1f | %d |\n", e, f, g, h
   printf "with / without history: %.2fx puts/s, %.2fx p50, %.2fx p99\n", a / e, b / f, c / g
 }'
-echo "all runs (ops/s):"
+echo "all runs (ops/s | CPU ms of the 3 nodes per 1000 puts):"
 for sys in history no-history; do
-  printf '  %-11s %s\n' "$sys" "$(jq -r '.ops_per_sec | floor' "$work/$sys.jsonl" | paste -sd' ')"
+  printf '  %-11s %s | %s (median %s)\n' "$sys" "$(jq -r '.ops_per_sec | floor' "$work/$sys.jsonl" | paste -sd' ')" \
+    "$(paste -sd' ' "$work/$sys.cpu")" "$(sort -n "$work/$sys.cpu" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')"
 done
