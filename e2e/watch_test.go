@@ -418,3 +418,59 @@ func waitHealthz(t *testing.T, p *proc) {
 	}
 	t.Fatalf("%s: /healthz did not answer within 30s", p.name)
 }
+
+// A node cut off from its quorum ends its watches with Unavailable and
+// refuses new ones; once the quorum is back, client.Watch (with only that
+// node to go to) picks up where it was, without loss or repeat.
+func TestWatchOnCutOffNode(t *testing.T) {
+	procs := startStatic(t, 3)
+	a := procs[0]
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r0, err := newWatchClient(t, a.api).Put(ctx, []byte("c/a"), []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := startWatchLog(ctx, newWatchClient(t, a.api), "c/", r0.Revision)
+	watched.waitRevision(t, "watch before the cut", r0.Revision, 10*time.Second)
+	raw, err := a.kv().Watch(ctx, connect.NewRequest(&kvdv1.WatchRequest{Key: []byte("c/"), Prefix: true, StartRevision: r0.Revision, ProgressIntervalMs: 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if !raw.Receive() {
+		t.Fatalf("raw watch: %v", raw.Err())
+	}
+	procs[1].kill()
+	procs[2].kill()
+	cut := time.Now()
+	for raw.Receive() {
+		if time.Since(cut) > 20*time.Second {
+			t.Fatal("a node without its quorum still serves a watch after 20s")
+		}
+	}
+	if connect.CodeOf(raw.Err()) != connect.CodeUnavailable {
+		t.Fatalf("the watch on a cut-off node ended with %v, want Unavailable", raw.Err())
+	}
+	t.Logf("watch ended %s after the cut: %v", time.Since(cut).Round(10*time.Millisecond), raw.Err())
+	if err := rawWatchErr(ctx, a, &kvdv1.WatchRequest{Key: []byte("c/"), Prefix: true, StartRevision: r0.Revision}); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("a new watch on a cut-off node: %v, want Unavailable", err)
+	}
+	procs[1].start()
+	procs[2].start()
+	for _, p := range procs {
+		p.waitReady(30 * time.Second)
+	}
+	r1, err := newWatchClient(t, procs[1].api, procs[2].api).Put(ctx, []byte("c/b"), []byte("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := watched.waitRevision(t, "watch after the quorum is back", r1.Revision, 20*time.Second)
+	want := []client.WatchEvent{
+		{Type: client.EventPut, Key: []byte("c/a"), Value: []byte("1"), ModRevision: r0.Revision},
+		{Type: client.EventPut, Key: []byte("c/b"), Value: []byte("2"), ModRevision: r1.Revision},
+	}
+	if describeWatchEvents(upTo(got, r1.Revision)) != describeWatchEvents(want) {
+		t.Fatalf("events:%s\nwant:%s", describeWatchEvents(got), describeWatchEvents(want))
+	}
+}
