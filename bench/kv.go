@@ -185,10 +185,15 @@ func preflight(ctx context.Context, targets []load.Target, endpoints []string) e
 type kvTarget struct {
 	c    *client.Client
 	read []client.ReadOption // built once: the loop must not allocate options
+	acks *load.Acks          // with watchers: every put's acknowledgement
 }
 
 func (t *kvTarget) Put(ctx context.Context, key, value []byte) error {
-	_, err := t.c.Put(ctx, key, value)
+	sent := time.Now()
+	r, err := t.c.Put(ctx, key, value)
+	if err == nil && t.acks != nil {
+		t.acks.Put(r.Revision, key, sent)
+	}
 	return err
 }
 

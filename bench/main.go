@@ -58,6 +58,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
 			&cli.BoolFlag{Name: "stream", Usage: "send every call over one bidirectional stream per client (kvd.v1.KV/Stream, HTTP/2), where concurrent calls share messages and Raft entries"},
+			&cli.IntFlag{Name: "watchers", Usage: "open `N` watches of the bench's keys (prefix \"k\") during the load, spread over every member of the cluster, and report events/s and the latency from a put's acknowledgement to its event"},
+			&cli.BoolFlag{Name: "watch-observers", Usage: "with --watchers: watch on the observers only (none: an error)"},
 			&cli.StringFlag{Name: "cacert", EnvVars: []string{"KVCTL_CACERT"}, Usage: "TLS: verify the nodes with the CA certificate in `FILE`; host:port endpoints then mean https"},
 			&cli.StringFlag{Name: "cert", EnvVars: []string{"KVCTL_CERT"}, Usage: "TLS client certificate `FILE`, for a cluster that requires one"},
 			&cli.StringFlag{Name: "key", EnvVars: []string{"KVCTL_KEY"}, Usage: "the key `FILE` of --cert"},
@@ -170,9 +172,20 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if err := preflight(c.Context, targets, o.Endpoints); err != nil {
 		return err
 	}
+	watch, err := startKVWatchers(c, o, targets)
+	if err != nil {
+		return err
+	}
+	if watch != nil {
+		defer watch.close()
+	}
 	res, err := load.Run(c.Context, w, targets, progressWriter(stderr))
 	if err != nil {
 		return err
+	}
+	var watchErr error
+	if watch != nil {
+		watchErr = watch.finish(res)
 	}
 	res.Mode = "kvd"
 	res.Target = strings.Join(o.Endpoints, ",")
@@ -186,7 +199,13 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if w.ReadRatio > 0 {
 		res.Consistency = o.Consistency
 	}
-	return report(c, stdout, "kvd", []*load.Result{res})
+	if err := report(c, stdout, "kvd", []*load.Result{res}); err != nil {
+		return err
+	}
+	if watchErr != nil {
+		return fmt.Errorf("watchers: %w", watchErr)
+	}
+	return nil
 }
 
 // report prints each result (JSON Lines with --json) and writes the plot.

@@ -24,6 +24,15 @@
 # in every round runs the puts at CLIENTS_TLS (64) clients on it right
 # beside the same run on the plaintext cluster (taking turns to go first);
 # the table's notes give the ratio. The default run measures nothing more.
+# WATCHERS=N adds the watch comparison: the kvd cluster gets OBSERVERS (2)
+# more nodes that join as observers, and every round runs the puts at
+# CLIENTS_WATCH (64) clients on kvd without watchers, with N watchers spread
+# over all 5 nodes and with N watchers on the observers only (in an order
+# that rotates between rounds), and on etcd without and with N watchers
+# spread over its 3 members; the puts always go to the 3 voters. The CPU
+# time the kvd voters and observers used in each kvd run is noted, and the
+# report gives it per put. WATCH_ONLY=1 runs just that (no ceiling, other
+# client counts, stream, put seq or gets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +50,18 @@ REPEAT=${REPEAT:-1}
 TLS=${TLS:-0}
 CLIENTS_TLS=${CLIENTS_TLS:-64}
 TLS_CLIENT_AUTH=${TLS_CLIENT_AUTH:-1}
+WATCHERS=${WATCHERS:-0}
+CLIENTS_WATCH=${CLIENTS_WATCH:-64}
+OBSERVERS=${OBSERVERS:-2}
+WATCH_ONLY=${WATCH_ONLY:-0}
+if [ "$WATCH_ONLY" = 1 ]; then
+  [ "$WATCHERS" -gt 0 ] || { echo "WATCH_ONLY=1 needs WATCHERS=N" >&2; exit 1; }
+  CLIENTS_PUT="" CLIENTS_STREAM=""
+fi
+if [ "$WATCHERS" -gt 0 ]; then
+  # The watch runs include the puts at CLIENTS_WATCH without watchers.
+  CLIENTS_PUT=$(printf '%s\n' $CLIENTS_PUT | grep -vx "$CLIENTS_WATCH" | paste -sd' ' || true)
+fi
 # The plaintext runs must not pick up TLS settings from the environment
 # (bench reads kvctl's variables).
 unset KVCTL_CACERT KVCTL_CERT KVCTL_KEY
@@ -139,6 +160,17 @@ for i in 1 2 3; do
   node_pids[kvd]+=" $!"
   pids+=($!)
 done
+# With WATCHERS: observers that join the 3 voters (they stay observers:
+# --voters is 3). Watchers may use them; the puts never do.
+for i in $(seq 1 $((WATCHERS > 0 ? OBSERVERS : 0))); do
+  base=$(pick_ports 2)
+  "$work/bin/kvd" --data-dir "$work/kvd/o$i" --listen "127.0.0.1:$base" --raft-addr "127.0.0.1:$((base + 1))" \
+    --join "${eps[kvd]}" --log-level warn >"$work/kvd-o$i.log" 2>&1 &
+  node_pids[kvd]+=" $!"
+  pids+=($!)
+  ready+=("http://127.0.0.1:$base/readyz")
+done
+[ "$WATCHERS" -gt 0 ] && log "kvd: $OBSERVERS observers joining, for the watchers"
 
 if [ "$TLS" = 1 ]; then
   systems+=(kvd-tls)
@@ -227,6 +259,49 @@ each() {
   done
 }
 
+# cpu_s PID...: CPU seconds (user + system) the processes have used.
+cpu_s() {
+  local p
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk -v t="$tck" '{s += $1} END {printf "%.2f", s / t}'
+}
+
+# watch_kvd KIND ARGS...: one kvd put run at CLIENTS_WATCH clients (KIND:
+# none, all, observers), noting the CPU seconds its voters and observers
+# used and the puts done.
+watch_kvd() {
+  local kind=$1 voters observers v0 o0
+  shift
+  voters=$(echo ${node_pids[kvd]} | cut -d' ' -f1-3)
+  observers=$(echo ${node_pids[kvd]} | cut -d' ' -f4-)
+  v0=$(cpu_s $voters) o0=$(cpu_s $observers)
+  log "round $round, kvd: puts, $CLIENTS_WATCH clients, watchers: $kind, $DURATION"
+  "$bench" --endpoints "${eps[kvd]}" --spread --label "round=$round" --clients "$CLIENTS_WATCH" "${common[@]}" "$@" >"$work/last.json"
+  cat "$work/last.json" >>"$work/results.jsonl"
+  echo "$round $kind $(grep -o '"ops":[0-9]*' "$work/last.json" | cut -d: -f2) $(awk -v a="$(cpu_s $voters)" -v b="$v0" 'BEGIN {print a - b}') $(awk -v a="$(cpu_s $observers)" -v b="$o0" 'BEGIN {print a - b}')" >>"$work/watchcpu.txt"
+}
+
+# watch_round: the watch comparison of one round (WATCHERS).
+watch_round() {
+  local sys kinds k
+  kinds=$(printf 'none\nall\nobservers\n' | tail -n +$(((round - 1) % 3 + 1)); printf 'none\nall\nobservers\n' | head -n $(((round - 1) % 3)))
+  for sys in $order; do
+    case $sys in
+      kvd)
+        for k in $kinds; do
+          case $k in
+            none) watch_kvd none ;;
+            all) watch_kvd all --watchers "$WATCHERS" ;;
+            observers) watch_kvd observers --watchers "$WATCHERS" --watch-observers ;;
+          esac
+        done ;;
+      etcd)
+        log "round $round, etcd: puts, $CLIENTS_WATCH clients, without and with $WATCHERS watchers, $DURATION"
+        run_bench etcd --endpoints "${eps[etcd]}" --spread --label "round=$round" --clients "$CLIENTS_WATCH" "${common[@]}" >>"$work/results.jsonl"
+        run_bench etcd --endpoints "${eps[etcd]}" --spread --label "round=$round" --clients "$CLIENTS_WATCH" --watchers "$WATCHERS" "${common[@]}" >>"$work/results.jsonl" ;;
+    esac
+  done
+}
+
 rss_note idle
 for round in $(seq 1 "$REPEAT"); do
   # all: every system, kvd-tls right beside kvd, reversed every other
@@ -242,8 +317,11 @@ for round in $(seq 1 "$REPEAT"); do
   done
   if [ $((round % 2)) = 0 ]; then all=$(printf '%s\n' $all | tac | paste -sd' '); fi
   order=$(printf '%s\n' $all | grep -vx kvd-tls | paste -sd' ')
-  log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
-  "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
+  if [ "$WATCH_ONLY" != 1 ]; then
+    log "round $round: RPC ceiling, in-process no-op Connect handler, $CLIENTS_CEILING clients, http1, h2c and the stream"
+    "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
+  fi
+  if [ "$WATCHERS" -gt 0 ]; then watch_round; fi
   for c in $CLIENTS_PUT; do
     if [ "$TLS" = 1 ] && [ "$c" = "$CLIENTS_TLS" ]; then
       plain_order=$order order=$all
@@ -258,6 +336,7 @@ for round in $(seq 1 "$REPEAT"); do
     "$bench" --endpoints "${eps[kvd]}" --spread --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
     "$bench" --endpoints "${eps[kvd]}" --prefer-leader --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
   done
+  if [ "$WATCH_ONLY" = 1 ]; then continue; fi
   if [ "$round" = 1 ]; then
     rss_note loaded
     each "every key once in order, 64 clients (the \"put seq\" row, so that the gets find them all)" \
@@ -276,6 +355,9 @@ cpu_others "during the runs"
 echo
 echo "$(nproc) cores, $(go version | cut -d' ' -f3), $(uname -sr); each run $DURATION after $WARMUP warmup, $REPEAT round(s);"
 echo "$KEY_SIZE-byte keys, $VALUE_SIZE-byte values, $KEYSPACE keys; clients spread over the 3 nodes; fsync on."
+if [ "$WATCHERS" -gt 0 ]; then
+  echo "watch rows: $WATCHERS watchers of the bench's keys (prefix k) during the puts; kvd has $OBSERVERS observers beside its 3 voters (puts go to the voters)."
+fi
 if [ "$TLS" = 1 ]; then
   echo "TLS rows: a second kvd cluster serving only TLS (ECDSA P-256 certificates from kvctl certs$([ "$TLS_CLIENT_AUTH" = 1 ] && echo ", client certificates required")), run beside the plaintext one."
 fi
@@ -290,6 +372,17 @@ for sys in "${systems[@]}"; do
     END { if (idle != "") printf "  %-7s%s |%s |%s\n", sys, idle, load, peak }
   ' "$work/rss.txt"
 done
+if [ "$WATCHERS" -gt 0 ]; then
+  echo
+  echo "kvd CPU per put during the $CLIENTS_WATCH-client puts (ms of CPU of all 3 voters / of both observers, per 1000 puts), by round:"
+  awk '{ printf "  round %s %-9s %6d puts  voters %6.1f  observers %6.1f\n", $1, $2, $3, 1e6 * $4 / $3, 1e6 * $5 / $3 }' "$work/watchcpu.txt"
+  # cpu_median KIND COLUMN: the median CPU ms per 1000 puts of the kind's runs.
+  cpu_median() { awk -v k="$1" -v c="$2" '$2 == k { print 1e6 * $c / $3 }' "$work/watchcpu.txt" | sort -n |
+    awk '{ v[NR] = $1 } END { if (NR) printf "%.1f", v[int((NR + 1) / 2)] }'; }
+  for k in none all observers; do
+    echo "  median, watchers $k: voters $(cpu_median $k 4), observers $(cpu_median $k 5)"
+  done
+fi
 echo
 echo "share of all cores used by other processes meanwhile (the machine is shared):"
 sed 's/^/  /' "$work/load.txt"

@@ -75,7 +75,16 @@ func readResults(name string) ([]load.Result, error) {
 
 // workloadKey identifies a workload across systems.
 func workloadKey(r *load.Result) string {
-	return fmt.Sprintf("%s/%d/%s/%s/%v/%d/%d/%d", r.Op, r.Clients, r.KeyDist, r.Consistency, r.ReadRatio, r.KeySize, r.ValueSize, r.Keyspace)
+	return fmt.Sprintf("%s/%d/%s/%s/%v/%d/%d/%d", r.Op, r.Clients, r.KeyDist, r.Consistency, r.ReadRatio, r.KeySize, r.ValueSize, r.Keyspace) +
+		watchKey(r)
+}
+
+// watchKey tells runs with watchers apart; "" without.
+func watchKey(r *load.Result) string {
+	if r.Watchers == 0 {
+		return ""
+	}
+	return fmt.Sprintf("/watch%d@%s", r.Watchers, r.WatchOn)
 }
 
 func opLabel(r *load.Result) string {
@@ -103,6 +112,12 @@ func opLabel(r *load.Result) string {
 	}
 	if len(notes) > 0 {
 		s += " (" + strings.Join(notes, ", ") + ")"
+	}
+	if r.Watchers > 0 {
+		s += fmt.Sprintf(", %d watchers", r.Watchers)
+		if r.WatchOn == "observers" {
+			s += " on observers"
+		}
 	}
 	return s
 }
@@ -294,6 +309,7 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 		}
 		fmt.Fprintf(&b, "%s\n", n)
 	}
+	writeWatchTable(&b, runs, markdown)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

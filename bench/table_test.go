@@ -207,3 +207,32 @@ func TestWriteTableTLSRows(t *testing.T) {
 		t.Errorf("no TLS ratio note:\n%s", out)
 	}
 }
+
+func TestWriteWatchTable(t *testing.T) {
+	watched := func(r load.Result, n int, on string, events, p50, p99 float64) load.Result {
+		r.Watchers, r.WatchOn, r.WatchEventsPerSec, r.WatchP50Ms, r.WatchP99Ms, r.WatchSentP50Ms = n, on, events, p50, p99, p50+5
+		return r
+	}
+	results := []load.Result{
+		res("kvd", "put", 64, 8000, 8, 20),
+		watched(res("kvd", "put", 64, 6000, 10, 25), 16, "all", 96000, 1.5, 9),
+		watched(res("kvd", "put", 64, 7000, 9, 22), 16, "observers", 112000, -0.5, 8),
+		res("etcd", "put", 64, 7500, 8, 20),
+		watched(res("etcd", "put", 64, 5000, 12, 30), 16, "all", 80000, 2, 12),
+	}
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	fields := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{
+		"64 put, 16 watchers on observers 7000",
+		"64 16 on all 6000 0.75× 96000 1.50 9.00 6.50 5000 0.67× 80000 2.00 12.0 7.00",
+		"64 16 on observers 7000 0.88× 112000 -0.500 8.00 4.50 5000 0.67× 80000 2.00 12.0 7.00",
+	} {
+		if !strings.Contains(fields, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
 	plot := fs.String("plot", "", "write throughput and latency over time to this .html file")
 	label := fs.String("label", "", "tag the results with this label (bench table pairs runs with the same label)")
+	watchers := fs.Int("watchers", 0, "open N watches of the bench's keys (prefix \"k\") during the load, spread over the endpoints, and report events/s and the latency from a put's acknowledgement to its event")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,6 +92,10 @@ func run(ctx context.Context, args []string) error {
 			groups = append(groups, []string{ep})
 		}
 	}
+	var acks *load.Acks
+	if *watchers > 0 {
+		acks = load.NewAcks()
+	}
 	var targets []load.Target
 	for _, g := range groups {
 		c, err := clientv3.New(clientv3.Config{Endpoints: g, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
@@ -98,7 +103,7 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("etcd client for %v: %w", g, err)
 		}
 		defer c.Close()
-		targets = append(targets, &etcdTarget{kv: c.KV, timeout: *timeout, getOpts: getOpts})
+		targets = append(targets, &etcdTarget{kv: c.KV, timeout: *timeout, getOpts: getOpts, acks: acks})
 	}
 	for _, t := range targets { // fail fast on a wrong address
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -112,6 +117,18 @@ func run(ctx context.Context, args []string) error {
 	if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 		progress = os.Stderr
 	}
+	var ws *load.WatchSet
+	if *watchers > 0 {
+		wts, closeAll, err := watchTargets(eps)
+		if err != nil {
+			return err
+		}
+		defer closeAll()
+		if ws, err = load.StartWatchers(ctx, *watchers, wts, acks, watchSettle); err != nil {
+			return err
+		}
+		defer ws.Stop()
+	}
 	var res *load.Result
 	var err error
 	if progress != nil {
@@ -121,6 +138,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	var watchErr error
+	if ws != nil {
+		res.WatchOn = "all"
+		watchErr = ws.Finish(res, watchSettle)
 	}
 	res.Mode, res.Target, res.Protocol, res.Transport, res.Label = "etcd", *endpoints, "grpc", "h2c", *label
 	if w.ReadRatio > 0 {
@@ -150,7 +172,54 @@ func run(ctx context.Context, args []string) error {
 	if ctx.Err() != nil {
 		return errors.New("interrupted: the figures above cover only the time measured")
 	}
+	if watchErr != nil {
+		return fmt.Errorf("watchers: %w", watchErr)
+	}
 	return nil
+}
+
+// watchSettle bounds how long watchers may take to open, and to receive
+// the last acknowledged put once the load has stopped.
+const watchSettle = 30 * time.Second
+
+// watchTargets makes one client per endpoint for the watchers (watcher i
+// on endpoint i % len(eps); clientv3 multiplexes the watches of one
+// client over one gRPC stream).
+func watchTargets(eps []string) (targets []load.WatchTarget, closeAll func(), err error) {
+	var cs []*clientv3.Client
+	closeAll = func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+	for _, ep := range eps {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("etcd client for %s: %w", ep, err)
+		}
+		cs = append(cs, c)
+		targets = append(targets, etcdWatchTarget{c})
+	}
+	return targets, closeAll, nil
+}
+
+// etcdWatchTarget watches through clientv3's Watch, from now.
+type etcdWatchTarget struct{ c *clientv3.Client }
+
+func (t etcdWatchTarget) Watch(ctx context.Context, prefix []byte, sink *load.WatchSink) error {
+	for resp := range t.c.Watch(ctx, string(prefix), clientv3.WithPrefix(), clientv3.WithCreatedNotify()) {
+		if err := resp.Err(); err != nil {
+			return err
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == clientv3.EventTypePut {
+				sink.Event(uint64(ev.Kv.ModRevision), ev.Kv.Key)
+			}
+		}
+		sink.Progress(uint64(resp.Header.Revision))
+	}
+	return ctx.Err()
 }
 
 // etcdTarget runs the workload through clientv3's KV, each call under its
@@ -159,12 +228,17 @@ type etcdTarget struct {
 	kv      clientv3.KV
 	timeout time.Duration
 	getOpts []clientv3.OpOption
+	acks    *load.Acks // with watchers: every put's acknowledgement
 }
 
 func (t *etcdTarget) Put(ctx context.Context, key, value []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
-	_, err := t.kv.Put(ctx, string(key), string(value))
+	sent := time.Now()
+	resp, err := t.kv.Put(ctx, string(key), string(value))
+	if err == nil && t.acks != nil {
+		t.acks.Put(uint64(resp.Header.Revision), key, sent)
+	}
 	return err
 }
 

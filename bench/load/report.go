@@ -43,6 +43,11 @@ func WriteSummary(w io.Writer, res *Result) error {
 	b.WriteString(")\n")
 	fmt.Fprintf(&b, "  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s ms  (%s: every call kept)\n",
 		FormatMs(res.P50Ms), FormatMs(res.P90Ms), FormatMs(res.P99Ms), FormatMs(res.P999Ms), FormatMs(res.MaxMs), FormatMs(res.MeanMs), res.Percentiles)
+	if res.Watchers > 0 {
+		fmt.Fprintf(&b, "  watch      %d watchers on %s: %.0f events/s; ack → event p50 %s  p99 %s  max %s ms (%d events came before the ack); put sent → event p50 %s  p99 %s ms; %d missed\n",
+			res.Watchers, res.WatchOn, res.WatchEventsPerSec, FormatMs(res.WatchP50Ms), FormatMs(res.WatchP99Ms), FormatMs(res.WatchMaxMs),
+			res.WatchBeforeAck, FormatMs(res.WatchSentP50Ms), FormatMs(res.WatchSentP99Ms), res.WatchMissed)
+	}
 	if res.FirstError != "" {
 		fmt.Fprintf(&b, "  first error: %s\n", res.FirstError)
 	}
@@ -53,6 +58,9 @@ func WriteSummary(w io.Writer, res *Result) error {
 // FormatMs prints milliseconds with 3 significant digits or more (at
 // least 3 decimals below 1 ms).
 func FormatMs(v float64) string {
+	if v < 0 {
+		return "-" + FormatMs(-v)
+	}
 	switch {
 	case v >= 100:
 		return fmt.Sprintf("%.0f", v)

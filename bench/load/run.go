@@ -110,15 +110,16 @@ func Run(ctx context.Context, w Workload, targets []Target, progress io.Writer) 
 		elapsed = max(0, time.Since(start)-measure)
 	}
 	res := &Result{
-		Op:         opName(w.ReadRatio),
-		Clients:    w.Clients,
-		ReadRatio:  w.ReadRatio,
-		KeySize:    w.KeySize,
-		ValueSize:  w.ValueSize,
-		Keyspace:   w.Keyspace,
-		KeyDist:    w.KeyDist,
-		WarmupS:    w.Warmup.Seconds(),
-		GoMaxProcs: runtime.GOMAXPROCS(0),
+		Op:           opName(w.ReadRatio),
+		Clients:      w.Clients,
+		ReadRatio:    w.ReadRatio,
+		KeySize:      w.KeySize,
+		ValueSize:    w.ValueSize,
+		Keyspace:     w.Keyspace,
+		KeyDist:      w.KeyDist,
+		WarmupS:      w.Warmup.Seconds(),
+		GoMaxProcs:   runtime.GOMAXPROCS(0),
+		MeasuredFrom: start.Add(measure),
 	}
 	summarize(res, recs, elapsed)
 	res.BenchRSSMB = peakRSSMB()

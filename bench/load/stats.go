@@ -50,6 +50,26 @@ type Result struct {
 	GoMaxProcs  int    `json:"gomaxprocs"`
 	// BenchRSSMB is the generator's own peak RSS (VmHWM), 0 if unknown.
 	BenchRSSMB float64 `json:"bench_rss_mb,omitempty"`
+	// Watch figures, with watchers (StartWatchers): how many, where
+	// (WatchOn: "all" nodes or "observers"), events delivered per second
+	// over all watchers inside the measured window, and the latency from a
+	// put's acknowledgement to its event at each watcher, for the puts
+	// acknowledged inside the window: negative when the event arrived
+	// before the put's answer (WatchBeforeAck counts those); WatchSent*
+	// from sending the put instead. WatchMissed counts the acknowledged
+	// puts some watcher never received (0 unless something is broken).
+	Watchers          int     `json:"watchers,omitempty"`
+	WatchOn           string  `json:"watch_on,omitempty"`
+	WatchEventsPerSec float64 `json:"watch_events_per_sec,omitempty"`
+	WatchP50Ms        float64 `json:"watch_p50_ms,omitempty"`
+	WatchP99Ms        float64 `json:"watch_p99_ms,omitempty"`
+	WatchMaxMs        float64 `json:"watch_max_ms,omitempty"`
+	WatchSentP50Ms    float64 `json:"watch_sent_p50_ms,omitempty"`
+	WatchSentP99Ms    float64 `json:"watch_sent_p99_ms,omitempty"`
+	WatchBeforeAck    int64   `json:"watch_before_ack,omitempty"`
+	WatchMissed       int64   `json:"watch_missed,omitempty"`
+	// MeasuredFrom is when the measured window began (after the warmup).
+	MeasuredFrom time.Time `json:"-"`
 	// Series has one entry per second of the measurement, for plots.
 	Series []Second `json:"-"`
 }
