@@ -144,12 +144,17 @@ func (a *applier) record(index uint64, t EventType, created bool, key, value []b
 // 7/8 of it (checked every historyCheckEvents events: the size is an
 // estimate from Pebble's file metadata, cheap but not free).
 func (a *applier) compactHistory(applied, last, keep uint64, maxBytes int64) error {
-	floor, ok, err := getFloor(a.db)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return a.b.Set(sysHistFloorKey, be64(applied+1), nil)
+	floor := a.floor
+	if floor == 0 {
+		f, ok, err := getFloor(a.db)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			a.floor = applied + 1
+			return a.b.Set(sysHistFloorKey, be64(applied+1), nil)
+		}
+		floor, a.floor = f, f
 	}
 	newFloor := floor
 	if slack := max(keep/16, 64); last+1 >= floor+keep+slack {
@@ -174,6 +179,7 @@ func (a *applier) compactHistory(applied, last, keep uint64, maxBytes int64) err
 	if err := a.b.DeleteRange(histKey(nil, floor, 0), histKey(nil, newFloor, 0), nil); err != nil {
 		return err
 	}
+	a.floor = newFloor // if the commit fails, the state machine fails for good
 	return a.b.Set(sysHistFloorKey, be64(newFloor), nil)
 }
 

@@ -58,7 +58,7 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	applied := s.applied.Load()
 	last := applied
 	a := &s.apply
-	a.begin(s.db)
+	a.begin(s.db, s.gen)
 	a.history = s.cfg.HistoryRevisions > 0
 	defer a.end()
 	for i := range ents {
@@ -115,10 +115,16 @@ type applier struct {
 	hval    []byte             // scratch event value
 	// sinceCheck counts events since the history's size was last checked.
 	sinceCheck int
+	// floor caches the history's floor of the store of generation
+	// floorGen (0: not read yet), so that Update does not read it each time.
+	floor, floorGen uint64
 }
 
-func (a *applier) begin(db *pebble.DB) {
+func (a *applier) begin(db *pebble.DB, gen uint64) {
 	a.db = db
+	if a.floorGen != gen {
+		a.floorGen, a.floor = gen, 0 // another store: read its floor again
+	}
 	a.b = db.NewBatch()
 	if a.overlay == nil {
 		a.overlay = make(map[string]keyMeta)
