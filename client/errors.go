@@ -137,6 +137,8 @@ func (e *Error) Is(target error) bool {
 		return e.kind == failClosed
 	case ErrTLS:
 		return e.kind == failTLS
+	case ErrCompacted:
+		return code == connect.CodeOutOfRange
 	}
 	return false
 }

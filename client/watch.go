@@ -155,9 +155,7 @@ func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchReques
 // another attempt (on the next endpoint) may succeed.
 func watchFinal(err error) error {
 	switch connect.CodeOf(err) {
-	case connect.CodeOutOfRange:
-		return errors.Join(ErrCompacted, err)
-	case connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
+	case connect.CodeOutOfRange, connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
 		return err
 	}
 	return nil

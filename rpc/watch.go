@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"connectrpc.com/connect"
@@ -54,7 +55,7 @@ func (s *kvServer) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchRe
 		}
 		res, err := w.History(ctx, q)
 		if err != nil {
-			return watchError(err)
+			return watchError(err, q.From)
 		}
 		q.From = res.Next
 		if len(res.Events) > 0 || time.Since(sent) >= progress || first {
@@ -111,10 +112,11 @@ func watchResponse(res statemachine.HistoryResult) *kvdv1.WatchResponse {
 	return out
 }
 
-func watchError(err error) error {
+func watchError(err error, from uint64) error {
 	var ce *statemachine.CompactedError
 	if errors.As(err, &ce) {
-		return connect.NewError(connect.CodeOutOfRange, err)
+		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
+			"revision %d is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", from, ce.Floor))
 	}
 	return toConnect(err)
 }

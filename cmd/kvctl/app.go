@@ -26,6 +26,7 @@ const (
 	exitInvalid          = 5 // bad usage or an argument the server rejected
 	exitOutcomeUnknown   = 6 // a write timed out or lost its connection: it may have been applied
 	exitPermissionDenied = 7 // wrong or missing --join-secret
+	exitCompacted        = 8 // watch --rev: older than the history the node keeps
 )
 
 const exitCodesHelp = `kvctl talks to a kvd cluster through any of its nodes (--endpoints), failing
@@ -44,6 +45,8 @@ EXIT CODES:
    6  outcome unknown: a write timed out or lost its connection and may or may
       not have been applied; read the key before retrying
    7  permission denied: wrong or missing --join-secret
+   8  compacted: watch --rev names a revision older than the history the node
+      keeps (the message names the oldest one still available)
 
 A refused membership change (it would break the quorum, say) exits with 1
 and the server's reason. So do TLS settings that do not fit the cluster's
@@ -90,6 +93,8 @@ func exitCode(err error) int {
 		return exitUnavailable
 	case errors.Is(err, client.ErrInvalidArgument):
 		return exitInvalid
+	case errors.Is(err, client.ErrCompacted):
+		return exitCompacted
 	}
 	return exitGeneric
 }
