@@ -275,11 +275,17 @@ func callerErr(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+	// A deadline this close counts as passed: the attempt's own deadline
+	// (sent to the server as a timeout) can end it a moment before the
+	// caller's timer fires.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSlack {
 		return context.DeadlineExceeded
 	}
 	return nil
 }
+
+// deadlineSlack: see callerErr.
+const deadlineSlack = 5 * time.Millisecond
 
 // ctxError turns a context error into a *connect.Error with the matching code.
 func ctxError(err error) error {
