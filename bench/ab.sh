@@ -9,6 +9,9 @@
 # build's, and the paired ratio: the median (and range) of its per-round
 # ratios to the first build's run of the same round, measured moments
 # apart, which cancels noise that lasts longer than a round.
+# Beside it, the CPU time the cluster's three nodes spent per operation
+# (warmup included: CPU seconds / (ops/s × (warmup + duration))), which
+# other work on the machine sways less than the throughput.
 #
 #   git worktree add /tmp/kvd-before 65803cc && (cd /tmp/kvd-before && go build -o /tmp/kvd-before.bin ./cmd/kvd)
 #   go build -o /tmp/kvd-after.bin ./cmd/kvd
@@ -47,7 +50,7 @@ bench=$work/bin/bench
 sizes=(--keyspace "$KEYSPACE" --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --json)
 
 names=() ready=()
-declare -A bins eps
+declare -A bins eps node_pids
 for arg in "$@"; do
   name=${arg%%=*} bin=${arg#*=}
   [ -x "$bin" ] || { echo "$bin: not an executable" >&2; exit 2; }
@@ -69,17 +72,29 @@ for name in "${names[@]}"; do
       --raft-addr "127.0.0.1:$((base + 2 + i))" --initial-members "$members" --log-level warn \
       >"$work/$name-n$i.log" 2>&1 &
     pids+=($!)
+    node_pids[$name]+=" $!"
   done
 done
 wait_ready "${ready[@]}" || { tail -n 20 "$work"/*.log >&2; exit 1; }
 sleep 2 # let start-up work (snapshots, metadata) settle
 
-# run NAME WORKLOAD ROUND ARGS...: one measured run, tagged NAME/WORKLOAD/ROUND.
+# cpu_s NAME: CPU seconds (user + system) the cluster's nodes used so far.
+tck=$(getconf CLK_TCK)
+cpu_s() {
+  local p
+  for p in ${node_pids[$1]}; do cat "/proc/$p/stat"; done | awk -v t="$tck" '{s += $14 + $15} END {print s / t}'
+}
+
+# run NAME WORKLOAD ROUND ARGS...: one measured run, tagged NAME/WORKLOAD/ROUND,
+# with the CPU seconds its cluster used meanwhile (warmup included): less
+# swayed by other work on the machine than the throughput.
 run() {
-  local name=$1 workload=$2 round=$3
+  local name=$1 workload=$2 round=$3 c0 out
   shift 3
   log "round $round, $name: $workload"
-  "$bench" --endpoints "${eps[$name]}" --spread --label "$name/$workload/$round" "$@" >>"$work/results.jsonl"
+  c0=$(cpu_s "$name")
+  out=$("$bench" --endpoints "${eps[$name]}" --spread --label "$name/$workload/$round" "$@")
+  jq -c --argjson cpu "$(awk -v a="$c0" -v b="$(cpu_s "$name")" 'BEGIN {print b - a}')" '. + {kvd_cpu_s: $cpu}' <<<"$out" >>"$work/results.jsonl"
 }
 
 for name in "${names[@]}"; do # every key once, so that the gets find them
@@ -113,12 +128,13 @@ jq -rs --arg first "${names[0]}" '
   def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   def r3: . * 1000 | round / 1000;
   [ .[] | (.label | split("/")) as $l | select($l[1] != "fill")
-    | {build: $l[0], workload: $l[1], round: $l[2], ops: .ops_per_sec, errors: .errors} ]
+    | {build: $l[0], workload: $l[1], round: $l[2], ops: .ops_per_sec, errors: .errors,
+       cpu_us: (if .kvd_cpu_s then .kvd_cpu_s / (.ops_per_sec * (.duration_s + .warmup_s)) * 1e6 else null end)} ]
   | group_by(.workload) | .[]
   | (map(select(.build == $first)) | map({key: .round, value: .ops}) | from_entries) as $base
   | group_by(.build) | .[]
   | (map(.ops)) as $o
   | (map(.ops / $base[.round])) as $pr
-  | "\(.[0].workload)\t\(.[0].build)\tmedian \($o | median | round)/s\tmin \($o | min | round)\tmax \($o | max | round)\terrors \(map(.errors) | add)\tratio of medians \((($o | median) / ($base | [.[]] | median)) | r3)\tpaired \($pr | median | r3) (\($pr | min | r3)–\($pr | max | r3))\truns \($o | map(round) | join(" "))"
+  | "\(.[0].workload)\t\(.[0].build)\tmedian \($o | median | round)/s\tmin \($o | min | round)\tmax \($o | max | round)\terrors \(map(.errors) | add)\tratio of medians \((($o | median) / ($base | [.[]] | median)) | r3)\tpaired \($pr | median | r3) (\($pr | min | r3)–\($pr | max | r3))\tcluster CPU/op \(map(.cpu_us) | if any(. == null) then "-" else "\(median | round) µs (\(min | round)–\(max | round))" end)\truns \($o | map(round) | join(" "))"
 ' "$work/results.jsonl" | column -t -s $'\t'
 if [ -n "${RESULTS:-}" ]; then cp "$work/results.jsonl" "$RESULTS"; fi
