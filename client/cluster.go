@@ -54,12 +54,14 @@ type Member struct {
 	Leader       bool
 	AppliedIndex uint64
 	Ready        bool
-	// State is "joining", "catching-up", "ready", "isolated" (lost its
-	// leader or quorum), "stalled" (answers, but does not follow the
-	// leader's log) or "unreachable".
+	// State is what the member last said of itself ("starting",
+	// "catching-up", "ready", "isolated": lost its leader or quorum,
+	// "removed", "stopped"), or the answering node's verdict on it:
+	// "stalled" (answers, but does not follow the leader's log), "joining"
+	// (has not published its API address yet) or "unreachable"; "unknown"
+	// is a state the answering node's version does not know.
 	State string
-	// Lag is the leader's commit index minus this member's applied index,
-	// when known.
+	// Lag is the leader's applied index minus this member's, when known.
 	Lag uint64
 	// Reason explains State (why an observer is not promoted, or the error
 	// that made the member unreachable).

@@ -133,6 +133,23 @@ func (c Config) withDefaults() Config {
 // are valid: they take their defaults.
 func (c Config) Validate() error {
 	c = c.withDefaults()
+	if err := c.validateEndpoints(); err != nil {
+		return err
+	}
+	if err := c.validateTransport(); err != nil {
+		return err
+	}
+	if !validHeaderValue(c.JoinSecret) {
+		// The value is not shown: it is a secret.
+		return fmt.Errorf("client: Config.JoinSecret has a control character, a newline or " +
+			"leading or trailing blanks, which an HTTP header cannot carry")
+	}
+	return c.validateDurations()
+}
+
+// validateEndpoints: at least one, none twice, one scheme for all, and
+// http:// never with Config.TLS.
+func (c Config) validateEndpoints() error {
 	if len(c.Endpoints) == 0 {
 		return fmt.Errorf("client: Config.Endpoints is empty: give at least one kvd API address (host:port)")
 	}
@@ -160,6 +177,12 @@ func (c Config) Validate() error {
 	if ep, ok := byScheme["http"]; ok && c.TLS != nil {
 		return fmt.Errorf("client: Config.TLS is set but endpoint %q is http://: use https:// or a bare host:port", ep)
 	}
+	return nil
+}
+
+// validateTransport: TLS or an HTTP client of one's own, a known protocol,
+// and one that streams both ways under Config.Stream.
+func (c Config) validateTransport() error {
 	if c.TLS != nil && c.HTTPClient != nil {
 		return fmt.Errorf("client: Config.TLS and Config.HTTPClient are both set: put the TLS settings " +
 			"in HTTPClient's transport, or drop HTTPClient")
@@ -174,11 +197,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client: Config.Stream needs a protocol that can stream both ways: use %q or %q, not %q",
 			ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
 	}
-	if !validHeaderValue(c.JoinSecret) {
-		// The value is not shown: it is a secret.
-		return fmt.Errorf("client: Config.JoinSecret has a control character, a newline or " +
-			"leading or trailing blanks, which an HTTP header cannot carry")
-	}
+	return nil
+}
+
+// validateDurations: timeouts, attempts and backoff, after defaults.
+func (c Config) validateDurations() error {
 	switch {
 	case c.RequestTimeout < 0:
 		return fmt.Errorf("client: Config.RequestTimeout (%v) must be > 0", c.RequestTimeout)

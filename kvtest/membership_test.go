@@ -98,7 +98,7 @@ func TestStrangerJoinCannotRewriteAddress(t *testing.T) {
 			t.Fatalf("stranger's join as replica %d: %v; want PermissionDenied naming the join token", n.ID(), err)
 		}
 	}
-	// The members view is refreshed about every second: give it two.
+	// The members view is refreshed by probes every 500 ms: 2 s holds a few.
 	time.Sleep(2 * time.Second)
 	resp, err := cl.Members(ctx, connect.NewRequest(&kvdv1.MembersRequest{}))
 	if err != nil {

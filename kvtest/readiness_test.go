@@ -11,7 +11,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/kvtest"
-	"github.com/kvd-project/kvd/node"
+	"github.com/kvd-project/kvd/membership"
 )
 
 // readyz returns node i's /readyz status code and body.
@@ -92,7 +92,7 @@ func TestSurvivorStopsBeingReadyAndRecovers(t *testing.T) {
 	if got := health(t, c, survivor, "kvd.v1.KV"); !strings.Contains(got, "SERVING_STATUS_NOT_SERVING") {
 		t.Fatalf("gRPC health of kvd.v1.KV = %s; want NOT_SERVING", got)
 	}
-	if st := n.Status(); st.Ready || st.State != node.StateIsolated || st.Reason == "" {
+	if st := n.Status(); st.Ready || st.State != membership.StateIsolated || st.Reason == "" {
 		t.Fatalf("status = %+v; want not ready, isolated, with a reason", st)
 	}
 

@@ -215,7 +215,7 @@ func TestControllerChecksRemovalWhenStuck(t *testing.T) {
 // A stuck node that no member reports as removed keeps waiting, and keeps
 // asking at every step; its reason is the node's own.
 func TestControllerStuckButNotRemoved(t *testing.T) {
-	h := &ctlHost{metas: leaderMetas(), local: Local{Role: RoleVoter, State: "isolated", Reason: "no leader for 3s"}}
+	h := &ctlHost{metas: leaderMetas(), local: Local{Role: RoleVoter, State: StateIsolated, Reason: "no leader for 3s"}}
 	d := &ctlDialer{views: map[string]View{"a1": {}, "a2": {Removed: map[ReplicaID]bool{9: true}}}}
 	c, clock := testController(t, h, d, DefaultPolicy())
 	for i := range 6 {

@@ -12,8 +12,10 @@ type Local struct {
 	Applied  uint64
 	Ready    bool
 	// State and Reason say why a node that was ready is not any more
-	// ("isolated", "removed"); empty while ready or catching up the first time.
-	State, Reason string
+	// (StateIsolated, StateRemoved); StateUnknown and "" while ready or
+	// catching up the first time.
+	State  State
+	Reason string
 }
 
 // Meta is a member's replicated metadata (the state machine's reserved

@@ -243,8 +243,8 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 // catching up.
 func selfState(l Local) State {
 	switch {
-	case l.State != "":
-		return ParseState(l.State)
+	case l.State != StateUnknown:
+		return l.State
 	case l.Ready:
 		return StateReady
 	}

@@ -166,8 +166,8 @@ func TestTrackerSelfState(t *testing.T) {
 	}{
 		{Local{Role: RoleVoter, LeaderID: 1, Ready: true}, StateReady},
 		{Local{Role: RoleObserver, LeaderID: 2}, StateCatchingUp},
-		{Local{Role: RoleVoter, State: "isolated", Reason: "no leader for 3s"}, StateIsolated},
-		{Local{Role: RoleVoter, State: "removed"}, StateRemoved},
+		{Local{Role: RoleVoter, State: StateIsolated, Reason: "no leader for 3s"}, StateIsolated},
+		{Local{Role: RoleVoter, State: StateRemoved}, StateRemoved},
 	} {
 		h := &selfHost{fakeHost: fakeHost{ms: Membership{Voters: map[ReplicaID]string{1: "r1"}}}, local: tt.local}
 		tr := newTracker(h, &fakeDialer{}, DefaultPolicy(), func() string { return "" })

@@ -29,21 +29,29 @@ func (r Role) String() string {
 	return "unknown"
 }
 
-// State is a member's state in a node's view of the cluster (Members
+// State is where a member is in its life: what a node says of itself
+// (node.Status, the Status RPC) and a node's view of every member (Members
 // rows, kvctl members). Its String is what the API sends: never rename one.
-// The node-level states (starting to stopped) are what a member says of
-// itself; the last three are the viewer's verdict on a member.
+// Starting to stopped are what a member says of itself; the last three are
+// the viewer's verdict on a member.
 type State int
 
 const (
-	// StateUnknown: a state this version does not know (a newer member's).
+	// StateUnknown: a state this version does not know (a newer member's);
+	// in Local, none said.
 	StateUnknown State = iota
+	// StateStarting: the replica runs but has no role in its membership yet.
 	StateStarting
+	// StateCatchingUp: no ReadIndex has proved the node's state recent yet.
 	StateCatchingUp
+	// StateReady: caught up, with a leader and a quorum (node/readiness.go).
 	StateReady
-	// StateIsolated: lost its leader or quorum for the bound (node/readiness.go).
+	// StateIsolated: it was ready, then had no leader, or completed no
+	// ReadIndex, for the bound (node/readiness.go).
 	StateIsolated
+	// StateRemoved: the replica was removed from the cluster.
 	StateRemoved
+	// StateStopped: the node was stopped.
 	StateStopped
 	// StateStalled: answers and says it is ready, but does not follow the
 	// leader's log (Policy.Following).

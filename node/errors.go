@@ -3,6 +3,8 @@ package node
 import (
 	"errors"
 	"fmt"
+
+	"github.com/kvd-project/kvd/membership"
 )
 
 // Errors returned by Node. The rpc package maps them (and the Dragonboat
@@ -21,11 +23,11 @@ var (
 
 // NotReadyError says why a replica serves no serializable reads: how far
 // behind it is while catching up, or, for a node that was ready, why it
-// stopped (State StateIsolated: no leader or no ReadIndex within the
-// bound; StateRemoved).
+// stopped (State membership.StateIsolated: no leader or no ReadIndex within the
+// bound; membership.StateRemoved).
 type NotReadyError struct {
 	Applied, Target uint64
-	State           State
+	State           membership.State
 	Reason          string
 }
 

@@ -23,7 +23,7 @@ func (n *Node) Local() membership.Local {
 func (n *Node) local(si dragonboat.ShardInfo, ok bool) membership.Local {
 	l := membership.Local{Ready: n.ready.Load(), Applied: n.appliedIndex()}
 	if u, revoked := n.readiness(); revoked {
-		l.State, l.Reason = u.state.String(), u.reason
+		l.State, l.Reason = u.state, u.reason
 	}
 	if !ok {
 		return l

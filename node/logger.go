@@ -81,7 +81,21 @@ func (a *dbAdapter) log(level slog.Level, format string, args ...interface{}) {
 	if !l.Enabled(context.Background(), level) {
 		return
 	}
-	l.Log(context.Background(), level, fmt.Sprintf(format, args...), "component", "dragonboat", "pkg", a.pkg)
+	l.Log(context.Background(), level, fmt.Sprintf(format, plainErrors(args)...), "component", "dragonboat", "pkg", a.pkg)
+}
+
+// plainErrors replaces each error among args by its message. Dragonboat
+// formats some errors with %+v, which for its errors
+// (github.com/cockroachdb/errors) is the stack of where they were made.
+func plainErrors(args []interface{}) []interface{} {
+	out := make([]interface{}, len(args))
+	for i, arg := range args {
+		if err, ok := arg.(error); ok {
+			arg = err.Error()
+		}
+		out[i] = arg
+	}
+	return out
 }
 
 func (a *dbAdapter) SetLevel(logger.LogLevel) {}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lni/dragonboat/v4"
 )
 
 // dbRecorder keeps the level and message of every record it is given.
@@ -143,5 +146,21 @@ func TestDragonboatLevelsNameRealMessages(t *testing.T) {
 		if !found {
 			t.Errorf("logger %q: %q is not in Dragonboat's %s", m.pkg, m.format, dir)
 		}
+	}
+}
+
+// Dragonboat formats errors into its messages itself, some with %+v
+// ("failed to get snapshot chunks %+v"), which for its errors
+// (github.com/cockroachdb/errors) is the stack of where they were made:
+// the line shows their message only.
+func TestDragonboatErrorsWithoutStacks(t *testing.T) {
+	r := withDBRecorder(t, slog.LevelDebug)
+	a := &dbAdapter{pkg: "transport"}
+	a.Errorf("failed to get snapshot chunks %+v", dragonboat.ErrTimeout)
+	a.Warningf("%s: %v, %d", "n1", fmt.Errorf("send: %w", dragonboat.ErrTimeout), 7)
+	got := strings.Join(r.take(), "\n")
+	want := "ERROR failed to get snapshot chunks timeout\nWARN n1: send: timeout, 7"
+	if got != want {
+		t.Fatalf("logged:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -98,7 +98,7 @@ func TestMarkRemovedIsDoneWhenItReturns(t *testing.T) {
 	}
 	n.MarkRemoved() // once only
 	n.Stop()
-	if got := n.Status().State; got != StateStopped {
+	if got := n.Status().State; got != membership.StateStopped {
 		t.Fatalf("state after Stop = %s, want stopped", got)
 	}
 }

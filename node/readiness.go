@@ -19,7 +19,7 @@ import (
 
 // unready says why a node that was ready is not any more.
 type unready struct {
-	state  State // StateIsolated or StateRemoved
+	state  membership.State // membership.StateIsolated or membership.StateRemoved
 	reason string
 }
 
@@ -36,7 +36,7 @@ func (n *Node) stayReady(ctx context.Context) {
 			return
 		}
 		n.revoke(state, reason)
-		if state == StateRemoved {
+		if state == membership.StateRemoved {
 			return
 		}
 	}
@@ -50,7 +50,7 @@ func (n *Node) stayReady(ctx context.Context) {
 // sent to a leader that just died is never answered) and a failed one is
 // retried soon, so that a normal leader change, which ends well within the
 // bound, does not revoke readiness.
-func (n *Node) watch(ctx context.Context) (State, string, bool) {
+func (n *Node) watch(ctx context.Context) (membership.State, string, bool) {
 	bound := n.cfg.NotReadyAfter()
 	attempt := min(n.cfg.ReadyTimeout, bound/4)
 	t := time.NewTimer(bound / 4)
@@ -63,7 +63,7 @@ func (n *Node) watch(ctx context.Context) (State, string, bool) {
 		case <-ctx.Done():
 			return 0, "", false
 		case <-n.removed:
-			return StateRemoved, removedReason, true
+			return membership.StateRemoved, removedReason, true
 		case <-moved:
 		case <-t.C:
 		}
@@ -78,7 +78,7 @@ func (n *Node) watch(ctx context.Context) (State, string, bool) {
 			// A ReadIndex without a known leader is dropped unanswered:
 			// don't send one, count the time without a leader.
 			if d := now.Sub(noLeaderSince); d >= bound {
-				return StateIsolated, fmt.Sprintf("no leader for %s (limit %s): this node cannot reach a quorum of voters",
+				return membership.StateIsolated, fmt.Sprintf("no leader for %s (limit %s): this node cannot reach a quorum of voters",
 					d.Round(10*time.Millisecond), bound), true
 			}
 		} else if since := now.Sub(n.lastProof()); since >= bound/2 {
@@ -90,7 +90,7 @@ func (n *Node) watch(ctx context.Context) (State, string, bool) {
 				n.proved()
 			case ctx.Err() != nil:
 			case d >= bound:
-				return StateIsolated, fmt.Sprintf("no ReadIndex completed for %s (limit %s): %v",
+				return membership.StateIsolated, fmt.Sprintf("no ReadIndex completed for %s (limit %s): %v",
 					d.Round(10*time.Millisecond), bound, err), true
 			default:
 				next = bound / 10
@@ -101,7 +101,7 @@ func (n *Node) watch(ctx context.Context) (State, string, bool) {
 }
 
 // revoke makes the node not ready, saying why.
-func (n *Node) revoke(state State, reason string) {
+func (n *Node) revoke(state membership.State, reason string) {
 	n.why.Store(&unready{state: state, reason: reason})
 	if n.ready.Swap(false) {
 		n.log.Warn("not ready any more", "state", state, "reason", reason)
@@ -119,7 +119,7 @@ func (n *Node) lastProof() time.Time { return time.Unix(0, n.lastRead.Load()) }
 
 // notReady is the error of a serializable read on a node that is not ready.
 func (n *Node) notReady() error {
-	e := &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load(), State: StateCatchingUp}
+	e := &NotReadyError{Applied: n.appliedIndex(), Target: n.catchTarget.Load(), State: membership.StateCatchingUp}
 	if w := n.why.Load(); w != nil {
 		e.State, e.Reason = w.state, w.reason
 	}

@@ -22,7 +22,7 @@ func (n *Node) markRemoved() {
 		if err := membership.MarkRemoved(n.cfg.DataDir, n.id.ReplicaID); err != nil {
 			n.log.Error("write removal marker", "err", err)
 		}
-		n.revoke(StateRemoved, removedReason)
+		n.revoke(membership.StateRemoved, removedReason)
 		if n.leaving.Load() {
 			n.log.Info("left the cluster")
 		} else {

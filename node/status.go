@@ -6,42 +6,6 @@ import (
 	"github.com/kvd-project/kvd/membership"
 )
 
-// State is where a node is in its life, as Status reports it. Its String
-// is what the API and kvctl show; those strings never change.
-type State int
-
-const (
-	// StateStarting: the replica runs but has no role in its membership yet.
-	StateStarting State = iota
-	// StateCatchingUp: no ReadIndex has proved the node's state recent yet.
-	StateCatchingUp
-	// StateReady: caught up, with a leader and a quorum (readiness.go).
-	StateReady
-	// StateIsolated: it was ready, then had no leader, or completed no
-	// ReadIndex, for NotReadyAfter.
-	StateIsolated
-	// StateRemoved: the replica was removed from the cluster.
-	StateRemoved
-	// StateStopped: Stop was called.
-	StateStopped
-)
-
-var stateNames = [...]string{
-	StateStarting:   "starting",
-	StateCatchingUp: "catching-up",
-	StateReady:      "ready",
-	StateIsolated:   "isolated",
-	StateRemoved:    "removed",
-	StateStopped:    "stopped",
-}
-
-func (s State) String() string {
-	if s >= 0 && int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return "unknown"
-}
-
 // Status is this node's own, local view (not linearizable).
 type Status struct {
 	ReplicaID membership.ReplicaID
@@ -59,33 +23,33 @@ type Status struct {
 	// view once it has one, before that from its applied membership (which
 	// gives no observer count).
 	Voters, Observers int
-	State             State
+	State             membership.State // membership.StateStarting to membership.StateStopped
 	Reason            string
 }
 
 // Status reads the local view of the replica.
 func (n *Node) Status() Status {
-	s := Status{ReplicaID: n.id.ReplicaID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, State: StateStopped}
+	s := Status{ReplicaID: n.id.ReplicaID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, State: membership.StateStopped}
 	if n.stopped.Load() {
 		return s
 	}
 	si, ok := n.shardInfo()
 	l := n.local(si, ok)
 	s.Role, s.LeaderID, s.Applied, s.Ready = l.Role, l.LeaderID, l.Applied, l.Ready
-	s.State, s.Reason = StateStarting, n.Reason()
+	s.State, s.Reason = membership.StateStarting, n.Reason()
 	if n.isRemovedNow() {
-		s.State, s.Reason = StateRemoved, removedReason
+		s.State, s.Reason = membership.StateRemoved, removedReason
 		return s
 	}
 	s.Term = si.Term
 	s.Voters, s.Observers = n.countMembers(len(si.Replicas))
 	switch u, revoked := n.readiness(); {
 	case s.Ready:
-		s.State = StateReady
+		s.State = membership.StateReady
 	case revoked:
 		s.State, s.Reason = u.state, u.reason
 	case s.Role != membership.RoleUnknown:
-		s.State = StateCatchingUp
+		s.State = membership.StateCatchingUp
 	}
 	if !s.Ready {
 		s.CatchUpTarget = n.catchTarget.Load()

@@ -40,7 +40,7 @@ func (v *fakeView) RemoveReplica(_ context.Context, id membership.ReplicaID, _ u
 // Voters 1..3 live, observer 4; voter 3 is down in the view.
 func threeVotersView() *fakeView {
 	return &fakeView{
-		status: node.Status{ReplicaID: 1, Voters: 3, Observers: 1, State: node.StateReady},
+		status: node.Status{ReplicaID: 1, Voters: 3, Observers: 1, State: membership.StateReady},
 		rows: []membership.MemberInfo{
 			{ID: 1, Role: membership.RoleVoter, Leader: true}, {ID: 2, Role: membership.RoleVoter},
 			{ID: 3, Role: membership.RoleVoter, DownFor: 1}, {ID: 4, Role: membership.RoleObserver},
@@ -92,7 +92,7 @@ func TestRemoveGuard(t *testing.T) {
 // Members without a view is Unavailable and says what the node is doing.
 func TestMembersWithoutView(t *testing.T) {
 	v := threeVotersView()
-	v.ok, v.status.State = false, node.StateCatchingUp
+	v.ok, v.status.State = false, membership.StateCatchingUp
 	_, err := NewClusterServer(v, "test").Members(context.Background(), connect.NewRequest(&kvdv1.MembersRequest{}))
 	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "catching-up") {
 		t.Fatalf("%v; want Unavailable naming the node's state", err)

@@ -19,6 +19,19 @@ import (
 // with backoff, on another endpoint). On KV calls FailedPrecondition means a
 // failed compare (CAS); on Cluster calls, a refused membership change. DeadlineExceeded and Unknown on a write
 // mean the outcome is unknown: the write may or may not have been applied.
+//
+// Answers that are the API's own, made from the request's facts rather
+// than from an error of the layers below, set their code where they are
+// made: a failed compare (kv.go compareFailed: FailedPrecondition with the
+// key's current revision as a detail), a missing key (kv.go: NotFound), an
+// invalid request (invalid, below), the membership guard (auth.go:
+// PermissionDenied, and Unauthenticated without a client certificate),
+// the stream's byte budgets (stream.go: ResourceExhausted), the watch
+// (watch.go: FailedPrecondition without history, Unavailable while not
+// ready, OutOfRange below the history) and health (mount.go: NotFound for
+// an unknown service). Before the node runs, the server answers HTTP 503,
+// which Connect, gRPC and gRPC-Web clients read as Unavailable
+// (server/http.go).
 var errorCodes = []struct {
 	err    error
 	code   connect.Code

@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
@@ -51,7 +52,7 @@ func (fakeStore) Range(context.Context, statemachine.RangeQuery, node.ReadMode) 
 
 func (fakeStore) ReadAll(_ context.Context, qs []statemachine.GetQuery, mode node.ReadMode) ([]statemachine.GetResult, error) {
 	if mode == node.Serializable {
-		return nil, &node.NotReadyError{State: node.StateIsolated, Reason: "no leader"}
+		return nil, &node.NotReadyError{State: membership.StateIsolated, Reason: "no leader"}
 	}
 	out := make([]statemachine.GetResult, len(qs))
 	for i, q := range qs {

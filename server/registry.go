@@ -35,7 +35,7 @@ func (s *Server) startRegistry(apiAddr, raftAddr string, formation *membership.F
 
 // instance is what the registry shows of this node now.
 func (s *Server) instance(apiAddr, raftAddr string, formation *membership.Formation) registry.Instance {
-	in := registry.Instance{APIAddr: apiAddr, RaftAddr: raftAddr, Role: "joining", State: "starting"}
+	in := registry.Instance{APIAddr: apiAddr, RaftAddr: raftAddr, Role: "joining", State: membership.StateStarting.String()}
 	n := s.running.Load()
 	if n == nil {
 		// Forming: the pending ID others see in Identify; joining: the

@@ -148,7 +148,7 @@ func TestMembersPromoteRemoveRealCluster(t *testing.T) {
 		return ms, out
 	}
 	// waitFor polls the membership until ok holds; the members' view is
-	// refreshed by probes, about once a second.
+	// refreshed by probes every 500 ms.
 	waitFor := func(what string, ok func(map[uint64]memberJSON) bool) map[uint64]memberJSON {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
