@@ -112,7 +112,34 @@ func startNoop(valueSize, compressMinBytes int) (*noopServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ceiling: listen: %w", err)
 	}
-	value := make([]byte, valueSize)
+	mux := noopMux(make([]byte, valueSize), compressMinBytes)
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s := &noopServer{
+		addr: ln.Addr().String(),
+		done: make(chan struct{}),
+		http: &http.Server{
+			Handler:           mux,
+			Protocols:         protocols,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          log.New(io.Discard, "", 0),
+		},
+	}
+	go func() {
+		defer close(s.done)
+		s.http.Serve(ln)
+	}()
+	return s, nil
+}
+
+// noopMux answers Put, Get and Stream calls at once, without a node: the
+// RPC ceiling.
+func noopMux(value []byte, compressMinBytes int) *http.ServeMux {
 	var opts []connect.HandlerOption
 	if compressMinBytes >= 0 {
 		opts = append(opts, connect.WithCompressMinBytes(compressMinBytes))
@@ -153,28 +180,7 @@ func startNoop(valueSize, compressMinBytes int) (*noopServer, error) {
 				}
 			}
 		}, opts...))
-	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	s := &noopServer{
-		addr: ln.Addr().String(),
-		done: make(chan struct{}),
-		http: &http.Server{
-			Handler:           mux,
-			Protocols:         protocols,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          log.New(io.Discard, "", 0),
-		},
-	}
-	go func() {
-		defer close(s.done)
-		s.http.Serve(ln)
-	}()
-	return s, nil
+	return mux
 }
 
 // stop closes the listener and every connection, and waits for Serve.

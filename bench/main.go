@@ -138,6 +138,23 @@ func splitList(s string) []string {
 	return out
 }
 
+// label names what the result measured: kvd, the endpoints, the protocol
+// and transport (with TLS and leader preference), the read consistency.
+func (o dialOptions) label(res *load.Result, w load.Workload) {
+	res.Mode = "kvd"
+	res.Target = strings.Join(o.Endpoints, ",")
+	res.Protocol, res.Transport = o.Protocol, o.transport()
+	if o.tls() {
+		res.Transport += tlsSuffix
+	}
+	if o.Leader {
+		res.Transport += leaderSuffix
+	}
+	if w.ReadRatio > 0 {
+		res.Consistency = o.Consistency
+	}
+}
+
 func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if c.Args().Present() {
 		return fmt.Errorf("unexpected argument %q (commands: ceiling, table)", c.Args().First())
@@ -187,18 +204,7 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if watch != nil {
 		watchErr = watch.finish(res)
 	}
-	res.Mode = "kvd"
-	res.Target = strings.Join(o.Endpoints, ",")
-	res.Protocol, res.Transport = o.Protocol, o.transport()
-	if o.tls() {
-		res.Transport += tlsSuffix
-	}
-	if o.Leader {
-		res.Transport += leaderSuffix
-	}
-	if w.ReadRatio > 0 {
-		res.Consistency = o.Consistency
-	}
+	o.label(res, w)
 	if err := report(c, stdout, "kvd", []*load.Result{res}); err != nil {
 		return err
 	}

@@ -211,99 +211,21 @@ func runKey(r *load.Result) string {
 // median kvd run, and compared with the etcd run and the ceiling of that
 // run's label (its round) when there are labels, else with their medians.
 func writeTable(w io.Writer, results []load.Result, markdown bool) error {
-	var kvd, ceilings []*load.Result
-	etcd := map[string]*load.Result{}
 	runs, count := median(results)
-	for _, r := range runs {
-		switch r.Mode {
-		case "kvd":
-			kvd = append(kvd, r)
-		case "ceiling":
-			ceilings = append(ceilings, r)
-		case "etcd":
-			etcd[workloadKey(r)] = r
-		}
-	}
-	// sameLabel finds the run like r (mode, protocol, transport, workload)
-	// with label, or nil.
-	byLabel := map[string]*load.Result{}
-	plain := map[string]*load.Result{} // kvd medians by runKey, for the TLS ratios
-	for i := range results {
-		r := &results[i]
-		if r.Label != "" {
-			byLabel[runKey(r)+"@"+r.Label] = r
-		}
-	}
-	for _, r := range kvd {
-		plain[runKey(r)] = r
-	}
-	paired := false
-	pair := func(median *load.Result, label string) *load.Result {
-		if median == nil || label == "" {
-			return median
-		}
-		if r := byLabel[runKey(median)+"@"+label]; r != nil {
-			paired = true
-			return r
-		}
-		return median
-	}
+	t := newTable(results, runs)
 	header := []string{"clients", "op", "kvd ops/s", "p50 ms", "p99 ms", "% of RPC ceiling"}
-	if len(etcd) > 0 {
+	if len(t.etcd) > 0 {
 		header = append(header, "etcd ops/s", "p50 ms", "p99 ms", "kvd/etcd ops/s", "kvd/etcd p50", "kvd/etcd p99")
 	}
 	rows := [][]string{header}
-	var notes []string
-	for _, r := range kvd {
-		row := []string{fmt.Sprint(r.Clients), opLabel(r), fmt.Sprintf("%.0f", r.OpsPerSec), load.FormatMs(r.P50Ms), load.FormatMs(r.P99Ms), "–"}
-		if c := pair(ceilingFor(r, ceilings), r.Label); c != nil && c.OpsPerSec > 0 {
-			row[5] = fmt.Sprintf("%.0f%% of %.0f", 100*r.OpsPerSec/c.OpsPerSec, c.OpsPerSec)
-		}
-		if isTLS(r) {
-			// etcd runs in plaintext: the comparison that counts is with
-			// the same kvd run without TLS, in the notes.
-			if p := pair(plain[plainKey(r)], r.Label); p != nil && p.OpsPerSec > 0 {
-				notes = append(notes, fmt.Sprintf("TLS: %s at %d clients, with TLS / without: %s ops/s (%.0f / %.0f), %s p50, %s p99",
-					opLabel(p), r.Clients, ratio(r.OpsPerSec, p.OpsPerSec), r.OpsPerSec, p.OpsPerSec,
-					ratio(r.P50Ms, p.P50Ms), ratio(r.P99Ms, p.P99Ms)))
-			}
-		}
-		if len(etcd) > 0 {
-			if e := pair(etcd[workloadKey(r)], r.Label); e != nil && !isTLS(r) {
-				row = append(row, fmt.Sprintf("%.0f", e.OpsPerSec), load.FormatMs(e.P50Ms), load.FormatMs(e.P99Ms),
-					ratio(r.OpsPerSec, e.OpsPerSec), ratio(r.P50Ms, e.P50Ms), ratio(r.P99Ms, e.P99Ms))
-				if e.Errors > 0 {
-					notes = append(notes, fmt.Sprintf("etcd %s at %d clients: %d errors, first: %s", opLabel(e), e.Clients, e.Errors, e.FirstError))
-				}
-			} else {
-				row = append(row, "–", "–", "–", "–", "–", "–")
-			}
-		}
-		if r.Errors > 0 {
-			notes = append(notes, fmt.Sprintf("kvd %s at %d clients: %d errors, first: %s", opLabel(r), r.Clients, r.Errors, r.FirstError))
-		}
-		rows = append(rows, row)
+	for _, r := range t.kvd {
+		rows = append(rows, t.row(r))
 	}
-	for _, c := range ceilings {
-		note := fmt.Sprintf("RPC ceiling, %s over %s, %d clients, no-op %s: %.0f ops/s, p50 %s ms, p99 %s ms",
-			c.Protocol, c.Transport, c.Clients, c.Op, c.OpsPerSec, load.FormatMs(c.P50Ms), load.FormatMs(c.P99Ms))
-		if count[c] > 1 {
-			note += fmt.Sprintf(" (median of %d runs)", count[c])
-		}
-		notes = append(notes, note)
-	}
-	if n := slices.Max(append(slices.Collect(maps.Values(count)), 0)); n > 1 {
-		note := fmt.Sprintf("kvd: the median run (by ops/s) of each workload, of up to %d", n)
-		if paired {
-			note += "; the etcd figures and the ceiling are those of the same round"
-		} else {
-			note += "; etcd and the ceilings: their own medians"
-		}
-		notes = append(notes, note)
-	}
+	t.ceilingNotes(count)
+	t.medianNote(count)
 	var b strings.Builder
 	printRows(&b, rows, markdown)
-	for _, n := range notes {
+	for _, n := range t.notes {
 		if markdown {
 			b.WriteString("\n")
 		}
@@ -312,6 +234,108 @@ func writeTable(w io.Writer, results []load.Result, markdown bool) error {
 	writeWatchTable(&b, runs, markdown)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// table is the side-by-side table being written: the median runs by mode,
+// the labelled runs for pairing figures of one round, and the notes.
+type table struct {
+	kvd, ceilings []*load.Result
+	etcd          map[string]*load.Result // by workloadKey
+	byLabel       map[string]*load.Result // by runKey + "@" + label
+	plain         map[string]*load.Result // kvd medians by runKey, for the TLS ratios
+	paired        bool                    // some figure came from the same round
+	notes         []string
+}
+
+func newTable(results []load.Result, runs []*load.Result) *table {
+	t := &table{etcd: map[string]*load.Result{}, byLabel: map[string]*load.Result{}, plain: map[string]*load.Result{}}
+	for _, r := range runs {
+		switch r.Mode {
+		case "kvd":
+			t.kvd = append(t.kvd, r)
+			t.plain[runKey(r)] = r
+		case "ceiling":
+			t.ceilings = append(t.ceilings, r)
+		case "etcd":
+			t.etcd[workloadKey(r)] = r
+		}
+	}
+	for i := range results {
+		if r := &results[i]; r.Label != "" {
+			t.byLabel[runKey(r)+"@"+r.Label] = r
+		}
+	}
+	return t
+}
+
+// pair returns the run like median (mode, protocol, transport, workload)
+// of the round label, or median itself.
+func (t *table) pair(median *load.Result, label string) *load.Result {
+	if median == nil || label == "" {
+		return median
+	}
+	if r := t.byLabel[runKey(median)+"@"+label]; r != nil {
+		t.paired = true
+		return r
+	}
+	return median
+}
+
+// row is kvd run r's row, with etcd's figures beside it; it adds notes.
+func (t *table) row(r *load.Result) []string {
+	row := []string{fmt.Sprint(r.Clients), opLabel(r), fmt.Sprintf("%.0f", r.OpsPerSec), load.FormatMs(r.P50Ms), load.FormatMs(r.P99Ms), "–"}
+	if c := t.pair(ceilingFor(r, t.ceilings), r.Label); c != nil && c.OpsPerSec > 0 {
+		row[5] = fmt.Sprintf("%.0f%% of %.0f", 100*r.OpsPerSec/c.OpsPerSec, c.OpsPerSec)
+	}
+	if isTLS(r) {
+		// etcd runs in plaintext: the comparison that counts is with
+		// the same kvd run without TLS, in the notes.
+		if p := t.pair(t.plain[plainKey(r)], r.Label); p != nil && p.OpsPerSec > 0 {
+			t.notes = append(t.notes, fmt.Sprintf("TLS: %s at %d clients, with TLS / without: %s ops/s (%.0f / %.0f), %s p50, %s p99",
+				opLabel(p), r.Clients, ratio(r.OpsPerSec, p.OpsPerSec), r.OpsPerSec, p.OpsPerSec,
+				ratio(r.P50Ms, p.P50Ms), ratio(r.P99Ms, p.P99Ms)))
+		}
+	}
+	if len(t.etcd) > 0 {
+		if e := t.pair(t.etcd[workloadKey(r)], r.Label); e != nil && !isTLS(r) {
+			row = append(row, fmt.Sprintf("%.0f", e.OpsPerSec), load.FormatMs(e.P50Ms), load.FormatMs(e.P99Ms),
+				ratio(r.OpsPerSec, e.OpsPerSec), ratio(r.P50Ms, e.P50Ms), ratio(r.P99Ms, e.P99Ms))
+			if e.Errors > 0 {
+				t.notes = append(t.notes, fmt.Sprintf("etcd %s at %d clients: %d errors, first: %s", opLabel(e), e.Clients, e.Errors, e.FirstError))
+			}
+		} else {
+			row = append(row, "–", "–", "–", "–", "–", "–")
+		}
+	}
+	if r.Errors > 0 {
+		t.notes = append(t.notes, fmt.Sprintf("kvd %s at %d clients: %d errors, first: %s", opLabel(r), r.Clients, r.Errors, r.FirstError))
+	}
+	return row
+}
+
+func (t *table) ceilingNotes(count map[*load.Result]int) {
+	for _, c := range t.ceilings {
+		note := fmt.Sprintf("RPC ceiling, %s over %s, %d clients, no-op %s: %.0f ops/s, p50 %s ms, p99 %s ms",
+			c.Protocol, c.Transport, c.Clients, c.Op, c.OpsPerSec, load.FormatMs(c.P50Ms), load.FormatMs(c.P99Ms))
+		if count[c] > 1 {
+			note += fmt.Sprintf(" (median of %d runs)", count[c])
+		}
+		t.notes = append(t.notes, note)
+	}
+}
+
+func (t *table) medianNote(count map[*load.Result]int) {
+	n := slices.Max(append(slices.Collect(maps.Values(count)), 0))
+	if n <= 1 {
+		return
+	}
+	note := fmt.Sprintf("kvd: the median run (by ops/s) of each workload, of up to %d", n)
+	if t.paired {
+		note += "; the etcd figures and the ceiling are those of the same round"
+	} else {
+		note += "; etcd and the ceilings: their own medians"
+	}
+	t.notes = append(t.notes, note)
 }
 
 func printRows(b *strings.Builder, rows [][]string, markdown bool) {

@@ -37,77 +37,101 @@ func Run(ctx context.Context, w Workload, targets []Target, progress io.Writer) 
 		}
 	}
 
-	var (
-		stop    atomic.Bool
-		issued  atomic.Int64
-		seq     atomic.Uint64
-		wg      sync.WaitGroup
-		recs    = make([]*recorder, w.Clients)
-		start   = time.Now()
-		measure = w.Warmup // offset from start at which measuring begins
-	)
+	r := &runner{w: w, value: value, live: live, start: time.Now(), measure: w.Warmup}
 	live.setPhase("warmup")
 	if w.Warmup == 0 {
 		live.setPhase("run")
 	}
 	phaseTimer := time.AfterFunc(w.Warmup, func() { live.setPhase("run") })
 	defer phaseTimer.Stop()
-	stopOnCancel := context.AfterFunc(ctx, func() { stop.Store(true) })
+	stopOnCancel := context.AfterFunc(ctx, func() { r.stop.Store(true) })
 	defer stopOnCancel()
 
+	var seq atomic.Uint64
+	var wg sync.WaitGroup
+	recs := make([]*recorder, w.Clients)
 	for i := range w.Clients {
 		recs[i] = &recorder{}
+		gen := newKeyGen(w.KeyDist, w.Keyspace, &seq, w.Seed, uint64(i))
 		wg.Add(1)
-		go func(rec *recorder, t Target, gen *keyGen) {
+		go func() {
 			defer wg.Done()
-			key := make([]byte, w.KeySize)
-			for !stop.Load() {
-				began := time.Since(start)
-				measured := began >= measure
-				if measured {
-					if w.Duration > 0 && began >= measure+w.Duration {
-						return
-					}
-					if w.Ops > 0 && issued.Add(1) > w.Ops {
-						return
-					}
-				}
-				FormatKey(key, gen.next())
-				found, err := true, error(nil)
-				if w.ReadRatio > 0 && gen.rng.Float64() < w.ReadRatio {
-					found, err = t.Get(ctx, key)
-				} else {
-					err = t.Put(ctx, key, value)
-				}
-				done := time.Since(start)
-				if err != nil && ctx.Err() != nil {
-					return // interrupted: not the target's failure
-				}
-				live.add(err)
-				if !measured {
-					continue
-				}
-				sec := int((done - measure) / time.Second)
-				rec.last = max(rec.last, done-measure)
-				if err != nil {
-					rec.fail(sec, err)
-					continue
-				}
-				rec.ok(sec, done-began)
-				if !found {
-					rec.notFound++
-				}
-			}
-		}(recs[i], targets[i%len(targets)], newKeyGen(w.KeyDist, w.Keyspace, &seq, w.Seed, uint64(i)))
+			r.client(ctx, recs[i], targets[i%len(targets)], gen)
+		}()
 	}
 	wg.Wait()
+	return r.result(recs), nil
+}
 
+// runner is one run's shared state; measure is the offset from start at
+// which measuring begins (after the warmup).
+type runner struct {
+	w       Workload
+	value   []byte
+	live    *counters
+	start   time.Time
+	measure time.Duration
+	stop    atomic.Bool
+	issued  atomic.Int64
+}
+
+// client is one closed-loop client: it issues calls until the run ends
+// (duration or op count after the warmup, or ctx) and records them.
+func (r *runner) client(ctx context.Context, rec *recorder, t Target, gen *keyGen) {
+	w := r.w
+	key := make([]byte, w.KeySize)
+	for !r.stop.Load() {
+		began := time.Since(r.start)
+		measured := began >= r.measure
+		if measured {
+			if w.Duration > 0 && began >= r.measure+w.Duration {
+				return
+			}
+			if w.Ops > 0 && r.issued.Add(1) > w.Ops {
+				return
+			}
+		}
+		FormatKey(key, gen.next())
+		found, err := true, error(nil)
+		if w.ReadRatio > 0 && gen.rng.Float64() < w.ReadRatio {
+			found, err = t.Get(ctx, key)
+		} else {
+			err = t.Put(ctx, key, r.value)
+		}
+		done := time.Since(r.start)
+		if err != nil && ctx.Err() != nil {
+			return // interrupted: not the target's failure
+		}
+		r.live.add(err)
+		if measured {
+			rec.record(done-r.measure, done-began, found, err)
+		}
+	}
+}
+
+// record files one measured call that ended at offset end and took d.
+func (rec *recorder) record(end, d time.Duration, found bool, err error) {
+	sec := int(end / time.Second)
+	rec.last = max(rec.last, end)
+	if err != nil {
+		rec.fail(sec, err)
+		return
+	}
+	rec.ok(sec, d)
+	if !found {
+		rec.notFound++
+	}
+}
+
+// result summarizes the clients' records.
+func (r *runner) result(recs []*recorder) *Result {
+	w := r.w
 	elapsed := time.Duration(0)
-	for _, r := range recs {
-		elapsed = max(elapsed, r.last)
+	for _, rec := range recs {
+		elapsed = max(elapsed, rec.last)
 	}
 	if elapsed == 0 { // nothing completed while measuring
-		elapsed = max(0, time.Since(start)-measure)
+		elapsed = max(0, time.Since(r.start)-r.measure)
 	}
 	res := &Result{
 		Op:           opName(w.ReadRatio),
@@ -119,11 +143,11 @@ func Run(ctx context.Context, w Workload, targets []Target, progress io.Writer) 
 		KeyDist:      w.KeyDist,
 		WarmupS:      w.Warmup.Seconds(),
 		GoMaxProcs:   runtime.GOMAXPROCS(0),
-		MeasuredFrom: start.Add(measure),
+		MeasuredFrom: r.start.Add(r.measure),
 	}
 	summarize(res, recs, elapsed)
 	res.BenchRSSMB = peakRSSMB()
-	return res, nil
+	return res
 }
 
 func opName(readRatio float64) string {
