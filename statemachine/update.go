@@ -137,7 +137,7 @@ func (a *applier) begin(db *pebble.DB, gen uint64) {
 	a.cache.reset(gen)
 }
 
-// cacheBatch moves the headers the batch wrote into the cache, once the
+// cacheBatch adds the headers the batch wrote to the cache, once the
 // batch has committed: a batch that failed leaves the cache as it was.
 func (a *applier) cacheBatch() {
 	for k, m := range a.overlay {
