@@ -139,3 +139,57 @@ func BenchmarkSnapshotRoundTrip(b *testing.B) {
 		b.SetBytes(int64(keys * (valueSize + 20)))
 	}
 }
+
+// BenchmarkUpdateOverwrite applies puts that overwrite a working set of keys
+// (all written once before the timer starts), 64 entries of one put each per
+// Update, with the header cache (headercache.go) and without it. One op is
+// one entry.
+func BenchmarkUpdateOverwrite(b *testing.B) {
+	for _, keys := range []int{10_000, 100_000} {
+		for _, cache := range []bool{true, false} {
+			b.Run(fmt.Sprintf("keys=%d/cache=%v", keys, cache), func(b *testing.B) {
+				s, err := Open(b.TempDir(), Config{CacheSize: int64(*flagBenchCacheMiB) << 20})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Open(nil); err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				if !cache {
+					s.apply.cache = newHeaderCache(0)
+				}
+				benchOverwrite(b, s, keys)
+			})
+		}
+	}
+}
+
+func benchOverwrite(b *testing.B, s *StateMachine, keys int) {
+	const batch = 64
+	value := bytes.Repeat([]byte{'v'}, benchValueSize)
+	ents := make([]sm.Entry, batch)
+	var key [benchKeySize]byte
+	index := uint64(0)
+	update := func(n int, next func() uint64) {
+		for i := range n {
+			index++
+			k := benchKey(key[:0], next())
+			ents[i] = sm.Entry{Index: index, Cmd: EncodeCommands(ents[i].Cmd[:0], []Command{{Ops: []Op{{Type: OpPut, Key: k, Value: value}}}})}
+		}
+		if _, err := s.Update(ents[:n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	seq := uint64(0)
+	for done := 0; done < keys; done += batch {
+		update(min(batch, keys-done), func() uint64 { seq++; return seq - 1 })
+	}
+	rng := rand.New(rand.NewPCG(1, uint64(keys)))
+	b.SetBytes(benchKeySize + benchValueSize)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += batch {
+		update(min(batch, b.N-done), func() uint64 { return rng.Uint64() % uint64(keys) })
+	}
+}

@@ -91,6 +91,7 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 	if err := a.commit(last); err != nil {
 		return nil, s.fail(err)
 	}
+	a.cacheBatch()
 	s.applied.Store(last)
 	if s.cfg.OnApply != nil {
 		s.cfg.OnApply(last)
@@ -100,12 +101,13 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 
 // applier turns decoded commands into one Pebble batch. Reads go through
 // overlay first, so a command sees the writes of earlier commands and
-// entries of the same batch.
+// entries of the same batch, then through cache, then to Pebble.
 type applier struct {
 	db      *pebble.DB
 	b       *pebble.Batch
 	it      *pebble.Iterator   // reads of the DB, opened lazily once per Update
 	overlay map[string]keyMeta // keys written in this batch; exists=false: deleted
+	cache   headerCache        // headers of the committed store (headercache.go)
 	key     []byte             // scratch internal key
 	results []Result           // scratch, reused per entry
 	mods    []uint64           // scratch, compare revisions
@@ -128,6 +130,18 @@ func (a *applier) begin(db *pebble.DB, gen uint64) {
 	a.b = db.NewBatch()
 	if a.overlay == nil {
 		a.overlay = make(map[string]keyMeta)
+	}
+	if a.cache.m == nil {
+		a.cache = newHeaderCache(headerCacheBytes)
+	}
+	a.cache.reset(gen)
+}
+
+// cacheBatch adds the headers the batch wrote to the cache, once the
+// batch has committed: a batch that failed leaves the cache as it was.
+func (a *applier) cacheBatch() {
+	for k, m := range a.overlay {
+		a.cache.add(k, m)
 	}
 }
 
@@ -244,7 +258,8 @@ func (a *applier) applyCommand(index uint64, c *Command) (Result, error) {
 
 // get returns the revision header of key in namespace ns as of the batch so
 // far, and leaves the internal key in a.key. Keys the batch has not touched
-// are read through one Pebble iterator per Update: the store cannot change
+// are looked up in the header cache, and then read through one Pebble
+// iterator per Update, which adds them to the cache: the store cannot change
 // during an Update (only Update writes it, and its batch commits at the
 // end), and a reused iterator keeps sstable index and filter blocks at hand
 // across lookups.
@@ -253,6 +268,19 @@ func (a *applier) get(ns byte, key []byte) (keyMeta, error) {
 	if m, ok := a.overlay[string(a.key)]; ok {
 		return m, nil
 	}
+	if m, ok := a.cache.get(a.key); ok {
+		return m, nil
+	}
+	m, err := a.read()
+	if err != nil {
+		return keyMeta{}, err
+	}
+	a.cache.add(string(a.key), m)
+	return m, nil
+}
+
+// read returns the header of a.key in the committed store.
+func (a *applier) read() (keyMeta, error) {
 	if a.it == nil {
 		it, err := a.db.NewIter(nil)
 		if err != nil {
