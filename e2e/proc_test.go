@@ -226,16 +226,23 @@ func (p *proc) status(ctx context.Context) (*kvdv1.StatusResponse, error) {
 // waitReady polls /readyz until it answers 200.
 func (p *proc) waitReady(timeout time.Duration) {
 	p.t.Helper()
+	if !p.readyWithin(timeout) {
+		p.t.Fatalf("%s not ready within %s", p.name, timeout)
+	}
+}
+
+// readyWithin reports whether /readyz answers 200 within timeout.
+func (p *proc) readyWithin(timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		resp, err := p.client.Get(p.scheme + p.api + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	p.t.Fatalf("%s not ready within %s", p.name, timeout)
+	return false
 }
