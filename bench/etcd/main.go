@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +39,73 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	var acks *load.Acks
+	if o.watchers > 0 {
+		acks = load.NewAcks()
+	}
+	targets, closeAll, err := o.targets(acks)
+	defer closeAll()
+	if err != nil {
+		return err
+	}
+	if err := preflight(ctx, targets, o.endpoints); err != nil {
+		return err
+	}
+	var ws *load.WatchSet
+	if o.watchers > 0 {
+		wts, closeWatchers, err := watchTargets(o.endpoints)
+		if err != nil {
+			return err
+		}
+		defer closeWatchers()
+		if ws, err = load.StartWatchers(ctx, o.watchers, wts, acks, watchSettle); err != nil {
+			return err
+		}
+		defer ws.Stop()
+	}
+	res, err := load.Run(ctx, o.w, targets, progressOut())
+	if err != nil {
+		return err
+	}
+	var watchErr error
+	if ws != nil {
+		res.WatchOn = "all"
+		watchErr = ws.Finish(res, watchSettle)
+	}
+	res.Mode, res.Target, res.Protocol, res.Transport, res.Label = "etcd", strings.Join(o.endpoints, ","), "grpc", "h2c", o.label
+	if o.w.ReadRatio > 0 {
+		res.Consistency = o.consistency
+	}
+	if err := o.write(res); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return errors.New("interrupted: the figures above cover only the time measured")
+	}
+	if watchErr != nil {
+		return fmt.Errorf("watchers: %w", watchErr)
+	}
+	return nil
+}
+
+// options are the parsed flags.
+type options struct {
+	w           load.Workload
+	endpoints   []string
+	spread      bool
+	consistency string
+	getOpts     []clientv3.OpOption
+	timeout     time.Duration
+	asJSON      bool
+	plot, label string
+	watchers    int
+}
+
+func parseFlags(args []string) (options, error) {
 	d := load.DefaultWorkload()
 	fs := flag.NewFlagSet("etcd-bench", flag.ContinueOnError)
 	endpoints := fs.String("endpoints", "127.0.0.1:2379", "etcd client addresses, comma-separated")
@@ -60,52 +128,67 @@ func run(ctx context.Context, args []string) error {
 	label := fs.String("label", "", "tag the results with this label (bench table pairs runs with the same label)")
 	watchers := fs.Int("watchers", 0, "open N watches of the bench's keys (prefix \"k\") during the load, spread over the endpoints, and report events/s and the latency from a put's acknowledgement to its event")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return options{}, err
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	w := load.Workload{Clients: *clients, Duration: *duration, Ops: *ops, Warmup: *warmup, KeySize: *keySize,
-		ValueSize: *valueSize, Keyspace: *keyspace, KeyDist: load.KeyDist(*keyDist), ReadRatio: *readRatio,
-		Preload: *preload, Seed: *seed}
+	o := options{
+		w: load.Workload{Clients: *clients, Duration: *duration, Ops: *ops, Warmup: *warmup, KeySize: *keySize,
+			ValueSize: *valueSize, Keyspace: *keyspace, KeyDist: load.KeyDist(*keyDist), ReadRatio: *readRatio,
+			Preload: *preload, Seed: *seed},
+		endpoints: strings.Split(*endpoints, ","), spread: *spread, consistency: *consistency,
+		timeout: *timeout, asJSON: *asJSON, plot: *plot, label: *label, watchers: *watchers,
+	}
 	if set["ops"] && !set["duration"] {
-		w.Duration = 0
+		o.w.Duration = 0
 	}
-	if err := w.Validate(); err != nil {
-		return err
+	if err := o.w.Validate(); err != nil {
+		return o, err
 	}
-	if ext := strings.ToLower(filepath.Ext(*plot)); *plot != "" && ext != ".html" && ext != ".htm" {
-		return fmt.Errorf("--plot %q: only .html is supported", *plot)
+	if ext := strings.ToLower(filepath.Ext(o.plot)); o.plot != "" && ext != ".html" && ext != ".htm" {
+		return o, fmt.Errorf("--plot %q: only .html is supported", o.plot)
 	}
-	var getOpts []clientv3.OpOption
-	switch *consistency {
+	switch o.consistency {
 	case "linearizable":
 	case "serializable":
-		getOpts = append(getOpts, clientv3.WithSerializable())
+		o.getOpts = append(o.getOpts, clientv3.WithSerializable())
 	default:
-		return fmt.Errorf("--consistency %q is not linearizable or serializable", *consistency)
+		return o, fmt.Errorf("--consistency %q is not linearizable or serializable", o.consistency)
 	}
-	eps := strings.Split(*endpoints, ",")
-	groups := [][]string{eps}
-	if *spread {
+	return o, nil
+}
+
+// targets makes one etcd client over all endpoints (etcd's balancer), or
+// one per endpoint with --spread. closeAll closes those made, also after
+// an error.
+func (o options) targets(acks *load.Acks) (targets []load.Target, closeAll func(), err error) {
+	groups := [][]string{o.endpoints}
+	if o.spread {
 		groups = nil
-		for _, ep := range eps {
+		for _, ep := range o.endpoints {
 			groups = append(groups, []string{ep})
 		}
 	}
-	var acks *load.Acks
-	if *watchers > 0 {
-		acks = load.NewAcks()
+	var clients []*clientv3.Client
+	closeAll = func() {
+		for _, c := range clients {
+			c.Close()
+		}
 	}
-	var targets []load.Target
 	for _, g := range groups {
 		c, err := clientv3.New(clientv3.Config{Endpoints: g, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
-			return fmt.Errorf("etcd client for %v: %w", g, err)
+			return nil, closeAll, fmt.Errorf("etcd client for %v: %w", g, err)
 		}
-		defer c.Close()
-		targets = append(targets, &etcdTarget{kv: c.KV, timeout: *timeout, getOpts: getOpts, acks: acks})
+		clients = append(clients, c)
+		targets = append(targets, &etcdTarget{kv: c.KV, timeout: o.timeout, getOpts: o.getOpts, acks: acks})
 	}
-	for _, t := range targets { // fail fast on a wrong address
+	return targets, closeAll, nil
+}
+
+// preflight fails fast on a wrong address.
+func preflight(ctx context.Context, targets []load.Target, eps []string) error {
+	for _, t := range targets {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := t.Get(pctx, []byte("bench-preflight"))
 		cancel()
@@ -113,69 +196,37 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("cannot read from etcd at %v: %w", eps, err)
 		}
 	}
-	var progress *os.File
+	return nil
+}
+
+// progressOut is stderr when it is a terminal, else nil (no progress).
+func progressOut() io.Writer {
 	if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-		progress = os.Stderr
+		return os.Stderr
 	}
-	var ws *load.WatchSet
-	if *watchers > 0 {
-		wts, closeAll, err := watchTargets(eps)
-		if err != nil {
-			return err
-		}
-		defer closeAll()
-		if ws, err = load.StartWatchers(ctx, *watchers, wts, acks, watchSettle); err != nil {
-			return err
-		}
-		defer ws.Stop()
-	}
-	var res *load.Result
+	return nil
+}
+
+// write prints the result (summary or JSON) and the --plot file.
+func (o options) write(res *load.Result) error {
 	var err error
-	if progress != nil {
-		res, err = load.Run(ctx, w, targets, progress)
-	} else {
-		res, err = load.Run(ctx, w, targets, nil)
-	}
-	if err != nil {
-		return err
-	}
-	var watchErr error
-	if ws != nil {
-		res.WatchOn = "all"
-		watchErr = ws.Finish(res, watchSettle)
-	}
-	res.Mode, res.Target, res.Protocol, res.Transport, res.Label = "etcd", *endpoints, "grpc", "h2c", *label
-	if w.ReadRatio > 0 {
-		res.Consistency = *consistency
-	}
-	if *asJSON {
+	if o.asJSON {
 		err = load.WriteJSON(os.Stdout, res)
 	} else {
 		err = load.WriteSummary(os.Stdout, res)
 	}
+	if err != nil || o.plot == "" {
+		return err
+	}
+	f, err := os.Create(o.plot)
 	if err != nil {
 		return err
 	}
-	if *plot != "" {
-		f, err := os.Create(*plot)
-		if err != nil {
-			return err
-		}
-		if err := load.WritePlot(f, "etcd", []*load.Result{res}); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
+	if err := load.WritePlot(f, "etcd", []*load.Result{res}); err != nil {
+		f.Close()
+		return err
 	}
-	if ctx.Err() != nil {
-		return errors.New("interrupted: the figures above cover only the time measured")
-	}
-	if watchErr != nil {
-		return fmt.Errorf("watchers: %w", watchErr)
-	}
-	return nil
+	return f.Close()
 }
 
 // watchSettle bounds how long watchers may take to open, and to receive
