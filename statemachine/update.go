@@ -195,65 +195,83 @@ func (a *applier) applyEntry(index uint64, cmd []byte) (sm.Result, error) {
 }
 
 func (a *applier) applyCommand(index uint64, c *Command) (Result, error) {
-	a.mods = a.mods[:0]
-	ok := true
-	for i := range c.Compares {
-		m, err := a.get(nsUser, c.Compares[i].Key)
-		if err != nil {
-			return Result{}, err
-		}
-		a.mods = append(a.mods, m.mod)
-		ok = ok && m.mod == c.Compares[i].ModRevision
+	ok, err := a.compare(c.Compares)
+	if err != nil {
+		return Result{}, err
 	}
 	if !ok {
 		return Result{Revision: index, Current: append([]uint64(nil), a.mods...)}, nil
 	}
 	r := Result{Revision: index, Succeeded: true}
 	for i := range c.Ops {
-		op := &c.Ops[i]
-		ns := nsUser
-		if op.Type == OpMetaPut || op.Type == OpMetaDelete {
-			ns = nsMeta
-		}
-		m, err := a.get(ns, op.Key) // leaves the internal key in a.key
+		deleted, err := a.applyOp(index, &c.Ops[i])
 		if err != nil {
 			return Result{}, err
 		}
-		switch op.Type {
-		case OpPut, OpMetaPut:
-			created := !m.exists
-			if m.exists {
-				m.mod = index
-				m.version++
-			} else {
-				m = keyMeta{exists: true, create: index, mod: index, version: 1}
-			}
-			a.put(m, op.Value)
-			if a.history && op.Type == OpPut {
-				if err := a.record(index, EventPut, created, op.Key, op.Value); err != nil {
-					return Result{}, err
-				}
-			}
-		case OpDelete, OpMetaDelete:
-			if !m.exists {
-				continue
-			}
-			if err := a.b.Delete(a.key, nil); err != nil {
-				return Result{}, err
-			}
-			a.overlay[string(a.key)] = keyMeta{}
+		if deleted {
 			r.Deleted++
-			if a.history && op.Type == OpDelete {
-				if err := a.record(index, EventDelete, false, op.Key, nil); err != nil {
-					return Result{}, err
-				}
-			}
-		default:
-			// DecodeCommands admits only known op types.
-			panic(fmt.Sprintf("statemachine: op type %v passed decoding", op.Type))
 		}
 	}
 	return r, nil
+}
+
+// compare checks a command's compares, leaving each key's current mod
+// revision in a.mods.
+func (a *applier) compare(cmps []Compare) (bool, error) {
+	a.mods = a.mods[:0]
+	ok := true
+	for i := range cmps {
+		m, err := a.get(nsUser, cmps[i].Key)
+		if err != nil {
+			return false, err
+		}
+		a.mods = append(a.mods, m.mod)
+		ok = ok && m.mod == cmps[i].ModRevision
+	}
+	return ok, nil
+}
+
+// applyOp applies one op of the entry at index (and records its watch
+// event); deleted reports a delete that removed a key.
+func (a *applier) applyOp(index uint64, op *Op) (deleted bool, err error) {
+	ns := nsUser
+	if op.Type == OpMetaPut || op.Type == OpMetaDelete {
+		ns = nsMeta
+	}
+	m, err := a.get(ns, op.Key) // leaves the internal key in a.key
+	if err != nil {
+		return false, err
+	}
+	switch op.Type {
+	case OpPut, OpMetaPut:
+		created := !m.exists
+		if m.exists {
+			m.mod = index
+			m.version++
+		} else {
+			m = keyMeta{exists: true, create: index, mod: index, version: 1}
+		}
+		a.put(m, op.Value)
+		if a.history && op.Type == OpPut {
+			return false, a.record(index, EventPut, created, op.Key, op.Value)
+		}
+		return false, nil
+	case OpDelete, OpMetaDelete:
+		if !m.exists {
+			return false, nil
+		}
+		if err := a.b.Delete(a.key, nil); err != nil {
+			return false, err
+		}
+		a.overlay[string(a.key)] = keyMeta{}
+		if a.history && op.Type == OpDelete {
+			return true, a.record(index, EventDelete, false, op.Key, nil)
+		}
+		return true, nil
+	default:
+		// DecodeCommands admits only known op types.
+		panic(fmt.Sprintf("statemachine: op type %v passed decoding", op.Type))
+	}
 }
 
 // get returns the revision header of key in namespace ns as of the batch so
