@@ -93,30 +93,13 @@ func (c *Client) WatchMembers(ctx context.Context) <-chan MemberUpdate {
 
 func (c *Client) watchMembers(ctx context.Context, out chan<- MemberUpdate) {
 	defer close(out)
-	resumed := false
-	var tried []string
-	for failures := 0; ; {
-		idx, ep := c.current()
-		tried = appendOnce(tried, ep.name)
+	resumed := false // an update came before: the next stream follows a gap
+	err := c.resumeStream(ctx, opWatchMembers, nil, func(ctx context.Context, ep *endpoint) (bool, error) {
 		delivered, err := c.watchMembersOn(ctx, ep, resumed, out)
-		if delivered {
-			failures, resumed, tried = 0, true, tried[len(tried)-1:]
-		}
-		if ctx.Err() != nil {
-			out <- MemberUpdate{Err: ctx.Err()}
-			return
-		}
-		if final := watchMembersFinal(err); final != nil {
-			out <- MemberUpdate{Err: &Error{Op: opWatchMembers, Endpoints: tried, Attempts: failures + 1, Err: final}}
-			return
-		}
-		c.advance(idx)
-		failures++
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(failures, c.cfg.BackoffBase, min(c.cfg.BackoffMax, 2*time.Second))):
-		}
-	}
+		resumed = resumed || delivered
+		return delivered, err
+	}, watchMembersFinal)
+	out <- MemberUpdate{Err: err}
 }
 
 // watchMembersOn runs one stream on ep until it fails. resumed marks its

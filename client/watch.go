@@ -91,28 +91,11 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-c
 func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- WatchResponse) {
 	defer close(out)
 	next := req.StartRevision // 0 until the first message says where "now" is
-	for failures := 0; ; {
-		idx, ep := c.current()
+	err := c.resumeStream(ctx, opWatch, req.Key, func(ctx context.Context, ep *endpoint) (bool, error) {
 		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: next, ProgressIntervalMs: req.ProgressIntervalMs}
-		delivered, err := c.watchOn(ctx, ep, r, &next, out)
-		if delivered {
-			failures = 0
-		}
-		if ctx.Err() != nil {
-			out <- WatchResponse{Revision: next - min(next, 1), Err: ctx.Err()}
-			return
-		}
-		if final := watchFinal(err); final != nil {
-			out <- WatchResponse{Revision: next - min(next, 1), Err: &Error{Op: opWatch, Key: req.Key, Endpoints: []string{ep.name}, Attempts: failures + 1, Err: final}}
-			return
-		}
-		c.advance(idx)
-		failures++
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(failures, c.cfg.BackoffBase, min(c.cfg.BackoffMax, 2*time.Second))):
-		}
-	}
+		return c.watchOn(ctx, ep, r, &next, out)
+	}, watchFinal)
+	out <- WatchResponse{Revision: next - min(next, 1), Err: err}
 }
 
 // watchOn runs one stream on ep until it fails; *next advances past every
