@@ -125,7 +125,7 @@ func (c *Controller) step(ctx context.Context) {
 		stuck := c.now().Sub(c.notReady) > 3*time.Second
 		c.mu.Unlock()
 		if stuck {
-			c.checkRemoved(ctx)
+			c.CheckRemoved(ctx)
 		}
 		return
 	}
@@ -157,13 +157,15 @@ func (c *Controller) step(ctx context.Context) {
 	}
 }
 
-// checkRemoved asks the members it knows of whether this replica was
-// removed while it was away: a removed replica learns nothing from Raft
-// (the others no longer talk to it), so it would wait forever.
-func (c *Controller) checkRemoved(ctx context.Context) {
+// CheckRemoved asks the members it knows of whether this replica was
+// removed (while it was away, or by its own Leave whose commit it never
+// heard of): a removed replica learns nothing from Raft (the others no
+// longer talk to it), so it would wait forever. It reports whether a
+// member said so (the host is then marked removed).
+func (c *Controller) CheckRemoved(ctx context.Context) bool {
 	metas, err := c.host.Metas(ctx)
 	if err != nil {
-		return
+		return false
 	}
 	for id, m := range metas {
 		if id == c.host.ID() || m.APIAddr == "" {
@@ -175,9 +177,10 @@ func (c *Controller) checkRemoved(ctx context.Context) {
 		if err == nil && v.Removed[c.host.ID()] {
 			c.log.Error("member reports this replica as removed from the cluster", "member", uint64(id))
 			c.host.MarkRemoved()
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // roleChanged takes a local snapshot so that the newest snapshot embeds the

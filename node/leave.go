@@ -28,42 +28,83 @@ func (n *Node) Leave(ctx context.Context) error {
 }
 
 // handOver: a leader asks another ready voter to take over and waits until
-// it has (woken by LeaderUpdated), at most handOverWait.
+// one has (woken by LeaderUpdated), at most handOverWait. A transfer can be
+// dropped: Dragonboat's target skips its campaign while it has committed
+// entries not yet applied ("campaign skipped, pending config change"), as
+// right after a burst of writes; so it is asked again, each voter in turn,
+// every transferWait.
 func (n *Node) handOver(ctx context.Context, rows []membership.MemberInfo) error {
 	if n.leaderID() != n.id.ReplicaID {
 		return nil
 	}
+	var targets []membership.ReplicaID
 	for _, r := range rows {
 		if r.ID != n.id.ReplicaID && r.Role == membership.RoleVoter && r.Ready && r.DownFor == 0 {
-			n.log.Info("leaving: transferring leadership", "to", uint64(r.ID))
-			if err := n.TransferLeader(r.ID); err != nil {
-				return fmt.Errorf("leave: transfer leadership: %w", err)
-			}
+			targets = append(targets, r.ID)
+		}
+	}
+	moved := func(id membership.ReplicaID) bool { return id != n.id.ReplicaID }
+	deadline := time.Now().Add(handOverWait)
+	for i := 0; len(targets) > 0 && time.Now().Before(deadline); i++ {
+		to := targets[i%len(targets)]
+		n.log.Info("leaving: transferring leadership", "to", uint64(to), "attempt", i+1)
+		if err := n.TransferLeader(to); err != nil {
+			return fmt.Errorf("leave: transfer leadership: %w", err)
+		}
+		if n.awaitLeader(ctx, min(transferWait, time.Until(deadline)), moved) || ctx.Err() != nil {
 			break
 		}
 	}
-	n.awaitLeader(ctx, handOverWait, func(id membership.ReplicaID) bool { return id != n.id.ReplicaID })
 	return ctx.Err()
 }
 
-// removeSelf proposes this replica's removal until it is applied (a few
-// attempts: the membership may change under it).
+// transferWait is how long one leadership transfer is given: an election
+// or so (100–200 ms here) and room for a busy machine.
+const transferWait = time.Second
+
+// removeAttempt bounds one proposal of this replica's removal: the leaving
+// replica may never apply it (once the others applied it they stop
+// talking to it), so past this it asks the others whether it is gone.
+const removeAttempt = 2 * time.Second
+
+// removeSelf proposes this replica's removal until it is applied here or a
+// member reports it removed (a few attempts: the membership may change
+// under it). Learning of the removal ends a pending proposal at once.
 func (n *Node) removeSelf(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.removed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for attempt := 1; ; attempt++ {
-		ms, err := n.Membership(ctx)
-		if n.isRemoved() {
-			return nil // our removal was applied here: the shard stopped
+		mctx, mcancel := context.WithTimeout(ctx, removeAttempt)
+		ms, err := n.Membership(mctx)
+		mcancel()
+		if n.isRemovedNow() {
+			return nil
 		}
 		if err == nil {
 			if ms.RoleOf(n.id.ReplicaID) == membership.RoleUnknown {
 				return nil
 			}
-			err = n.RemoveReplica(ctx, n.id.ReplicaID, ms.ConfigChangeID)
+			actx, acancel := context.WithTimeout(ctx, removeAttempt)
+			err = n.RemoveReplica(actx, n.id.ReplicaID, ms.ConfigChangeID)
+			acancel()
 			if err == nil || n.isRemoved() {
 				return nil
 			}
 		}
+		if n.ctrl != nil && n.ctrl.CheckRemoved(ctx) {
+			return nil
+		}
 		if attempt >= 5 || ctx.Err() != nil {
+			if n.isRemovedNow() {
+				return nil
+			}
 			return fmt.Errorf("leave: %w", err)
 		}
 		sleep(ctx, time.Duration(attempt)*100*time.Millisecond)
