@@ -47,7 +47,8 @@ func (n *Node) nodeHostConfig() config.NodeHostConfig {
 		CertFile:            n.cfg.TLS.CertFile,
 		KeyFile:             n.cfg.TLS.KeyFile,
 		Expert: config.ExpertConfig{
-			LogDB: logdb,
+			LogDB:        logdb,
+			LogDBFactory: logDBFactory(dir),
 			Engine: config.EngineConfig{
 				ExecShards: 2, CommitShards: 2, ApplyShards: 2, SnapshotShards: 2, CloseShards: 2,
 			},
