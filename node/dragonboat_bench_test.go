@@ -21,10 +21,12 @@ import (
 
 // BenchmarkDragonboatPropose is Dragonboat alone, the floor under kvd's
 // one-client put: three NodeHosts in this process on loopback, kvd's engine
-// and LogDB settings (fsync on), a state machine that does nothing, one
-// proposal at a time from the leader. With notify=commit the time to the
+// and LogDB settings (fsync on), a state machine that does nothing
+// (sm=nop) or kvd's (sm=kvd), one put at a time from the leader. With
+// notifycommit=true the time to the
 // commit notification (NotifyCommit) is reported beside the time to the
-// applied result.
+// applied result. logdb=pebble is Dragonboat's default LogDB (kvd's before
+// tan), tan is plugin/tan as shipped, tanfill is kvd's (node/logdb.go).
 //
 //	go test -run '^$' -bench DragonboatPropose -benchtime 2000x ./node/
 func BenchmarkDragonboatPropose(b *testing.B) {
@@ -71,6 +73,8 @@ func benchDragonboat(b *testing.B, logdb, smKind string, notify bool) {
 		nhc.NodeHostDir = filepath.Join(n.cfg.DataDir, "raft")
 		nhc.NotifyCommit = notify
 		switch logdb {
+		case "pebble":
+			nhc.Expert.LogDBFactory = nil // Dragonboat's default
 		case "tan":
 			nhc.Expert.LogDBFactory = tan.Factory
 		case "tanfill":
@@ -114,7 +118,12 @@ func benchDragonboat(b *testing.B, logdb, smKind string, notify bool) {
 		cmd := cmdFor(i)
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if _, err := leader.SyncPropose(cctx, session, cmd); err != nil {
-			b.Fatal(err)
+			var views []string
+			for i, nh := range hosts {
+				id, term, ok, _ := nh.GetLeaderID(ShardID)
+				views = append(views, fmt.Sprintf("host %d: leader %d term %d valid %v", i+1, id, term, ok))
+			}
+			b.Fatalf("warm-up proposal %d: %v; %v", i, err, views)
 		}
 		cancel()
 	}
