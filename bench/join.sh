@@ -16,8 +16,11 @@
 # - kvd: from starting `kvd --join BOOT --promote-after PROMOTE_AFTER` to the
 #   moment BOOT lists the new node as a voter and ready (`kvctl members -o
 #   json`, polled every 50 ms; the criterion of e2e's joinTime). "caught up"
-#   is the first poll that shows it ready (it has applied the leader's
-#   commit index as of a ReadIndex and serves reads; still an observer).
+#   is the first poll of the joiner's own /readyz that answers 200 (it has
+#   applied the leader's commit index as of a ReadIndex and serves reads;
+#   still an observer), as etcd's is the learner's own status API. (Until
+#   November 2026 it was the first poll of BOOT's list that showed it
+#   ready, which lags by up to one of the leader's 500 ms probes.)
 # - etcd: from just before `etcdctl member add NAME --learner` to the first
 #   `etcdctl member promote ID` that succeeds (etcd refuses while the
 #   learner's Raft match index is below 90% of the leader's). "caught up" is
@@ -249,10 +252,10 @@ kvd_join_as() {
     # shellcheck disable=SC2086
     st=$("$kvctl" --endpoints "$b" $tc --timeout 2s -o json members 2>/dev/null |
       jq -r --arg a "$api" '.[] | select(.api_addr == $a) | "\(.role) \(.ready)"' 2>/dev/null) || st=""
-    case $st in
-      "voter true") voter=$(since "$t0"); caught=${caught:-$voter}; break ;;
-      *" true") caught=${caught:-$(since "$t0")} ;;
-    esac
+    if [ -z "$caught" ] && curl -sf -o /dev/null --max-time 1 ${curl_opts[@]+"${curl_opts[@]}"} "$(scheme_of "$sys")://$api/readyz"; then
+      caught=$(since "$t0")
+    fi
+    if [ "$st" = "voter true" ]; then voter=$(since "$t0"); caught=${caught:-$voter}; break; fi
     kill -0 "$jpid" 2>/dev/null || { tail -n 20 "$work/$name.log" >&2; die "$name exited"; }
     ((SECONDS < deadline)) || die "$name: not a ready voter after $TIMEOUT s (last seen: ${st:-not listed})"
     sleep 0.05
@@ -415,8 +418,8 @@ report_joins() {
   echo "All times from the start (kvd: kvd --join; etcd: etcdctl member add) to:"
   echo "  snapshot: the joiner's log says it has loaded the streamed snapshot (kvd: \"recovered from"
   echo "    snapshot\"; etcd: \"applied snapshot\"); - : none was sent (the log was enough)."
-  echo "  caught up: the joiner serves clients with everything up to the add: kvd: the first poll that showed"
-  echo "    it ready (it has applied the leader's commit index as of a ReadIndex); etcd: its own status API"
+  echo "  caught up: the joiner serves clients with everything up to the add: kvd: the first poll of its own"
+  echo "    /readyz that answered 200 (it has applied the leader's commit index as of a ReadIndex); etcd: its own status API"
   echo "    answers with an applied index at least the leader's commit index of right after the add."
   echo "  voter: kvd: the first poll that showed it a ready voter (it promotes itself once it has been caught"
   echo "    up for $PROMOTE_AFTER); etcd: the first member promote etcd accepted (tried every 50 ms; etcd accepts"
