@@ -202,15 +202,16 @@ func TestLeaderAppliedOf(t *testing.T) {
 	}
 }
 
-// The leader sees a join under way while a member has no API address yet
-// or answers but is not ready; not once every member is ready.
+// The leader sees a join under way while an observer has no API address
+// yet or answers but is not ready; not once it is ready, and never for a
+// voter (3 here, which has no API address and does not answer).
 func TestTrackerJoining(t *testing.T) {
 	h := &fakeHost{
-		ms:   Membership{Voters: map[ReplicaID]string{1: "r1", 2: "r2"}, Observers: map[ReplicaID]string{4: "r4"}},
+		ms:   Membership{Voters: map[ReplicaID]string{1: "r1", 2: "r2", 3: "r3"}, Observers: map[ReplicaID]string{4: "r4"}},
 		meta: map[ReplicaID]Meta{2: {APIAddr: "a2"}},
 	}
 	d := &fakeDialer{answers: map[string]PeerStatus{
-		"a2": {ID: 2, Role: RoleVoter, Ready: true, Applied: 5},
+		"a2": {ID: 2, Role: RoleVoter, Ready: false, Applied: 5},
 		"a4": {ID: 4, Role: RoleObserver, Ready: false, Applied: 0},
 	}}
 	tr := newTracker(h, d, DefaultPolicy(), func() string { return "" })
