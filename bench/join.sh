@@ -302,7 +302,12 @@ etcd_join() {
   id=$(awk '$1 == "Member" && $3 == "added" {print $2}' <<<"$out")
   ic=$(sed -n 's/^ETCD_INITIAL_CLUSTER="\(.*\)"$/\1/p' <<<"$out")
   if [ -z "$id" ] || [ -z "$ic" ]; then die "$name: cannot read member add's answer: $out"; fi
-  lead=$(etcd_status "http://$b" | jq -r '.raftIndex | tonumber') || die "$name: no status from $b"
+  # (tried 3 times: under the writes, one answer may take more than 1 s)
+  for _ in 1 2 3; do
+    if lead=$(etcd_status "http://$b" | jq -r '.raftIndex | tonumber'); then break; fi
+    lead=""
+  done
+  [ -n "$lead" ] || die "$name: no status from $b"
   etcd --name "$name" --data-dir "$work/$name" \
     --listen-client-urls "$client" --advertise-client-urls "$client" \
     --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
