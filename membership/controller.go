@@ -107,8 +107,12 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// stepInterval is how often the controller looks at the cluster unprompted.
-const stepInterval = 500 * time.Millisecond
+// stepInterval is how often the controller looks at the cluster unprompted;
+// joinStepInterval while the leader sees a member joining.
+const (
+	stepInterval     = 500 * time.Millisecond
+	joinStepInterval = 100 * time.Millisecond
+)
 
 func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
@@ -149,6 +153,9 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	switch {
 	case local.LeaderID == c.host.ID():
+		if c.tracker.joining() {
+			c.next = min(c.next, joinStepInterval)
+		}
 		c.reap(ctx)
 	case local.Role == RoleObserver:
 		c.promote(ctx, local)

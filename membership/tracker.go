@@ -78,6 +78,29 @@ func (t *tracker) probe(ctx context.Context, timeout time.Duration) (changed boo
 	return changed, nil
 }
 
+// joining reports whether, as of the last probe, an observer (a node
+// joins as one) is on its way in: it has not published its API address
+// yet, or its API answers but it is not ready (catching up). The leader then
+// probes more often, so that its view (kvctl members, a joiner's
+// promotion) follows the join closely. Voters never count: probing every
+// 100 ms while one is down made the fault suite's failovers slower.
+func (t *tracker) joining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.msOK {
+		return false
+	}
+	for id := range t.ms.Observers {
+		if t.metas[id].APIAddr == "" {
+			return true
+		}
+		if p := t.peers[id]; p != nil && p.ok && !p.st.Ready {
+			return true
+		}
+	}
+	return false
+}
+
 // answer is one peer's answer to a probe.
 type answer struct {
 	id  ReplicaID

@@ -201,3 +201,38 @@ func TestLeaderAppliedOf(t *testing.T) {
 		}
 	}
 }
+
+// The leader sees a join under way while an observer has no API address
+// yet or answers but is not ready; not once it is ready, and never for a
+// voter (3 here, which has no API address and does not answer).
+func TestTrackerJoining(t *testing.T) {
+	h := &fakeHost{
+		ms:   Membership{Voters: map[ReplicaID]string{1: "r1", 2: "r2", 3: "r3"}, Observers: map[ReplicaID]string{4: "r4"}},
+		meta: map[ReplicaID]Meta{2: {APIAddr: "a2"}},
+	}
+	d := &fakeDialer{answers: map[string]PeerStatus{
+		"a2": {ID: 2, Role: RoleVoter, Ready: false, Applied: 5},
+		"a4": {ID: 4, Role: RoleObserver, Ready: false, Applied: 0},
+	}}
+	tr := newTracker(h, d, DefaultPolicy(), func() string { return "" })
+	if tr.joining() {
+		t.Fatal("joining before any probe")
+	}
+	for _, step := range []struct {
+		what  string
+		setup func()
+		want  bool
+	}{
+		{"observer without an API address", func() {}, true},
+		{"observer catching up", func() { h.meta[4] = Meta{APIAddr: "a4"} }, true},
+		{"observer ready", func() { d.answers["a4"] = PeerStatus{ID: 4, Role: RoleObserver, Ready: true, Applied: 5} }, false},
+	} {
+		step.setup()
+		if _, err := tr.probe(context.Background(), 1e9); err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.joining(); got != step.want {
+			t.Fatalf("%s: joining() = %v, want %v", step.what, got, step.want)
+		}
+	}
+}

@@ -456,3 +456,99 @@ func TestRecoverErrors(t *testing.T) {
 		t.Fatalf("only %d injected failures", fired)
 	}
 }
+
+// smallTables makes recovery write many small sstables for the rest of t.
+func smallTables(t *testing.T) {
+	old := snapshotTableSize
+	snapshotTableSize = 8 << 10
+	t.Cleanup(func() { snapshotTableSize = old })
+}
+
+// TestCrashDuringRecoverManyTables is TestCrashDuringRecover with the
+// snapshot loaded into several sstables, ingested together.
+func TestCrashDuringRecoverManyTables(t *testing.T) {
+	smallTables(t)
+	TestCrashDuringRecover(t)
+}
+
+// failTableWrites fails, once, the k-th write to the sstables a recovery
+// writes into dir (creating, writing, syncing and closing them). Pebble's
+// own writes into the new store (MANIFEST, markers: a failure there is
+// fatal, from a background goroutine a crash) are covered by the crash
+// images of TestCrashDuringRecover.
+type failTableWrites struct {
+	dir   string
+	k     int64
+	armed atomic.Bool
+	n     atomic.Int64
+	op    errorfs.Op // the failed one
+}
+
+func (f *failTableWrites) String() string { return "failTableWrites" }
+
+func (f *failTableWrites) MaybeError(op errorfs.Op) error {
+	if !f.armed.Load() || op.Kind.ReadOrWrite() != errorfs.OpIsWrite || op.Kind == errorfs.OpLink || op.Kind == errorfs.OpRemove ||
+		!strings.HasPrefix(op.Path, f.dir+"/snapshot-") {
+		return nil
+	}
+	if f.n.Add(1) == f.k {
+		f.op = op
+		return errorfs.ErrInjected
+	}
+	return nil
+}
+
+// TestRecoverTableWriteErrors fails each write to the sstables of a
+// RecoverFromSnapshot in turn (with several of them; links and removals are
+// left alone: Pebble copies a table it cannot link, and a table it cannot
+// remove once ingested stays behind as garbage): the recovery fails, the old state
+// stays served and is what a reopen finds, and the next recovery, without
+// failures, succeeds.
+func TestRecoverTableWriteErrors(t *testing.T) {
+	smallTables(t)
+	f := newRecoverFixture(t)
+	fired := 0
+	for k := int64(1); ; k++ {
+		mem := vfs.NewCrashableMem()
+		inj := &failTableWrites{dir: "/sm/" + dataDirName(2), k: k}
+		s, _ := openSM(t, errorfs.Wrap(mem, inj), "/sm")
+		f.populateOld(t, s)
+		inj.armed.Store(true)
+		err := s.RecoverFromSnapshot(bytes.NewReader(f.snap), nil)
+		inj.armed.Store(false)
+		if inj.n.Load() < k {
+			if err != nil {
+				t.Fatalf("k=%d: nothing injected, yet %v", k, err)
+			}
+			if got := dump(t, s); got != f.newDump {
+				t.Fatalf("k=%d: recovered, but serving:\n%s", k, got)
+			}
+			_ = s.Close()
+			break
+		}
+		fired++
+		crash := mem.CrashClone(vfs.CrashCloneCfg{})
+		switch {
+		case err == nil:
+			t.Fatalf("k=%d: a failed write into the new store went unnoticed: %v %s", k, inj.op.Kind, inj.op.Path)
+		default:
+			if got := dump(t, s); got != f.oldDump {
+				t.Fatalf("k=%d: failed with %v but no longer serves the old state:\n%s", k, err, got)
+			}
+			if got := f.checkOldOrNew(t, crash, fmt.Sprintf("k=%d", k)); got != "old" {
+				t.Fatalf("k=%d: failed with %v, yet a reopen finds the new state", k, err)
+			}
+			if err := s.RecoverFromSnapshot(bytes.NewReader(f.snap), nil); err != nil {
+				t.Fatalf("k=%d: the recovery after a failed one: %v", k, err)
+			}
+			if got := dump(t, s); got != f.newDump {
+				t.Fatalf("k=%d: the second recovery serves:\n%s", k, got)
+			}
+		}
+		_ = s.Close()
+	}
+	if fired < 10 {
+		t.Fatalf("only %d injected failures", fired)
+	}
+	t.Logf("%d injected failures", fired)
+}
