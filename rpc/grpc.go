@@ -35,7 +35,7 @@ import (
 // handlers; its interceptors ask the same guard and count into the same
 // metrics as Mount's.
 type GRPC struct {
-	*grpc.Server
+	srv            *grpc.Server
 	api            atomic.Pointer[API]
 	clientCertAuth bool
 }
@@ -57,7 +57,7 @@ const startingMessage = "starting: joining the cluster or opening the data dir"
 // clientCertAuth refuses calls without a verified client certificate.
 func NewGRPC(formation *membership.Formation, limits Limits, clientCertAuth bool) *GRPC {
 	g := &GRPC{clientCertAuth: clientCertAuth}
-	g.Server = grpc.NewServer(
+	g.srv = grpc.NewServer(
 		grpc.Creds(handshakenCreds{}),
 		grpc.MaxRecvMsgSize(limits.maxMessageBytes()),
 		grpc.MaxConcurrentStreams(250), // net/http's HTTP/2 default
@@ -69,20 +69,27 @@ func NewGRPC(formation *membership.Formation, limits Limits, clientCertAuth bool
 		grpc.ChainUnaryInterceptor(g.unary),
 		grpc.ChainStreamInterceptor(g.stream),
 	)
-	kvdv1.RegisterBootstrapServer(g, grpcBootstrap{b: &bootstrapServer{f: formation}})
-	kvdv1.RegisterKVServer(g, grpcKV{g: g})
-	kvdv1.RegisterClusterServer(g, grpcCluster{g: g})
-	kvdv1.RegisterMaintenanceServer(g, grpcMaintenance{g: g})
-	healthpb.RegisterHealthServer(g, grpcHealth{g: g})
-	reflection.Register(g)
+	kvdv1.RegisterBootstrapServer(g.srv, grpcBootstrap{b: &bootstrapServer{f: formation}})
+	kvdv1.RegisterKVServer(g.srv, grpcKV{g: g})
+	kvdv1.RegisterClusterServer(g.srv, grpcCluster{g: g})
+	kvdv1.RegisterMaintenanceServer(g.srv, grpcMaintenance{g: g})
+	healthpb.RegisterHealthServer(g.srv, grpcHealth{g: g})
+	reflection.Register(g.srv)
 	return g
 }
 
-// Serve answers with the running node's API from now on.
-func (g *GRPC) Serve(a *API) { g.api.Store(a) }
+// Run answers with the running node's API from now on.
+func (g *GRPC) Run(a *API) { g.api.Store(a) }
 
-// ServeListener serves the connections ln yields until Stop.
-func (g *GRPC) ServeListener(ln net.Listener) error { return g.Server.Serve(ln) }
+// Serve serves the connections ln yields until Stop or GracefulStop; then
+// it returns nil or grpc.ErrServerStopped.
+func (g *GRPC) Serve(ln net.Listener) error { return g.srv.Serve(ln) }
+
+// GracefulStop stops taking calls and waits for those in flight.
+func (g *GRPC) GracefulStop() { g.srv.GracefulStop() }
+
+// Stop cuts the calls in flight and waits for their handlers.
+func (g *GRPC) Stop() { g.srv.Stop() }
 
 // kvdService: the procedure is one of kvd's own services behind the guard
 // and metrics (as Mount's handler options), not Bootstrap, health or

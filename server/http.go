@@ -54,7 +54,7 @@ func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.
 		Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret,
 		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg, Stopping: s.stopping,
 	})
-	s.grpc.Serve(api)
+	s.grpc.Run(api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -125,7 +125,7 @@ func (s *Server) serve(formation *membership.Formation) {
 		}
 	})
 	s.wg.Go(func() {
-		if err := s.grpc.ServeListener(grpcConns); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := s.grpc.Serve(grpcConns); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.errc <- err
 		}
 	})
