@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"net/http"
 
@@ -37,16 +38,26 @@ type guard struct {
 // client certificate was verified against the cluster CA (withClientCert
 // marks those). With neither set everything passes: kvd refuses to start
 // like that on a non-loopback address (server.CheckMembershipGuard).
-func newGuard(secret string, clientCertAuth bool) connect.Interceptor {
+func newGuard(secret string, clientCertAuth bool) *guard {
 	return &guard{secret: []byte(secret), clientCerts: clientCertAuth}
 }
 
-func (g *guard) allowed(ctx context.Context, h http.Header) bool {
+// check decides one call of procedure that carries secret (its
+// SecretHeader, from HTTP headers or gRPC metadata alike): nil, or the
+// refusal. Both protocols' interceptors ask it.
+func (g *guard) check(ctx context.Context, procedure, secret string) error {
+	if guarded[procedure] && !g.allowed(ctx, secret) {
+		return g.refusal()
+	}
+	return nil
+}
+
+func (g *guard) allowed(ctx context.Context, secret string) bool {
 	if len(g.secret) == 0 && !g.clientCerts {
 		return true
 	}
 	// Constant time; the secret is never logged or echoed.
-	if len(g.secret) > 0 && subtle.ConstantTimeCompare([]byte(h.Get(SecretHeader)), g.secret) == 1 {
+	if len(g.secret) > 0 && subtle.ConstantTimeCompare([]byte(secret), g.secret) == 1 {
 		return true
 	}
 	return g.clientCerts && verifiedClient(ctx)
@@ -54,8 +65,8 @@ func (g *guard) allowed(ctx context.Context, h http.Header) bool {
 
 func (g *guard) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if guarded[req.Spec().Procedure] && !g.allowed(ctx, req.Header()) {
-			return nil, g.refusal()
+		if err := g.check(ctx, req.Spec().Procedure, req.Header().Get(SecretHeader)); err != nil {
+			return nil, err
 		}
 		return next(ctx, req)
 	}
@@ -76,8 +87,8 @@ func (g *guard) WrapStreamingClient(next connect.StreamingClientFunc) connect.St
 
 func (g *guard) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if guarded[conn.Spec().Procedure] && !g.allowed(ctx, conn.RequestHeader()) {
-			return g.refusal()
+		if err := g.check(ctx, conn.Spec().Procedure, conn.RequestHeader().Get(SecretHeader)); err != nil {
+			return err
 		}
 		return next(ctx, conn)
 	}
@@ -89,11 +100,16 @@ type clientCertKey struct{}
 // certificate verified against the server's CA (tls.Config.ClientCAs).
 func withClientCert(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if verifiedTLS(r.TLS) {
 			r = r.WithContext(context.WithValue(r.Context(), clientCertKey{}, true))
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// verifiedTLS: a client certificate was verified against the cluster CA.
+func verifiedTLS(st *tls.ConnectionState) bool {
+	return st != nil && len(st.VerifiedChains) > 0
 }
 
 func verifiedClient(ctx context.Context) bool {
@@ -121,6 +137,10 @@ func (s secretSender) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 	return next
 }
 
+// clientCertRequired answers a client without a verified certificate
+// under --client-cert-auth, over either protocol.
+const clientCertRequired = "this node requires a client certificate signed by the cluster CA (--client-cert-auth): pass one, e.g. kvctl --cert NAME.crt --key NAME.key"
+
 // RequireClientCert (--client-cert-auth) answers every request that came
 // without a client certificate verified against the cluster CA with
 // Unauthenticated (HTTP 401 outside RPCs) and a message saying what to
@@ -129,16 +149,15 @@ func (s secretSender) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 // established"), while this answer names the fix.
 func RequireClientCert(h http.Handler) http.Handler {
 	errw := connect.NewErrorWriter()
-	const msg = "this node requires a client certificate signed by the cluster CA (--client-cert-auth): pass one, e.g. kvctl --cert NAME.crt --key NAME.key"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if verifiedTLS(r.TLS) {
 			h.ServeHTTP(w, r)
 			return
 		}
 		if errw.IsSupported(r) {
-			_ = errw.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New(msg)))
+			_ = errw.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New(clientCertRequired)))
 			return
 		}
-		http.Error(w, msg, http.StatusUnauthorized)
+		http.Error(w, clientCertRequired, http.StatusUnauthorized)
 	})
 }

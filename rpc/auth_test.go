@@ -44,8 +44,8 @@ func TestGuardAllowsSecretOrVerifiedClientCert(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGuard(tc.secret, tc.clientCertAuth).(*guard)
-			if got := g.allowed(tc.ctx, tc.header); got != tc.want {
+			g := newGuard(tc.secret, tc.clientCertAuth)
+			if got := g.allowed(tc.ctx, tc.header.Get(SecretHeader)); got != tc.want {
 				t.Fatalf("allowed = %v, want %v", got, tc.want)
 			}
 		})

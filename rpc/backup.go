@@ -45,17 +45,11 @@ func NewMaintenanceServer(n Exporter) kvdv1connect.MaintenanceHandler {
 	return &backupServer{n: n}
 }
 
-// mountMaintenance serves kvd.v1.Maintenance when the node can export. A
-// backup lasts as long as its data takes to send: the server's read and
-// write timeouts, which protect unary calls, are lifted for it.
-func mountMaintenance(mux *http.ServeMux, n Node, opts []connect.HandlerOption) {
-	if e, ok := n.(Exporter); ok {
-		mountExporter(mux, e, opts)
-	}
-}
-
-func mountExporter(mux *http.ServeMux, e Exporter, opts []connect.HandlerOption) {
-	path, h := kvdv1connect.NewMaintenanceHandler(NewMaintenanceServer(e), opts...)
+// mountExporter serves kvd.v1.Maintenance. A backup lasts as long as its
+// data takes to send: the server's read and write timeouts, which protect
+// unary calls, are lifted for it.
+func mountExporter(mux *http.ServeMux, b *backupServer, opts []connect.HandlerOption) {
+	path, h := kvdv1connect.NewMaintenanceHandler(b, opts...)
 	mux.Handle(path, withClientCert(withoutDeadlines(h)))
 }
 
@@ -69,6 +63,10 @@ func withoutDeadlines(h http.Handler) http.Handler {
 }
 
 func (s *backupServer) Backup(ctx context.Context, req *connect.Request[kvdv1.BackupRequest], stream *connect.ServerStream[kvdv1.BackupResponse]) error {
+	return s.backup(ctx, req.Msg, stream)
+}
+
+func (s *backupServer) backup(ctx context.Context, m *kvdv1.BackupRequest, stream sender[kvdv1.BackupResponse]) error {
 	if !s.busy.CompareAndSwap(false, true) {
 		return connect.NewError(connect.CodeResourceExhausted,
 			errors.New("a backup is already running on this node: wait for it to finish, or back up from another node"))
@@ -87,7 +85,7 @@ func (s *backupServer) Backup(ctx context.Context, req *connect.Request[kvdv1.Ba
 	if err := stream.Send(&kvdv1.BackupResponse{Part: &kvdv1.BackupResponse_Header{Header: hdr}}); err != nil {
 		return err
 	}
-	rate := int64(req.Msg.GetMaxBytesPerSecond())
+	rate := int64(m.GetMaxBytesPerSecond())
 	if rate <= 0 {
 		rate = DefaultBackupRate
 	}
@@ -104,7 +102,7 @@ func (s *backupServer) Backup(ctx context.Context, req *connect.Request[kvdv1.Ba
 // average since start.
 type pacedSender struct {
 	ctx    context.Context
-	stream *connect.ServerStream[kvdv1.BackupResponse]
+	stream sender[kvdv1.BackupResponse]
 	rate   int64
 	start  time.Time
 	sent   int64

@@ -41,7 +41,7 @@ func (f *fakeExporter) Status() node.Status { return node.Status{ReplicaID: 9} }
 func backupServerFor(t *testing.T, f *fakeExporter) kvdv1connect.MaintenanceClient {
 	t.Helper()
 	mux := http.NewServeMux()
-	mountExporter(mux, f, []connect.HandlerOption{connect.WithInterceptors(newGuard("s", false))})
+	mountExporter(mux, &backupServer{n: f}, []connect.HandlerOption{connect.WithInterceptors(newGuard("s", false))})
 	srv := httptest.NewUnstartedServer(mux)
 	// Shorter than a paced backup below: the handler must lift them.
 	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond

@@ -33,6 +33,10 @@ const (
 // node that stops being ready ends the stream with Unavailable (its view
 // is frozen): the client resumes on another.
 func (s *clusterServer) WatchMembers(ctx context.Context, _ *connect.Request[kvdv1.WatchMembersRequest], stream *connect.ServerStream[kvdv1.WatchMembersResponse]) error {
+	return s.watchMembers(ctx, stream)
+}
+
+func (s *clusterServer) watchMembers(ctx context.Context, stream sender[kvdv1.WatchMembersResponse]) error {
 	mw, ok := s.view.(MemberWatcher)
 	if !ok {
 		return connect.NewError(connect.CodeUnimplemented, errors.New("watch members: this node does not serve membership events"))

@@ -2,10 +2,13 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
@@ -45,12 +48,32 @@ func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
 	return m
 }
 
-// codeLabel is an RPC's outcome as a label: ok or the Connect code.
+// codeLabel is an RPC's outcome as a label: ok or the Connect code. A
+// grpc-go status carries the same code under the same number.
 func codeLabel(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	return connect.CodeOf(err).String()
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Code().String()
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.OK {
+		return connect.Code(st.Code()).String()
+	}
+	return connect.CodeUnknown.String()
+}
+
+// observeUnary counts one finished unary call of procedure, begun at start.
+func (m *rpcMetrics) observeUnary(procedure string, start time.Time, err error) {
+	m.duration.WithLabelValues(procedure, "").Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(procedure, "", codeLabel(err)).Inc()
+}
+
+// observeStreamEnd counts one finished stream of procedure, without a
+// latency (it lives as long as its client).
+func (m *rpcMetrics) observeStreamEnd(procedure string, err error) {
+	m.requests.WithLabelValues(procedure, "", codeLabel(err)).Inc()
 }
 
 // observeStream counts the calls of one answered StreamRequest; kinds[i]
@@ -77,9 +100,7 @@ func (m *rpcMetrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 		start := time.Now()
 		resp, err := next(ctx, req)
-		proc := req.Spec().Procedure
-		m.duration.WithLabelValues(proc, "").Observe(time.Since(start).Seconds())
-		m.requests.WithLabelValues(proc, "", codeLabel(err)).Inc()
+		m.observeUnary(req.Spec().Procedure, start, err)
 		return resp, err
 	}
 }
@@ -93,7 +114,7 @@ func (m *rpcMetrics) WrapStreamingClient(next connect.StreamingClientFunc) conne
 func (m *rpcMetrics) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		err := next(ctx, conn)
-		m.requests.WithLabelValues(conn.Spec().Procedure, "", codeLabel(err)).Inc()
+		m.observeStreamEnd(conn.Spec().Procedure, err)
 		return err
 	}
 }

@@ -37,22 +37,64 @@ type Options struct {
 	Stopping context.Context
 }
 
-// Mount registers the Connect services, gRPC health and reflection on mux.
-func Mount(mux *http.ServeMux, n Node, opts Options) {
+// API is the running node's handlers with their guard and metrics: one
+// set behind both protocols. Mount serves it with connect-go (Connect,
+// gRPC-Web, HTTP/JSON, and gRPC on connections net/http holds); GRPC
+// serves it with grpc-go. Their interceptors ask the same guard, count
+// into the same kvd_rpc_* families and end long-lived streams on the same
+// Options.Stopping.
+type API struct {
+	opts    Options
+	kv      *kvServer
+	cluster *clusterServer
+	backup  *backupServer // nil: the node cannot export
+	health  *healthChecker
+	metrics *rpcMetrics
+	guard   *guard
+}
+
+// NewAPI builds the handlers and registers the RPC metrics on
+// opts.Registry (so call it once per registry).
+func NewAPI(n Node, opts Options) *API {
 	metrics := newRPCMetrics(opts.Registry)
+	a := &API{
+		opts:    opts,
+		kv:      &kvServer{store: n, limits: opts.Limits, metrics: metrics},
+		cluster: &clusterServer{view: n, version: opts.Version},
+		health:  &healthChecker{n: n},
+		metrics: metrics,
+		guard:   newGuard(opts.JoinSecret, opts.ClientCertAuth),
+	}
+	if e, ok := n.(Exporter); ok {
+		a.backup = &backupServer{n: e}
+	}
+	return a
+}
+
+// Mount registers the Connect services, gRPC health and reflection on mux
+// and returns the API, for GRPC.Serve.
+func Mount(mux *http.ServeMux, n Node, opts Options) *API {
+	a := NewAPI(n, opts)
+	a.mount(mux)
+	return a
+}
+
+func (a *API) mount(mux *http.ServeMux) {
 	handlerOpts := []connect.HandlerOption{
-		connect.WithReadMaxBytes(opts.Limits.maxMessageBytes()),
+		connect.WithReadMaxBytes(a.opts.Limits.maxMessageBytes()),
 		// Don't gzip small responses: setting up gzip for a 5-byte Put
 		// response was the leader's largest CPU item (bench/README.md).
 		connect.WithCompressMinBytes(1024),
-		connect.WithInterceptors(metrics, newGuard(opts.JoinSecret, opts.ClientCertAuth)),
+		connect.WithInterceptors(a.metrics, a.guard),
 	}
-	kvPath, kv := kvdv1connect.NewKVHandler(&kvServer{store: n, limits: opts.Limits, metrics: metrics}, handlerOpts...)
-	mux.Handle(kvPath, longStreams(kv, opts.Stopping))
-	clusterPath, cluster := kvdv1connect.NewClusterHandler(NewClusterServer(n, opts.Version), handlerOpts...)
-	mux.Handle(clusterPath, withClientCert(longStreams(cluster, opts.Stopping)))
-	mountMaintenance(mux, n, handlerOpts)
-	mux.Handle(grpchealth.NewHandler(&healthChecker{n: n}))
+	kvPath, kv := kvdv1connect.NewKVHandler(a.kv, handlerOpts...)
+	mux.Handle(kvPath, longStreams(kv, a.opts.Stopping))
+	clusterPath, cluster := kvdv1connect.NewClusterHandler(a.cluster, handlerOpts...)
+	mux.Handle(clusterPath, withClientCert(longStreams(cluster, a.opts.Stopping)))
+	if a.backup != nil {
+		mountExporter(mux, a.backup, handlerOpts)
+	}
+	mux.Handle(grpchealth.NewHandler(a.health))
 	reflector := grpcreflect.NewStaticReflector(kvdv1connect.KVName, kvdv1connect.ClusterName, kvdv1connect.MaintenanceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))

@@ -46,8 +46,14 @@ const (
 // pushes back on the client. Each budget is taken once per request, so no
 // request holds part of one while it waits for more of it.
 func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]) error {
+	return s.stream(ctx, st, st)
+}
+
+// stream serves one stream of either protocol: it receives from in and
+// sends on out.
+func (s *kvServer) stream(ctx context.Context, in receiver[kvdv1.StreamRequest], out sender[kvdv1.StreamResponse]) error {
 	var (
-		sender   = &streamSender{st: st}
+		sender   = &streamSender{st: out}
 		wg       sync.WaitGroup
 		slots    = make(chan struct{}, maxStreamInflight)
 		requests = newByteBudget(int64(s.limits.MaxStreamBytes))
@@ -55,7 +61,7 @@ func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.Stre
 	)
 	defer wg.Wait()
 	for {
-		req, err := st.Receive()
+		req, err := in.Receive()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -92,7 +98,7 @@ func (s *kvServer) Stream(ctx context.Context, st *connect.BidiStream[kvdv1.Stre
 type streamSender struct {
 	mu  sync.Mutex
 	err error
-	st  *connect.BidiStream[kvdv1.StreamRequest, kvdv1.StreamResponse]
+	st  sender[kvdv1.StreamResponse]
 }
 
 func (s *streamSender) send(resp *kvdv1.StreamResponse) {

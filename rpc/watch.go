@@ -33,16 +33,20 @@ const (
 // A node that stops being ready ends the stream with Unavailable so that
 // the client resumes on another node.
 func (s *kvServer) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchRequest], stream *connect.ServerStream[kvdv1.WatchResponse]) error {
+	return s.watch(ctx, req.Msg, stream)
+}
+
+func (s *kvServer) watch(ctx context.Context, m *kvdv1.WatchRequest, stream sender[kvdv1.WatchResponse]) error {
 	w, ok := s.store.(Watcher)
 	if !ok || !w.HistoryEnabled() {
 		return connect.NewError(connect.CodeFailedPrecondition, errors.New("watch: this node keeps no change history (--watch-history is negative); watch another node or restart it with history"))
 	}
-	q, err := s.watchQuery(req.Msg)
+	q, err := s.watchQuery(m)
 	if err != nil {
 		return err
 	}
 	progress := time.Second
-	if ms := req.Msg.ProgressIntervalMs; ms > 0 {
+	if ms := m.ProgressIntervalMs; ms > 0 {
 		progress = time.Duration(ms) * time.Millisecond
 	}
 	tick := time.NewTicker(progress)

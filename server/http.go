@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
 
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
@@ -41,14 +45,16 @@ func startingHandler(formation *membership.Formation) http.Handler {
 }
 
 // apiHandler serves the running node: Connect/gRPC/gRPC-Web, health,
-// metrics, the cluster page (/ui/) and, when enabled, Go's profiles.
+// metrics, the cluster page (/ui/) and, when enabled, Go's profiles. The
+// API's handlers are also grpc-go's from now on.
 func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.Handler {
 	mux := http.NewServeMux()
 	rpc.MountBootstrap(mux, formation)
-	rpc.Mount(mux, n, rpc.Options{
+	api := rpc.Mount(mux, n, rpc.Options{
 		Limits: s.cfg.Limits, Version: s.cfg.Version, JoinSecret: s.cfg.JoinSecret,
 		ClientCertAuth: s.cfg.ClientCertAuth, Registry: s.reg, Stopping: s.stopping,
 	})
+	s.grpc.Run(api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -66,20 +72,17 @@ func (s *Server) apiHandler(n *node.Node, formation *membership.Formation) http.
 	return mux
 }
 
-// serve starts the HTTP server on s.ln (TLS only, or h2c and HTTP/1.1),
-// in front of whichever stage s.handler holds.
-func (s *Server) serve() {
+// serve starts serving s.ln (TLS only, or plaintext) in front of whichever
+// stage s.handler holds: the router (sniff.go) tells each connection's
+// protocol apart and hands it to net/http (HTTP/1.1), x/net/http2 (other
+// HTTP/2) or grpc-go (gRPC).
+func (s *Server) serve(formation *membership.Formation) {
 	var root http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*s.handler.Load()).ServeHTTP(w, r) })
 	if s.cfg.ClientCertAuth {
 		root = rpc.RequireClientCert(root)
 	}
 	protocols := new(http.Protocols)
-	protocols.SetHTTP1(true)
-	if s.tls != nil {
-		protocols.SetHTTP2(true) // by ALPN; plaintext is refused
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
+	protocols.SetHTTP1(true) // HTTP/2 reaches h2Conns
 	s.http = &http.Server{
 		Handler:           root,
 		Protocols:         protocols,
@@ -90,22 +93,69 @@ func (s *Server) serve() {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          log.New(&handshakeLog{log: s.log, now: time.Now}, "", 0),
 	}
-	s.errc = make(chan error, 2)
-	serve := s.http.Serve
+	h2 := new(http2.Server)
+	// Its graceful shutdown (GOAWAY) follows s.http.Shutdown.
+	if err := http2.ConfigureServer(s.http, h2); err != nil {
+		panic(err) // only for a TLSConfig with bad cipher suites; there is none
+	}
+	s.h2 = &h2Conns{srv: h2, opts: &http2.ServeConnOpts{BaseConfig: s.http, Handler: root}, conns: map[net.Conn]struct{}{}}
+	s.grpc = rpc.NewGRPC(formation, s.cfg.Limits, s.cfg.ClientCertAuth)
+	httpConns, grpcConns := newConnQueue(s.ln.Addr()), newConnQueue(s.ln.Addr())
+	var tlsConfig *tls.Config
 	if s.tls != nil {
-		s.http.TLSConfig = s.tls.server
-		serve = func(ln net.Listener) error { return s.http.ServeTLS(tlsOnlyListener{ln}, "", "") }
+		tlsConfig = s.tls.server
 		if s.cfg.ReloadOnSIGHUP {
 			s.watchSIGHUP()
 		}
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- err // buffered: each goroutine sends at most once
+	s.router = newRouter(s.ln, tlsConfig, s.http.ErrorLog.Printf, func(to route, c net.Conn) {
+		switch to {
+		case routeGRPC:
+			grpcConns.deliver(c)
+		case routeHTTP2:
+			s.h2.serve(c)
+		default:
+			httpConns.deliver(c)
 		}
+	})
+	s.errc = make(chan error, 4) // buffered: each goroutine sends at most once
+	s.wg.Go(func() {
+		if err := s.http.Serve(httpConns); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.grpc.Serve(grpcConns); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.errc <- err
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.router.run(); err != nil {
+			s.errc <- fmt.Errorf("server: accept on %s: %w", s.ln.Addr(), err)
+		}
+	})
+}
+
+// shutdown stops serving: no new connections, long-lived streams ended
+// (stopStreams, before), in-flight calls on every server waited for until
+// ctx ends, then cut.
+func (s *Server) shutdown(ctx context.Context) {
+	s.router.close()
+	grpcDone := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(grpcDone)
 	}()
+	if err := s.http.Shutdown(ctx); err != nil {
+		s.http.Close()
+	}
+	s.h2.stop(ctx)
+	select {
+	case <-grpcDone:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-grpcDone
+	}
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

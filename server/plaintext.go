@@ -16,21 +16,12 @@ const h2cPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 // clients show it in their error.
 const tlsOnlyMessage = "kvd: this port serves only TLS: use https:// (gRPC: TLS credentials) with the cluster CA"
 
-// tlsOnlyListener answers a cleartext HTTP/2 client on the TLS port with
-// HTTP/2 SETTINGS and GOAWAY(PROTOCOL_ERROR) carrying tlsOnlyMessage,
-// instead of only closing the connection. A plaintext HTTP/1.1 client
-// already gets net/http's 400 "Client sent an HTTP request to an HTTPS
-// server". Everything else passes untouched.
-type tlsOnlyListener struct{ net.Listener }
-
-func (l tlsOnlyListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &h2cRefuser{Conn: c}, nil
-}
-
+// h2cRefuser answers a cleartext HTTP/2 client on the TLS port (the
+// router wraps every connection in one before the handshake) with HTTP/2
+// SETTINGS and GOAWAY(PROTOCOL_ERROR) carrying tlsOnlyMessage, instead of
+// only closing the connection. A plaintext HTTP/1.1 client gets a 400
+// "Client sent an HTTP request to an HTTPS server" (router.open).
+// Everything else passes untouched.
 type h2cRefuser struct {
 	net.Conn
 	seen bool // the first read was examined

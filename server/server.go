@@ -67,8 +67,13 @@ type Server struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	ln   net.Listener
-	http *http.Server
 	node *node.Node
+	// The API port's servers (http.go): the router in front, net/http
+	// for HTTP/1.1, h2Conns for HTTP/2, grpc-go for gRPC.
+	router *router
+	http   *http.Server
+	h2     *h2Conns
+	grpc   *rpc.GRPC
 	// running is node once started, for goroutines that outlive Start's
 	// beginning (the registry's).
 	running      atomic.Pointer[node.Node]
@@ -85,9 +90,9 @@ type Server struct {
 	errc     chan error
 	stopOnce sync.Once
 
-	// Every goroutine the server starts (the HTTP server, the watcher of
-	// the node's removal, the SIGHUP reloader) is in wg and ends once
-	// stopc is closed (by halt) and the HTTP server is shut down.
+	// Every goroutine the server starts (the router and the servers, the
+	// watcher of the node's removal, the SIGHUP reloader) is in wg and
+	// ends once stopc is closed (by halt) and the servers are shut down.
 	wg       sync.WaitGroup
 	stopc    chan struct{}
 	haltOnce sync.Once
@@ -140,14 +145,16 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ncfg := s.nodeConfig()
 	s.handler.Store(ptr(startingHandler(ncfg.Formation)))
-	s.serve()
+	s.serve(ncfg.Formation)
 	s.apiAddr = ncfg.APIAddr
 	s.startRegistry(ncfg.APIAddr, ncfg.RaftAddr, ncfg.Formation)
 
 	n, err := node.Start(ctx, ncfg)
 	if err != nil {
 		s.leaveRegistry(false)
-		s.http.Close()
+		cut, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.shutdown(cut)
 		s.halt()
 		return err
 	}
@@ -225,9 +232,7 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.leaveRegistry(left || s.removed())
 		s.stopStreams()
 		if s.http != nil {
-			if e := s.http.Shutdown(ctx); e != nil {
-				s.http.Close()
-			}
+			s.shutdown(ctx)
 		}
 		if s.node != nil {
 			s.node.Stop()
@@ -270,8 +275,8 @@ func (s *Server) watchSIGHUP() {
 	}()
 }
 
-// halt ends the server's goroutines and waits for them; the HTTP server
-// must be closed or shut down first. Idempotent.
+// halt ends the server's goroutines and waits for them; the servers must
+// be shut down first. Idempotent.
 func (s *Server) halt() {
 	s.haltOnce.Do(func() { close(s.stopc) })
 	s.wg.Wait()
