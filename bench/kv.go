@@ -51,8 +51,12 @@ func (o dialOptions) validate() error {
 	}
 	switch client.Protocol(o.Protocol) {
 	case client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb:
+	case protocolGRPCGo:
+		if (o.Transport != "" && o.Transport != transportH2C) || o.Stream || o.Leader {
+			return errGRPCGoOnly
+		}
 	default:
-		return fmt.Errorf("--protocol %q is not connect, grpc or grpcweb", o.Protocol)
+		return fmt.Errorf("--protocol %q is not connect, grpc, grpcweb or grpc-go", o.Protocol)
 	}
 	switch o.Transport {
 	case "", transportH2C:
@@ -85,7 +89,7 @@ func (o dialOptions) transport() string {
 	if o.Transport != "" {
 		return o.Transport
 	}
-	if client.Protocol(o.Protocol) == client.ProtocolGRPC {
+	if client.Protocol(o.Protocol) == client.ProtocolGRPC || o.Protocol == protocolGRPCGo {
 		return transportH2C
 	}
 	return transportHTTP1
@@ -95,6 +99,9 @@ func (o dialOptions) transport() string {
 // per endpoint (each with the others after it, for failover). closeAll
 // releases their connections.
 func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err error) {
+	if o.Protocol == protocolGRPCGo {
+		return newGRPCTargets(o)
+	}
 	var closers []func()
 	closeAll = func() {
 		for _, f := range closers {

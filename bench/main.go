@@ -7,6 +7,7 @@
 //	go run ./bench --endpoints 127.0.0.1:7070 --clients 64 --duration 10s
 //	go run ./bench --clients 16 --read-ratio 1 --preload --json
 //	go run ./bench ceiling --clients 64      # the RPC layer's own ceiling
+//	go run ./bench --protocol grpc-go --spread # a plain grpc-go client, as etcd's
 //
 // The measuring loop lives in bench/load, shared with bench/etcd, the same
 // generator for etcd. See bench/README.md.
@@ -53,7 +54,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"}, Usage: "kvd API addresses, comma-separated"},
 			&cli.BoolFlag{Name: "spread", Usage: "one client per endpoint, workers spread over them round-robin (like etcd's balancer); default: one client on the first endpoint, failing over to the next"},
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "consistency of gets: linearizable or serializable"},
-			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
+			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb (through kvd's Go client), or grpc-go (grpc-go's own transport and the generated stubs, one HTTP/2 connection per node, like etcd's client)"},
 			&cli.StringFlag{Name: "transport", Usage: "http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
@@ -175,6 +176,9 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	}
 	if err := o.validate(); err != nil {
 		return err
+	}
+	if o.Protocol == protocolGRPCGo && c.Int("watchers") > 0 {
+		return errGRPCGoOnly
 	}
 	if c.String("cacert") != "" || c.String("cert") != "" || c.String("key") != "" {
 		if o.TLS, err = client.TLSFromFiles(c.String("cacert"), c.String("cert"), c.String("key")); err != nil {

@@ -31,8 +31,11 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--key-size", "3"}, "--key-size (3) is too small for --keyspace (100000)"},
 		{[]string{"--plot", "out.png"}, `--plot "out.png": only .html is supported`},
 		{[]string{"--consistency", "strong"}, `--consistency "strong" is not linearizable or serializable`},
-		{[]string{"--protocol", "http"}, `--protocol "http" is not connect, grpc or grpcweb`},
+		{[]string{"--protocol", "http"}, `--protocol "http" is not connect, grpc, grpcweb or grpc-go`},
 		{[]string{"--protocol", "grpc", "--transport", "http1"}, "--transport http1 cannot carry --protocol grpc (gRPC needs HTTP/2): use h2c"},
+		{[]string{"--protocol", "grpc-go", "--stream"}, "--protocol grpc-go is plain stubs"},
+		{[]string{"--protocol", "grpc-go", "--transport", "http1"}, "not with --transport http1"},
+		{[]string{"--protocol", "grpc-go", "--watchers", "2"}, "--watchers"},
 		{[]string{"--transport", "quic"}, `--transport "quic" is not http1 or h2c`},
 		{[]string{"--endpoints", " , "}, "--endpoints is empty"},
 		{[]string{"--timeout", "0s"}, "--timeout (0s) must be > 0"},
@@ -63,7 +66,7 @@ func TestUnreachableEndpointFailsFast(t *testing.T) {
 
 func TestTransportDefaults(t *testing.T) {
 	for _, tc := range []struct{ protocol, transport, want string }{
-		{"connect", "", "http1"}, {"grpcweb", "", "http1"}, {"grpc", "", "h2c"}, {"connect", "h2c", "h2c"},
+		{"connect", "", "http1"}, {"grpcweb", "", "http1"}, {"grpc", "", "h2c"}, {"connect", "h2c", "h2c"}, {"grpc-go", "", "h2c"},
 	} {
 		o := dialOptions{Protocol: tc.protocol, Transport: tc.transport}
 		if got := o.transport(); got != tc.want {

@@ -59,6 +59,7 @@ func TestTLSFlags(t *testing.T) {
 		{[]string{"--transport", "h2c"}, "h2c+tls"},
 		{[]string{"--protocol", "grpc"}, "h2c+tls"},
 		{[]string{"--stream"}, "stream+tls"},
+		{[]string{"--protocol", "grpc-go", "--spread"}, "h2c+tls"},
 	} {
 		t.Run(tc.transport+strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"--endpoints", srv.Listener.Addr().String(), "--clients", "4", "--ops", "100",
