@@ -92,7 +92,9 @@ type Config struct {
 	// (kvd.v1.KV/Stream, HTTP/2; cleartext h2c for http://): calls made at
 	// the same time share messages and the server coalesces their writes
 	// into shared Raft entries, so a process with many concurrent callers
-	// gets far more throughput from the same CPU. Either way every call gets
+	// gets far more throughput from the same CPU; opening the stream costs
+	// the first call about 1 ms, so a program that makes one call and exits
+	// may prefer Unary. Either way every call gets
 	// its own result or error, with the same retry rules. ProtocolGRPCWeb
 	// cannot stream both ways and is always unary. Range, Watch and the
 	// Cluster and Maintenance calls are separate requests either way.
