@@ -18,8 +18,8 @@
 #   bash bench/ab.sh before=/tmp/kvd-before.bin after=/tmp/kvd-after.bin
 #
 # Environment: ROUNDS (3), DURATION (10s), WARMUP (2s), CLIENTS_PUT (64:
-# unary puts and puts over the stream), CLIENTS_GET (16: linearizable
-# gets), KEYSPACE (100000), KEY_SIZE (16), VALUE_SIZE (128); RESULTS=FILE
+# unary puts (--unary) and puts over the stream, the client's default),
+# CLIENTS_GET (16: linearizable gets, the client's default), KEYSPACE (100000), KEY_SIZE (16), VALUE_SIZE (128); RESULTS=FILE
 # copies the JSON lines there; KEEP=1 keeps the temp dir (node logs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -106,8 +106,8 @@ for round in $(seq 1 "$ROUNDS"); do
   # The order rotates by one build each round.
   k=$(((round - 1) % ${#names[@]}))
   order=("${names[@]:k}" "${names[@]:0:k}")
-  for name in "${order[@]}"; do run "$name" "put-$CLIENTS_PUT" "$round" --clients "$CLIENTS_PUT" "${common[@]}"; done
-  for name in "${order[@]}"; do run "$name" "put-stream-$CLIENTS_PUT" "$round" --stream --clients "$CLIENTS_PUT" "${common[@]}"; done
+  for name in "${order[@]}"; do run "$name" "put-$CLIENTS_PUT" "$round" --unary --clients "$CLIENTS_PUT" "${common[@]}"; done
+  for name in "${order[@]}"; do run "$name" "put-stream-$CLIENTS_PUT" "$round" --clients "$CLIENTS_PUT" "${common[@]}"; done
   for name in "${order[@]}"; do
     run "$name" "get-linearizable-$CLIENTS_GET" "$round" --clients "$CLIENTS_GET" --read-ratio 1 --consistency linearizable "${common[@]}"
   done

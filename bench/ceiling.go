@@ -32,7 +32,7 @@ func ceilingCommand(stdout, stderr io.Writer) *cli.Command {
 			"on one port) in this process. With --json it prints one JSON object per transport.",
 		Flags: append(loadFlags(),
 			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
-			&cli.StringFlag{Name: "transport", Value: "http1,h2c", Usage: "comma-separated transports to measure, one run each: http1, h2c, stream (KV/Stream, as bench --stream)"},
+			&cli.StringFlag{Name: "transport", Value: "http1,h2c", Usage: "comma-separated transports to measure, one run each: http1, h2c, stream (KV/Stream, the client's default; http1 and h2c are unary calls, as bench --unary)"},
 			&cli.IntFlag{Name: "compress-min-bytes", Value: -1, Usage: "the server gzips responses of at least this many bytes when the client accepts gzip; -1: Connect's default (every response), as kvd's server does today"},
 		),
 		Action: func(c *cli.Context) error { return runCeiling(c, stdout, stderr) },
@@ -51,9 +51,9 @@ func runCeiling(c *cli.Context, stdout, stderr io.Writer) error {
 	opts := make([]dialOptions, len(transports))
 	for i, tr := range transports {
 		opts[i] = dialOptions{Endpoints: []string{"127.0.0.1:1"}, Protocol: c.String("protocol"),
-			Transport: tr, Consistency: "serializable", Timeout: 5 * time.Second}
+			Transport: tr, Consistency: "serializable", Timeout: 5 * time.Second, Unary: true}
 		if tr == transportStream {
-			opts[i].Transport, opts[i].Stream = "", true
+			opts[i].Transport, opts[i].Unary = "", false
 		}
 		if err := opts[i].validate(); err != nil {
 			return err

@@ -42,7 +42,7 @@ func TestAgainstCluster(t *testing.T) {
 	if r.Ops <= 0 || r.Errors != 0 || r.OpsPerSec <= 0 || r.P50Ms <= 0 || r.MaxMs < r.P99Ms {
 		t.Fatalf("result %+v: want ops > 0, errors == 0 and sane percentiles (first error: %s)", r, r.FirstError)
 	}
-	if r.Mode != "kvd" || r.Op != "put" || r.Protocol != "connect" || r.Transport != "http1" || r.Target != c.Endpoint(0) {
+	if r.Mode != "kvd" || r.Op != "put" || r.Protocol != "connect" || r.Transport != "stream" || r.Target != c.Endpoint(0) {
 		t.Errorf("result labels %+v", r)
 	}
 	page, err := os.ReadFile(plot)
@@ -50,11 +50,11 @@ func TestAgainstCluster(t *testing.T) {
 		t.Errorf("plot: %v, %d bytes", err, len(page))
 	}
 
-	// Gets and puts, serializable, over gRPC: the keys written above are
-	// found (the keyspace is small).
+	// Gets and puts, serializable, unary over gRPC: the keys written above
+	// are found (the keyspace is small).
 	out, err = runApp(t, "--endpoints", c.Endpoint(0), "--clients", "4", "--ops", "300", "--warmup", "0s",
 		"--keyspace", "50", "--preload", "--read-ratio", "0.5", "--consistency", "serializable",
-		"--protocol", "grpc", "--spread", "--json")
+		"--protocol", "grpc", "--unary", "--spread", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +63,9 @@ func TestAgainstCluster(t *testing.T) {
 		t.Fatalf("mixed run: %+v (first error: %s)", r, r.FirstError)
 	}
 
-	// The same over the stream, linearizable, to the leader.
+	// The same over the stream (the default), linearizable, to the leader.
 	out, err = runApp(t, "--endpoints", c.Endpoint(0), "--clients", "8", "--ops", "400", "--warmup", "0s",
-		"--keyspace", "50", "--read-ratio", "0.5", "--stream", "--prefer-leader", "--json")
+		"--keyspace", "50", "--read-ratio", "0.5", "--prefer-leader", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

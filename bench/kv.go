@@ -33,7 +33,7 @@ type dialOptions struct {
 	Transport   string // transportHTTP1, transportH2C, or "" for the protocol's default
 	Consistency string // of gets: linearizable or serializable
 	Spread      bool
-	Stream      bool // calls go over client.Config.Stream
+	Unary       bool // client.Config.Unary: puts and gets as requests of their own, not over the stream
 	Leader      bool // client.Config.PreferLeader
 	Timeout     time.Duration
 	TLS         *tls.Config // client.Config.TLS (--cacert, --cert, --key); nil = plaintext
@@ -51,8 +51,12 @@ func (o dialOptions) validate() error {
 	}
 	switch client.Protocol(o.Protocol) {
 	case client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb:
+	case protocolGRPCGo:
+		if (o.Transport != "" && o.Transport != transportH2C) || o.Leader {
+			return errGRPCGoOnly
+		}
 	default:
-		return fmt.Errorf("--protocol %q is not connect, grpc or grpcweb", o.Protocol)
+		return fmt.Errorf("--protocol %q is not connect, grpc, grpcweb or grpc-go", o.Protocol)
 	}
 	switch o.Transport {
 	case "", transportH2C:
@@ -63,8 +67,9 @@ func (o dialOptions) validate() error {
 	default:
 		return fmt.Errorf("--transport %q is not http1 or h2c", o.Transport)
 	}
-	if o.Stream && (o.Transport == transportHTTP1 || client.Protocol(o.Protocol) == client.ProtocolGRPCWeb) {
-		return fmt.Errorf("--stream needs HTTP/2 and a protocol that streams both ways: use --protocol connect or grpc without --transport http1")
+	if o.Transport != "" && o.streams() {
+		return fmt.Errorf("--transport %s says how unary calls travel, but puts and gets go over the stream "+
+			"(one HTTP/2 stream per node, the client's default): add --unary", o.Transport)
 	}
 	switch o.Consistency {
 	case "linearizable", "serializable":
@@ -77,15 +82,22 @@ func (o dialOptions) validate() error {
 	return nil
 }
 
+// streams reports whether puts and gets go over the client's stream: its
+// default, unless --unary, gRPC-Web (which cannot stream both ways) or the
+// grpc-go client.
+func (o dialOptions) streams() bool {
+	return !o.Unary && client.Protocol(o.Protocol) != client.ProtocolGRPCWeb && o.Protocol != protocolGRPCGo
+}
+
 // transport is the transport in use, defaults resolved.
 func (o dialOptions) transport() string {
-	if o.Stream {
+	if o.streams() {
 		return transportStream
 	}
 	if o.Transport != "" {
 		return o.Transport
 	}
-	if client.Protocol(o.Protocol) == client.ProtocolGRPC {
+	if client.Protocol(o.Protocol) == client.ProtocolGRPC || o.Protocol == protocolGRPCGo {
 		return transportH2C
 	}
 	return transportHTTP1
@@ -95,6 +107,9 @@ func (o dialOptions) transport() string {
 // per endpoint (each with the others after it, for failover). closeAll
 // releases their connections.
 func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err error) {
+	if o.Protocol == protocolGRPCGo {
+		return newGRPCTargets(o)
+	}
 	var closers []func()
 	closeAll = func() {
 		for _, f := range closers {
@@ -107,11 +122,12 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 	}
 	for i := range n {
 		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
-		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Stream: o.Stream, PreferLeader: o.Leader}
-		// The client's own transport is HTTP/1.1 for connect and grpcweb and
-		// h2c (h2 by ALPN over TLS) for grpc; the other combination needs
-		// our own, which then carries the TLS settings.
-		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC && !o.Stream {
+		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Unary: o.Unary, PreferLeader: o.Leader}
+		// The client's own transport for unary calls is HTTP/1.1 for
+		// connect and grpcweb and h2c (h2 by ALPN over TLS) for grpc; the
+		// other combination needs our own, which then carries the TLS
+		// settings.
+		if o.transport() == transportH2C && cfg.Protocol != client.ProtocolGRPC {
 			t := h2cTransport(o.TLS)
 			cfg.HTTPClient = &http.Client{Transport: t}
 			closers = append(closers, t.CloseIdleConnections)

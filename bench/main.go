@@ -7,6 +7,7 @@
 //	go run ./bench --endpoints 127.0.0.1:7070 --clients 64 --duration 10s
 //	go run ./bench --clients 16 --read-ratio 1 --preload --json
 //	go run ./bench ceiling --clients 64      # the RPC layer's own ceiling
+//	go run ./bench --protocol grpc-go --spread # a plain grpc-go client, as etcd's
 //
 // The measuring loop lives in bench/load, shared with bench/etcd, the same
 // generator for etcd. See bench/README.md.
@@ -53,11 +54,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "endpoints", Value: "127.0.0.1:7070", EnvVars: []string{"KVCTL_ENDPOINTS"}, Usage: "kvd API addresses, comma-separated"},
 			&cli.BoolFlag{Name: "spread", Usage: "one client per endpoint, workers spread over them round-robin (like etcd's balancer); default: one client on the first endpoint, failing over to the next"},
 			&cli.StringFlag{Name: "consistency", Value: "linearizable", Usage: "consistency of gets: linearizable or serializable"},
-			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb"},
-			&cli.StringFlag{Name: "transport", Usage: "http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
+			&cli.StringFlag{Name: "protocol", Value: "connect", Usage: "connect, grpc or grpcweb (through kvd's Go client), or grpc-go (grpc-go's own transport and the generated stubs, one HTTP/2 connection per node, like etcd's client)"},
+			&cli.BoolFlag{Name: "unary", Usage: "send every put and get as a request of its own (client.Config.Unary); default: over one bidirectional stream per node (kvd.v1.KV/Stream, HTTP/2), the client's default, where concurrent calls share messages and Raft entries"},
+			&cli.StringFlag{Name: "transport", Usage: "with --unary: http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
-			&cli.BoolFlag{Name: "stream", Usage: "send every call over one bidirectional stream per client (kvd.v1.KV/Stream, HTTP/2), where concurrent calls share messages and Raft entries"},
 			&cli.IntFlag{Name: "watchers", Usage: "open `N` watches of the bench's keys (prefix \"k\") during the load, spread over every member of the cluster, and report events/s and the latency from a put's acknowledgement to its event"},
 			&cli.BoolFlag{Name: "watch-observers", Usage: "with --watchers: watch on the observers only (none: an error)"},
 			&cli.StringFlag{Name: "cacert", EnvVars: []string{"KVCTL_CACERT"}, Usage: "TLS: verify the nodes with the CA certificate in `FILE`; host:port endpoints then mean https"},
@@ -169,12 +170,15 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 		Transport:   c.String("transport"),
 		Consistency: c.String("consistency"),
 		Spread:      c.Bool("spread"),
-		Stream:      c.Bool("stream"),
+		Unary:       c.Bool("unary"),
 		Leader:      c.Bool("prefer-leader"),
 		Timeout:     c.Duration("timeout"),
 	}
 	if err := o.validate(); err != nil {
 		return err
+	}
+	if o.Protocol == protocolGRPCGo && c.Int("watchers") > 0 {
+		return errGRPCGoOnly
 	}
 	if c.String("cacert") != "" || c.String("cert") != "" || c.String("key") != "" {
 		if o.TLS, err = client.TLSFromFiles(c.String("cacert"), c.String("cert"), c.String("key")); err != nil {

@@ -31,8 +31,12 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--key-size", "3"}, "--key-size (3) is too small for --keyspace (100000)"},
 		{[]string{"--plot", "out.png"}, `--plot "out.png": only .html is supported`},
 		{[]string{"--consistency", "strong"}, `--consistency "strong" is not linearizable or serializable`},
-		{[]string{"--protocol", "http"}, `--protocol "http" is not connect, grpc or grpcweb`},
+		{[]string{"--protocol", "http"}, `--protocol "http" is not connect, grpc, grpcweb or grpc-go`},
 		{[]string{"--protocol", "grpc", "--transport", "http1"}, "--transport http1 cannot carry --protocol grpc (gRPC needs HTTP/2): use h2c"},
+		{[]string{"--protocol", "grpc-go", "--prefer-leader"}, "--protocol grpc-go is plain stubs"},
+		{[]string{"--transport", "h2c"}, "--transport h2c says how unary calls travel, but puts and gets go over the stream (one HTTP/2 stream per node, the client's default): add --unary"},
+		{[]string{"--protocol", "grpc-go", "--transport", "http1"}, "not with --transport http1"},
+		{[]string{"--protocol", "grpc-go", "--watchers", "2"}, "--watchers"},
 		{[]string{"--transport", "quic"}, `--transport "quic" is not http1 or h2c`},
 		{[]string{"--endpoints", " , "}, "--endpoints is empty"},
 		{[]string{"--timeout", "0s"}, "--timeout (0s) must be > 0"},
@@ -62,10 +66,16 @@ func TestUnreachableEndpointFailsFast(t *testing.T) {
 }
 
 func TestTransportDefaults(t *testing.T) {
+	if got := (dialOptions{Protocol: "connect"}).transport(); got != transportStream {
+		t.Errorf("default transport %s, want the stream", got)
+	}
+	if got := (dialOptions{Protocol: "grpcweb"}).transport(); got != transportHTTP1 {
+		t.Errorf("grpcweb without --unary: %s, want http1 (gRPC-Web cannot stream both ways)", got)
+	}
 	for _, tc := range []struct{ protocol, transport, want string }{
-		{"connect", "", "http1"}, {"grpcweb", "", "http1"}, {"grpc", "", "h2c"}, {"connect", "h2c", "h2c"},
+		{"connect", "", "http1"}, {"grpcweb", "", "http1"}, {"grpc", "", "h2c"}, {"connect", "h2c", "h2c"}, {"grpc-go", "", "h2c"},
 	} {
-		o := dialOptions{Protocol: tc.protocol, Transport: tc.transport}
+		o := dialOptions{Protocol: tc.protocol, Transport: tc.transport, Unary: true}
 		if got := o.transport(); got != tc.want {
 			t.Errorf("%s with transport %q: %s, want %s", tc.protocol, tc.transport, got, tc.want)
 		}

@@ -9,9 +9,19 @@
 #   REPEAT=3 bash bench/run-cluster.sh        # on a shared machine: medians
 #   TLS=1 bash bench/run-cluster.sh           # also puts over TLS, side by side
 #
+# kvd is driven three ways beside etcd: by bench with the Go client's
+# defaults (Put and Get over one KV/Stream per node), with --unary (one
+# request per call), and with --protocol grpc-go (grpc-go's own transport
+# and the generated stubs, one HTTP/2 connection per node, like etcd's
+# client); each is a row of its own with the etcd ratio.
+#
 # Environment: DURATION (each measured run, default 5s), WARMUP (1s),
-# CLIENTS_PUT ("1 16 64"), CLIENTS_GET (16), CLIENTS_CEILING (64),
-# CLIENTS_STREAM (64: kvd puts over client.Config.Stream; "" skips them),
+# CLIENTS_PUT ("1 16 64": puts, default client and --unary), CLIENTS_GET
+# (16: linearizable and serializable gets), CLIENTS_CEILING (64),
+# CLIENTS_STREAM (64: kvd puts over the stream with --prefer-leader, all
+# to the leader; "" skips them), UNARY (1; 0 skips the --unary puts),
+# CLIENTS_GRPCGO ("1 64": grpc-go puts; "" skips them), GRPCGO_GETS (1;
+# 0 skips the grpc-go gets),
 # KEYSPACE (100000), KEY_SIZE (16), VALUE_SIZE (128), ETCD (auto|0|1),
 # REPEAT (1: rounds of the ceiling, puts and gets, kvd and etcd taking turns
 # to go first; the table shows each workload's median kvd run beside the
@@ -42,6 +52,9 @@ CLIENTS_PUT=${CLIENTS_PUT:-"1 16 64"}
 CLIENTS_GET=${CLIENTS_GET:-16}
 CLIENTS_CEILING=${CLIENTS_CEILING:-64}
 CLIENTS_STREAM=${CLIENTS_STREAM:-64}
+UNARY=${UNARY:-1}
+CLIENTS_GRPCGO=${CLIENTS_GRPCGO-"1 64"}
+GRPCGO_GETS=${GRPCGO_GETS:-1}
 KEYSPACE=${KEYSPACE:-100000}
 KEY_SIZE=${KEY_SIZE:-16}
 VALUE_SIZE=${VALUE_SIZE:-128}
@@ -56,7 +69,7 @@ OBSERVERS=${OBSERVERS:-2}
 WATCH_ONLY=${WATCH_ONLY:-0}
 if [ "$WATCH_ONLY" = 1 ]; then
   [ "$WATCHERS" -gt 0 ] || { echo "WATCH_ONLY=1 needs WATCHERS=N" >&2; exit 1; }
-  CLIENTS_PUT="" CLIENTS_STREAM=""
+  CLIENTS_PUT="" CLIENTS_STREAM="" CLIENTS_GRPCGO=""
 fi
 if [ "$WATCHERS" -gt 0 ]; then
   # The watch runs include the puts at CLIENTS_WATCH without watchers.
@@ -143,8 +156,12 @@ build_etcd_bench
 
 cpu_mark
 systems=(kvd) ready=()
-declare -A eps node_pids benches
+declare -A eps node_pids benches extra
 benches[kvd]=$bench
+# Other clients of the kvd cluster, run like systems of their own (run_bench
+# adds their flags); they are not in systems: they have no nodes.
+benches[kvd-unary]=$bench extra[kvd-unary]=--unary
+benches[grpc-go]=$bench extra[grpc-go]="--protocol grpc-go"
 base=$(pick_ports 6)
 members=""
 for i in 1 2 3; do
@@ -153,6 +170,7 @@ for i in 1 2 3; do
   ready+=("http://127.0.0.1:$((base - 1 + i))/readyz")
 done
 log "kvd: 3 nodes, API ${eps[kvd]}"
+eps[kvd-unary]=${eps[kvd]} eps[grpc-go]=${eps[kvd]}
 for i in 1 2 3; do
   "$work/bin/kvd" --node-id "$i" --data-dir "$work/kvd/n$i" --listen "127.0.0.1:$((base - 1 + i))" \
     --raft-addr "127.0.0.1:$((base + 2 + i))" --initial-members "$members" --log-level warn \
@@ -234,18 +252,39 @@ rss_note() {
   done
 }
 
-# run_bench SYS ARGS...: the system's load generator; for kvd-tls with the
-# cluster CA and bench's client certificate (through bench's environment
-# variables, so that no flag reaches etcd-bench).
+# run_bench SYS ARGS...: the system's load generator, with its extra
+# flags; for kvd-tls with the cluster CA and bench's client certificate
+# (through bench's environment variables, so that no flag reaches
+# etcd-bench).
 run_bench() {
   local sys=$1
   shift
+  # shellcheck disable=SC2206 # the extra flags are words
+  local flags=(${extra[$sys]:-})
   if [ "$sys" = kvd-tls ]; then
     KVCTL_CACERT="$tls_dir/ca.crt" KVCTL_CERT="$tls_dir/bench.crt" KVCTL_KEY="$tls_dir/bench.key" \
       "${benches[$sys]}" "$@"
   else
-    "${benches[$sys]}" "$@"
+    "${benches[$sys]}" "${flags[@]}" "$@"
   fi
+}
+
+# with_clients ORDER CLIENT...: ORDER with the other kvd clients right
+# after kvd (right before it in the reversed rounds, so that each run is
+# next to its etcd run in every other round).
+with_clients() {
+  local base=$1 sys out=""
+  shift
+  for sys in $base; do
+    if [ "$sys" != kvd ]; then
+      out+=" $sys"
+    elif [ $((round % 2)) = 0 ]; then
+      out+=" $(printf '%s\n' "$@" | tac | paste -sd' ') kvd"
+    else
+      out+=" kvd $*"
+    fi
+  done
+  echo $out
 }
 
 # each NAME ARGS...: runs the workload on every system in $order, one
@@ -322,19 +361,23 @@ for round in $(seq 1 "$REPEAT"); do
     "$bench" ceiling --clients "$CLIENTS_CEILING" --transport http1,h2c,stream --label "round=$round" "${common[@]}" >>"$work/results.jsonl"
   fi
   if [ "$WATCHERS" -gt 0 ]; then watch_round; fi
-  for c in $CLIENTS_PUT; do
-    if [ "$TLS" = 1 ] && [ "$c" = "$CLIENTS_TLS" ]; then
-      plain_order=$order order=$all
-      each "puts, $c clients, $DURATION, with and without TLS" --clients "$c" "${common[@]}"
-      order=$plain_order
-    else
-      each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
-    fi
+  plain_order=$order
+  # puts: the default client (the stream), --unary and grpc-go (at their
+  # client counts) and etcd, then the same with the next client count.
+  for c in $(printf '%s\n' $CLIENTS_PUT $CLIENTS_GRPCGO | sort -nu); do
+    others=() with_kvd=0
+    case " $CLIENTS_PUT " in *" $c "*) with_kvd=1; if [ "$UNARY" = 1 ]; then others+=(kvd-unary); fi ;; esac
+    case " $CLIENTS_GRPCGO " in *" $c "*) others+=(grpc-go) ;; esac
+    puts_order=$plain_order
+    if [ "$TLS" = 1 ] && [ "$c" = "$CLIENTS_TLS" ]; then puts_order=$all; fi
+    order=$(with_clients "$puts_order" "${others[@]}")
+    if [ $with_kvd = 0 ]; then order=$(printf '%s\n' $order | grep -vx 'kvd\|kvd-tls' | paste -sd' '); fi
+    each "puts, $c clients, $DURATION" --clients "$c" "${common[@]}"
   done
+  order=$plain_order
   for c in $CLIENTS_STREAM; do
-    log "round $round, kvd: puts over the stream, $c clients, $DURATION: one client per node, then one client to the leader"
-    "$bench" --endpoints "${eps[kvd]}" --spread --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
-    "$bench" --endpoints "${eps[kvd]}" --prefer-leader --stream --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
+    log "round $round, kvd: puts over the stream, $c clients, $DURATION, one client to the leader"
+    "$bench" --endpoints "${eps[kvd]}" --prefer-leader --label "round=$round" --clients "$c" "${common[@]}" >>"$work/results.jsonl"
   done
   if [ "$WATCH_ONLY" = 1 ]; then continue; fi
   if [ "$round" = 1 ]; then
@@ -343,8 +386,12 @@ for round in $(seq 1 "$REPEAT"); do
       --clients 64 --ops "$KEYSPACE" --warmup 0s --key-dist sequential \
       --keyspace "$KEYSPACE" --key-size "$KEY_SIZE" --value-size "$VALUE_SIZE" --json
   fi
+  if [ "$GRPCGO_GETS" = 1 ]; then order=$(with_clients "$plain_order" grpc-go); fi
   each "linearizable gets, $CLIENTS_GET clients, $DURATION" \
     --clients "$CLIENTS_GET" --read-ratio 1 --consistency linearizable "${common[@]}"
+  each "serializable gets, $CLIENTS_GET clients, $DURATION" \
+    --clients "$CLIENTS_GET" --read-ratio 1 --consistency serializable "${common[@]}"
+  order=$plain_order
 done
 
 stop_pids "${pids[@]}"

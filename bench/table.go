@@ -101,6 +101,9 @@ func opLabel(r *load.Result) string {
 	transport, leader := strings.CutSuffix(r.Transport, leaderSuffix)
 	transport, overTLS := strings.CutSuffix(transport, tlsSuffix)
 	var notes []string
+	if r.Protocol == protocolGRPCGo {
+		notes = append(notes, protocolGRPCGo)
+	}
 	if overTLS {
 		notes = append(notes, "TLS")
 	}

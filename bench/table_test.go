@@ -236,3 +236,45 @@ func TestWriteWatchTable(t *testing.T) {
 		}
 	}
 }
+
+// grpc-go runs are rows of their own beside the Go client's, each with
+// etcd's figures for the same workload; serializable gets pair with etcd's
+// serializable gets.
+func TestWriteTableGRPCGoRows(t *testing.T) {
+	grpcGo := func(op string, clients int, ops float64, consistency string) load.Result {
+		r := res("kvd", op, clients, ops, 1, 2)
+		r.Protocol, r.Transport = protocolGRPCGo, transportH2C
+		if consistency != "" {
+			r.Consistency = consistency
+		}
+		return r
+	}
+	etcdSer := res("etcd", "get", 16, 8000, 1, 2)
+	etcdSer.Consistency = "serializable"
+	results := []load.Result{
+		res("kvd", "put", 64, 9000, 5, 9),
+		grpcGo("put", 64, 6000, ""),
+		grpcGo("get", 16, 12000, "linearizable"),
+		grpcGo("get", 16, 16000, "serializable"),
+		res("etcd", "put", 64, 5000, 8, 20),
+		res("etcd", "get", 16, 10000, 1, 2),
+		etcdSer,
+	}
+	var b strings.Builder
+	if err := writeTable(&b, results, false); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(b.String(), "\n")
+	for i, want := range [][]string{
+		{"put", "9000", "5000", "1.80×"},
+		{"put (grpc-go)", "6000", "5000", "1.20×"},
+		{"get lin (grpc-go)", "12000", "10000", "1.20×"},
+		{"get ser (grpc-go)", "16000", "8000", "2.00×"},
+	} {
+		for _, f := range want {
+			if !strings.Contains(lines[i+1], f) {
+				t.Errorf("row %d lacks %q:\n%s", i+1, f, b.String())
+			}
+		}
+	}
+}

@@ -55,10 +55,11 @@ func TestTLSFlags(t *testing.T) {
 		args      []string
 		transport string
 	}{
-		{nil, "http1+tls"},
-		{[]string{"--transport", "h2c"}, "h2c+tls"},
-		{[]string{"--protocol", "grpc"}, "h2c+tls"},
-		{[]string{"--stream"}, "stream+tls"},
+		{[]string{"--unary"}, "http1+tls"},
+		{[]string{"--unary", "--transport", "h2c"}, "h2c+tls"},
+		{[]string{"--unary", "--protocol", "grpc"}, "h2c+tls"},
+		{nil, "stream+tls"},
+		{[]string{"--protocol", "grpc-go", "--spread"}, "h2c+tls"},
 	} {
 		t.Run(tc.transport+strings.Join(tc.args, " "), func(t *testing.T) {
 			args := append([]string{"--endpoints", srv.Listener.Addr().String(), "--clients", "4", "--ops", "100",

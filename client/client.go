@@ -38,7 +38,7 @@ type endpoint struct {
 	cluster kvdv1connect.ClusterClient
 
 	mu     sync.Mutex
-	stream *stream // with Config.Stream: the live stream, opened on first use
+	stream *stream // unless Config.Unary: the live stream, opened on first use
 }
 
 // liveStream returns the endpoint's stream, opening a new one if there is
@@ -225,22 +225,19 @@ func protocolOptions(p Protocol) []connect.ClientOption {
 	return nil
 }
 
-// newTransport returns the transport for cfg. Connect and gRPC-Web use
-// HTTP/1.1 with a large keep-alive pool, so many concurrent calls to one
-// node reuse connections. gRPC needs HTTP/2: cleartext with prior knowledge
-// (h2c) for http:// endpoints, TLS with ALPN for https://; Go's net/http
-// does both since 1.24, so golang.org/x/net/http2 is not needed. HTTP/2
-// pings detect a dead node that holds the single multiplexed connection.
-// Config.Stream needs HTTP/2 too, whatever the protocol.
+// newTransport returns the transport for cfg. The stream (the default for
+// Put, Get, Delete and Txn) and gRPC need HTTP/2: cleartext with prior
+// knowledge (h2c) for http:// endpoints, TLS with ALPN for https://; Go's
+// net/http does both since 1.24, so golang.org/x/net/http2 is not needed.
+// HTTP/2 pings detect a dead node that holds the single multiplexed
+// connection. Every other call of such a client shares that connection.
 //
-// Over TLS, Connect and gRPC-Web stay on the HTTP/1.1 pool (ALPN offers
-// only http/1.1). Each pooled connection pays one handshake when it is
-// opened and none after, and each carries its own encryption on its own
-// server goroutine, so many concurrent calls spread their crypto over the
-// server's cores; one HTTP/2 connection would push every byte through one
-// connection's read loop. It also keeps a TLS cluster's figures comparable
-// with a plaintext one's: only the encryption differs. Calls that want one
-// multiplexed connection set Stream (or ProtocolGRPC), which use h2.
+// Unary Connect and gRPC-Web calls (Config.Unary, ProtocolGRPCWeb) use
+// HTTP/1.1 with a large keep-alive pool, so many concurrent calls to one
+// node reuse connections, over TLS too (ALPN then offers only http/1.1):
+// each pooled connection pays one handshake when it is opened and none
+// after, and each carries its own encryption on its own server goroutine,
+// so many concurrent calls spread their crypto over the server's cores.
 //
 // No proxy is used: a database client should not follow HTTP_PROXY.
 func newTransport(cfg Config) *http.Transport {
@@ -257,7 +254,7 @@ func newTransport(cfg Config) *http.Transport {
 		// Cloned: the transport sets NextProtos (ALPN) on its copy.
 		t.TLSClientConfig = cfg.TLS.Clone()
 	}
-	if cfg.Protocol == ProtocolGRPC || cfg.Stream {
+	if cfg.Protocol == ProtocolGRPC || cfg.streams() {
 		t.Protocols.SetHTTP2(true)
 		t.Protocols.SetUnencryptedHTTP2(cfg.TLS == nil)
 		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}

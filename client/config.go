@@ -14,14 +14,16 @@ import (
 type Protocol string
 
 const (
-	// ProtocolConnect is the Connect protocol over HTTP/1.1 (the default): a
-	// pool of keep-alive connections, which spreads load well across a
-	// server's cores and needs no HTTP/2.
+	// ProtocolConnect is the Connect protocol (the default): over HTTP/2
+	// (cleartext h2c for http:// endpoints), or with Config.Unary over a
+	// pool of keep-alive HTTP/1.1 connections, which spreads unary calls
+	// well across a server's cores.
 	ProtocolConnect Protocol = "connect"
 	// ProtocolGRPC is gRPC over HTTP/2; for http:// endpoints, cleartext
 	// HTTP/2 with prior knowledge (h2c).
 	ProtocolGRPC Protocol = "grpc"
-	// ProtocolGRPCWeb is gRPC-Web over HTTP/1.1.
+	// ProtocolGRPCWeb is gRPC-Web over HTTP/1.1. It cannot stream both
+	// ways, so its calls are always unary (as with Config.Unary).
 	ProtocolGRPCWeb Protocol = "grpcweb"
 )
 
@@ -73,8 +75,9 @@ type Config struct {
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
 	// HTTPClient, if set, is used instead of the client's own transport (for
-	// proxies or tests; for TLS, set TLS instead). It must speak HTTP/2 for
-	// ProtocolGRPC.
+	// proxies or tests; for TLS, set TLS instead). It must speak HTTP/2
+	// unless every call is unary (Unary, or ProtocolGRPCWeb) and the
+	// protocol is not ProtocolGRPC.
 	// Close does not close its connections.
 	HTTPClient *http.Client
 	// JoinSecret is the cluster's join secret (kvd --join-secret), needed for
@@ -83,15 +86,19 @@ type Config struct {
 	// call, so use https:// endpoints on an untrusted network. The client
 	// never logs it or puts it in an error message.
 	JoinSecret string
-	// Stream sends Put, Get, Delete and Txn over one bidirectional stream
-	// per endpoint (kvd.v1.KV/Stream, HTTP/2; cleartext h2c for http://)
-	// instead of one HTTP request each. Calls made at the same time travel
-	// in shared messages and the server coalesces their writes into shared
-	// Raft entries, so a process with many concurrent callers gets far more
-	// throughput from the same CPU. Every call still gets its own result or
-	// error, with the same retry rules. Not with ProtocolGRPCWeb; an
-	// HTTPClient given must speak HTTP/2.
-	Stream bool
+	// Unary sends Put, Get, Delete and Txn as one HTTP request each, over a
+	// pool of keep-alive HTTP/1.1 connections for ProtocolConnect. By
+	// default they travel over one bidirectional stream per endpoint
+	// (kvd.v1.KV/Stream, HTTP/2; cleartext h2c for http://): calls made at
+	// the same time share messages and the server coalesces their writes
+	// into shared Raft entries, so a process with many concurrent callers
+	// gets far more throughput from the same CPU; opening the stream costs
+	// the first call about 1 ms, so a program that makes one call and exits
+	// may prefer Unary. Either way every call gets
+	// its own result or error, with the same retry rules. ProtocolGRPCWeb
+	// cannot stream both ways and is always unary. Range, Watch and the
+	// Cluster and Maintenance calls are separate requests either way.
+	Unary bool
 	// PreferLeader: before its first call, and again after each failover,
 	// the client asks for the leader and, if the leader's API address is
 	// one of Endpoints, sends its calls there. Writes then skip a
@@ -180,8 +187,8 @@ func (c Config) validateEndpoints() error {
 	return nil
 }
 
-// validateTransport: TLS or an HTTP client of one's own, a known protocol,
-// and one that streams both ways under Config.Stream.
+// validateTransport: TLS or an HTTP client of one's own, and a known
+// protocol.
 func (c Config) validateTransport() error {
 	if c.TLS != nil && c.HTTPClient != nil {
 		return fmt.Errorf("client: Config.TLS and Config.HTTPClient are both set: put the TLS settings " +
@@ -193,11 +200,14 @@ func (c Config) validateTransport() error {
 		return fmt.Errorf("client: Config.Protocol %q is not one of %q, %q, %q",
 			c.Protocol, ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
 	}
-	if c.Stream && c.Protocol == ProtocolGRPCWeb {
-		return fmt.Errorf("client: Config.Stream needs a protocol that can stream both ways: use %q or %q, not %q",
-			ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb)
-	}
 	return nil
+}
+
+// streams reports whether Put, Get, Delete and Txn go over the
+// per-endpoint stream: unless Unary is set or the protocol cannot stream
+// both ways (gRPC-Web).
+func (c Config) streams() bool {
+	return !c.Unary && c.Protocol != ProtocolGRPCWeb
 }
 
 // validateDurations: timeouts, attempts and backoff, after defaults.

@@ -126,26 +126,36 @@
 //
 // # Protocols
 //
-// ProtocolConnect (default) and ProtocolGRPCWeb use HTTP/1.1 with a large
-// keep-alive pool, over TLS too; ProtocolGRPC uses HTTP/2, cleartext (h2c)
-// for http:// endpoints and by ALPN over TLS. Raw gives the generated Connect clients of any endpoint, for
-// calls to one particular node.
+// ProtocolConnect (default) and ProtocolGRPC go over HTTP/2: cleartext
+// (h2c) for http:// endpoints, by ALPN over TLS. ProtocolGRPCWeb uses
+// HTTP/1.1 and is always unary (it cannot stream both ways). Raw gives the
+// generated Connect clients of any endpoint, for calls to one particular
+// node.
 //
-// # Many concurrent calls: the stream
+// # The stream (the default) and unary calls
 //
-// A process with many goroutines calling kvd at once should set Stream:
-//
-//	c, err := client.New(client.Config{Endpoints: eps, Stream: true, PreferLeader: true})
-//
-// Put, Get, Delete and Txn then travel over one bidirectional stream per
-// endpoint (HTTP/2). Calls made while earlier ones are in flight leave
-// together in one message, and the server puts their writes into shared
-// Raft entries, so the same cores carry about twice the puts of unary calls
-// (bench/README.md). Each call keeps its own result, error and retry rules;
-// if the stream breaks, calls already sent fail (a write's outcome is then
-// unknown) and the next call opens a new stream. A node bounds the bytes of
+// Put, Get, Delete and Txn travel over one bidirectional stream per
+// endpoint (kvd.v1.KV/Stream, HTTP/2), opened by the first call there. Calls
+// made while earlier ones are in flight leave together in one message, and
+// the server puts their writes into shared Raft entries, so the same cores
+// carry about twice the puts of unary calls (bench/README.md), and a lone
+// call on an open stream costs what a unary one does. Opening the stream
+// costs the first call about 1 ms more, so a program that makes one call
+// and exits (kvctl) sets Unary. Each call keeps its own result, error
+// and retry rules; if the stream breaks, calls already sent fail (a write's
+// outcome is then unknown), calls not yet sent are retried like a failed
+// dial, and the next call opens a new stream. A node bounds the bytes of
 // answers in flight per stream (16 MiB of large values); Gets of large
 // values beyond that in one message come back ResourceExhausted and are
-// read again with a unary Get, so callers see only their value. PreferLeader
-// sends calls to the leader, sparing writes the follower's forwarding hop.
+// read again with a unary Get, so callers see only their value.
+// PreferLeader sends calls to the leader, sparing writes the follower's
+// forwarding hop:
+//
+//	c, err := client.New(client.Config{Endpoints: eps, PreferLeader: true})
+//
+// Unary sends each call as a request of its own instead; for
+// ProtocolConnect over a pool of keep-alive HTTP/1.1 connections, over TLS
+// too, for a path without HTTP/2 (an HTTP/1.1 proxy):
+//
+//	c, err := client.New(client.Config{Endpoints: eps, Unary: true})
 package client

@@ -200,9 +200,16 @@ func (n *fakeNode) setHijack(on bool) {
 	n.mu.Unlock()
 }
 
-// always returns a fail func answering every call with code.
+// always returns a fail func answering every call with code; calls in a
+// KV/Stream get it as their result (the stream itself stays up, as kvd's
+// does: breaking it is asked for by name, "StreamMessage").
 func always(code connect.Code) func(string) error {
-	return func(string) error { return connect.NewError(code, errors.New("injected "+code.String())) }
+	return func(proc string) error {
+		if proc == "StreamMessage" {
+			return nil
+		}
+		return connect.NewError(code, errors.New("injected "+code.String()))
+	}
 }
 
 func (n *fakeNode) enter(ctx context.Context, proc string) error {
@@ -215,7 +222,7 @@ func (n *fakeNode) enter(ctx context.Context, proc string) error {
 			return err
 		}
 	}
-	if delay > 0 {
+	if delay > 0 && proc != "StreamMessage" { // delays are per call, as with always
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():

@@ -84,7 +84,7 @@ func (c *Client) Put(ctx context.Context, key, value []byte, opts ...WriteOption
 	req := &kvdv1.PutRequest{Key: key, Value: value, IfModRevision: o.ifModRevision}
 	return do(ctx, c, call{op: opPut, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (PutResult, error) {
-			if c.cfg.Stream {
+			if c.cfg.streams() {
 				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Put{Put: req}}, key)
 				if err != nil {
 					return PutResult{}, err
@@ -108,7 +108,7 @@ func (c *Client) Get(ctx context.Context, key []byte, opts ...ReadOption) (*KeyV
 	req := &kvdv1.GetRequest{Key: key, Consistency: consistency(o.serializable)}
 	return do(ctx, c, call{op: opGet, key: key},
 		func(ctx context.Context, ep *endpoint) (*KeyValue, error) {
-			if c.cfg.Stream {
+			if c.cfg.streams() {
 				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Get{Get: req}}, key)
 				if err == nil {
 					kv := fromProto(r.GetGet().GetKv())
@@ -138,7 +138,7 @@ func (c *Client) Delete(ctx context.Context, key []byte, opts ...WriteOption) (D
 	req := &kvdv1.DeleteRequest{Key: key, IfModRevision: o.ifModRevision}
 	return do(ctx, c, call{op: opDelete, key: key, write: true},
 		func(ctx context.Context, ep *endpoint) (DeleteResult, error) {
-			if c.cfg.Stream {
+			if c.cfg.streams() {
 				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Delete{Delete: req}}, key)
 				if err != nil {
 					return DeleteResult{}, err
@@ -297,7 +297,7 @@ func (c *Client) Txn(ctx context.Context, compares []Compare, ops []Op) (TxnResu
 	}
 	return do(ctx, c, call{op: opTxn, write: true},
 		func(ctx context.Context, ep *endpoint) (TxnResult, error) {
-			if c.cfg.Stream {
+			if c.cfg.streams() {
 				r, err := ep.liveStream().do(ctx, &kvdv1.StreamCall{Request: &kvdv1.StreamCall_Txn{Txn: req}}, nil)
 				if err != nil {
 					return TxnResult{}, err

@@ -39,7 +39,12 @@ func startSilentNode(t *testing.T, n *silentNode) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(kvdv1connect.NewClusterHandler(n))
-	srv := httptest.NewServer(mux)
+	// HTTP/1.1 and h2c, like kvd: the client's default transport is h2c.
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
 }

@@ -15,7 +15,6 @@ import (
 
 func newStreamClient(t *testing.T, cfg Config) *Client {
 	t.Helper()
-	cfg.Stream = true
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

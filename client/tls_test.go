@@ -76,22 +76,22 @@ func clientTLS(t *testing.T, ca, cert, key string) *tls.Config {
 	return cfg
 }
 
-// Every protocol, with and without the stream and leader preference, works
-// over mutual TLS with bare host:port endpoints; gRPC and the stream
-// negotiate HTTP/2 by ALPN, Connect and gRPC-Web stay on HTTP/1.1.
+// Every protocol, over the stream (the default) and unary, with leader
+// preference, works over mutual TLS with bare host:port endpoints; gRPC and
+// the stream negotiate HTTP/2 by ALPN, unary Connect and gRPC-Web (always
+// unary) stay on HTTP/1.1.
 func TestTLSEveryProtocol(t *testing.T) {
 	p := newPKI(t)
 	tlsCfg := clientTLS(t, p.ca, p.cert, p.key)
 	for _, proto := range []Protocol{ProtocolConnect, ProtocolGRPC, ProtocolGRPCWeb} {
-		for _, stream := range []bool{false, true} {
-			if stream && proto == ProtocolGRPCWeb {
-				continue
-			}
-			t.Run(fmt.Sprintf("%s/stream=%t", proto, stream), func(t *testing.T) {
+		for _, unary := range []bool{false, true} {
+			// gRPC-Web cannot stream both ways: it is unary either way.
+			stream := !unary && proto != ProtocolGRPCWeb
+			t.Run(fmt.Sprintf("%s/unary=%t", proto, unary), func(t *testing.T) {
 				follower := startFakeNode(t, 2, p.server(true))
 				leader := startFakeNode(t, 1, p.server(true)) // fakeNode 1 says it is the leader
 				c, err := New(Config{Endpoints: []string{follower.addr, leader.addr}, TLS: tlsCfg,
-					Protocol: proto, Stream: stream, PreferLeader: true})
+					Protocol: proto, Unary: unary, PreferLeader: true})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -114,6 +114,9 @@ func TestTLSEveryProtocol(t *testing.T) {
 				want := "HTTP/1.1"
 				if proto == ProtocolGRPC || stream {
 					want = "HTTP/2.0"
+				}
+				if got, want := leader.Calls("Stream"), map[bool]int{true: 1}[stream]; got != want {
+					t.Errorf("%d streams opened, want %d", got, want)
 				}
 				leader.mu.Lock()
 				defer leader.mu.Unlock()
@@ -170,17 +173,17 @@ func TestTLSMisconfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, mode := range []struct {
-			proto  Protocol
-			stream bool
-		}{{ProtocolConnect, false}, {ProtocolGRPC, false}, {ProtocolGRPCWeb, false}, {ProtocolConnect, true}} {
-			t.Run(fmt.Sprintf("%s/%s/stream=%t", tt.name, mode.proto, mode.stream), func(t *testing.T) {
+			proto Protocol
+			unary bool
+		}{{ProtocolConnect, true}, {ProtocolGRPC, true}, {ProtocolGRPCWeb, false}, {ProtocolConnect, false}, {ProtocolGRPC, false}} {
+			t.Run(fmt.Sprintf("%s/%s/unary=%t", tt.name, mode.proto, mode.unary), func(t *testing.T) {
 				n := startFakeNode(t, 1, tt.serverTLS)
 				ep := n.addr
 				if tt.ep != nil {
 					ep = tt.ep(n.addr)
 				}
 				c, err := New(Config{Endpoints: []string{ep}, TLS: tt.clientTLS, Protocol: mode.proto,
-					Stream: mode.stream, BackoffBase: time.Millisecond})
+					Unary: mode.unary, BackoffBase: time.Millisecond})
 				if err != nil {
 					t.Fatal(err)
 				}

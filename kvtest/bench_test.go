@@ -52,7 +52,7 @@ func BenchmarkPropose3Node(b *testing.B) {
 // included.
 func BenchmarkPut3NodeConnect(b *testing.B) {
 	c := kvtest.NewCluster(b, 3)
-	cl, err := client.New(client.Config{Endpoints: []string{c.Endpoint(c.Leader())}})
+	cl, err := client.New(client.Config{Endpoints: []string{c.Endpoint(c.Leader())}, Unary: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestClientReadsLargeValuesPastTheCaps(t *testing.T) {
 	c := kvtest.NewCluster(t, 1)
 	ctx := context.Background()
 	// Generous attempts: under -race, gzip of 16 MiB responses takes seconds.
-	cl, err := client.New(client.Config{Endpoints: c.Endpoints(), Stream: true, RequestTimeout: time.Minute})
+	cl, err := client.New(client.Config{Endpoints: c.Endpoints(), RequestTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

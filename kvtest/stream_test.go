@@ -21,7 +21,7 @@ import (
 
 func streamClient(t *testing.T, endpoints []string, protocol client.Protocol) *client.Client {
 	t.Helper()
-	cl, err := client.New(client.Config{Endpoints: endpoints, Protocol: protocol, Stream: true})
+	cl, err := client.New(client.Config{Endpoints: endpoints, Protocol: protocol})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestPreferLeader(t *testing.T) {
 		}
 	}
 	eps = append(eps, leader)
-	cl, err := client.New(client.Config{Endpoints: eps, PreferLeader: true, Stream: true})
+	cl, err := client.New(client.Config{Endpoints: eps, PreferLeader: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestStreamNodeStopsMidFlight(t *testing.T) {
 			eps = append(eps, c.Endpoint(i))
 		}
 	}
-	cl, err := client.New(client.Config{Endpoints: eps, Stream: true, RequestTimeout: 2 * time.Second})
+	cl, err := client.New(client.Config{Endpoints: eps, RequestTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -228,6 +228,11 @@ func withClient(c *cli.Context, fn func(ctx context.Context, cl *client.Client) 
 		// client's default, so that a hung node leaves time to fail over
 		// when --timeout is long.
 		RequestTimeout: min(timeout, client.DefaultRequestTimeout),
+		// A command makes one call or a few in a row: a stream (the
+		// client's default) would be opened for one call, which costs a
+		// one-shot put about 1 ms more than a unary call
+		// (bench/results/grpcbench.md).
+		Unary: true,
 	}
 	tlsCfg, err := tlsConfig(c)
 	if err != nil {
