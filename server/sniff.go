@@ -204,7 +204,7 @@ func peekPreface(c net.Conn) (net.Conn, bool, error) {
 // sniffHTTP2 reads an HTTP/2 connection up to its first request's header
 // and decides by its content-type. Some clients (grpc-go) send no request
 // before they have the server's SETTINGS, so it sends an empty SETTINGS
-// frame first (cmux's HTTP2MatchHeaderFieldSendSettings), and reads on
+// frame first (cmux's HTTP2MatchHeaderFieldSendSettings; earlySettings), and reads on
 // until the client acknowledged it: that acknowledgement is taken out of
 // what the chosen server reads, which never sent that frame. Everything
 // else read is replayed to it.
@@ -220,7 +220,7 @@ func sniffHTTP2(c net.Conn) (route, net.Conn, error) {
 		}
 		rc.buf = []byte(h2cPreface)
 	}
-	if _, err := c.Write([]byte{0, 0, 0, 0x4, 0, 0, 0, 0, 0}); err != nil { // SETTINGS, empty
+	if _, err := c.Write(earlySettings); err != nil {
 		return 0, c, err
 	}
 	c.SetReadDeadline(time.Now().Add(sniffIdleTimeout))
@@ -267,6 +267,14 @@ func sniffHTTP2(c net.Conn) (route, net.Conn, error) {
 	}
 	return routeHTTP2, out, nil
 }
+
+// earlySettings is the SETTINGS frame the router sends before it knows
+// the server. It holds only SETTINGS_NO_RFC7540_PRIORITIES = 1 (RFC 9218),
+// the one setting whose value must not change after the first SETTINGS
+// frame: x/net/http2 sends 1, and Chromium ends a connection whose second
+// SETTINGS changes it ("SETTINGS_DEPRECATE_HTTP2_PRIORITIES value changed
+// after first SETTINGS frame"); grpc-go never sends it, which leaves it 1.
+var earlySettings = []byte{0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x9, 0, 0, 0, 1}
 
 // replayConn reads buf before the connection.
 type replayConn struct {

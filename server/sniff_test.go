@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +63,7 @@ func TestSniffHTTP2RoutesByContentType(t *testing.T) {
 		sent := clientStart(t, tc.contentType, true)
 		go func() {
 			client.Write(sent[:len(h2cPreface)])
-			var settings [9]byte
-			io.ReadFull(client, settings[:]) // ours, before the client's frames
+			io.ReadFull(client, make([]byte, len(earlySettings))) // ours, before the client's frames
 			client.Write(sent[len(h2cPreface):])
 		}()
 		raw, h2, err := peekPreface(srv)
@@ -146,4 +146,58 @@ func TestGRPCGoOverTLSWithClientCertAuth(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), "requires a client certificate") {
 		t.Fatalf("no client certificate: %v, want Unauthenticated naming the certificate", err)
 	}
+}
+
+// The router's early SETTINGS must agree with what x/net/http2 then sends
+// on every setting that may not change after the first SETTINGS frame
+// (RFC 9218's NO_RFC7540_PRIORITIES): Chromium refuses the connection
+// otherwise (ERR_HTTP2_PROTOCOL_ERROR, found by the browser test over TLS).
+func TestEarlySettingsAgreeWithHTTP2Server(t *testing.T) {
+	client, srv := net.Pipe()
+	defer client.Close()
+	type result struct {
+		to  route
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		to, c, err := sniffHTTP2(&replayConn{Conn: srv, buf: []byte(h2cPreface)})
+		done <- result{to, c, err}
+	}()
+	fr := http2.NewFramer(io.Discard, client)
+	settings := func() map[http2.SettingID]uint32 {
+		t.Helper()
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("read the server's frames: %v", err)
+			}
+			if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+				m := map[http2.SettingID]uint32{}
+				sf.ForeachSetting(func(s http2.Setting) error { m[s.ID] = s.Val; return nil })
+				return m
+			}
+		}
+	}
+	early := settings()
+	sent := clientStart(t, "application/connect+proto", true)
+	go client.Write(sent[len(h2cPreface):])
+	r := <-done
+	if r.err != nil || r.to != routeHTTP2 {
+		t.Fatalf("sniff: route %v, err %v", r.to, r.err)
+	}
+	var h2 http2.Server
+	go h2.ServeConn(r.c, &http2.ServeConnOpts{Handler: http.NotFoundHandler()})
+	later := settings()
+	v, ok := later[http2.SettingNoRFC7540Priorities]
+	if !ok {
+		t.Fatal("x/net/http2 no longer sends NO_RFC7540_PRIORITIES: check earlySettings against what it sends now")
+	}
+	if early[http2.SettingNoRFC7540Priorities] != v {
+		t.Fatalf("early SETTINGS NO_RFC7540_PRIORITIES = %d, the HTTP/2 server's = %d: a browser ends such a connection",
+			early[http2.SettingNoRFC7540Priorities], v)
+	}
+	r.c.Close()
 }
