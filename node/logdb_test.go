@@ -54,9 +54,14 @@ func TestStateFillerFillsEmptyState(t *testing.T) {
 
 func TestLogDBFactoryChoice(t *testing.T) {
 	dir := t.TempDir()
-	if _, ok := logDBFactory(dir).(tanFactory); !ok {
-		t.Fatal("a new NodeHost dir does not get tan")
+	if f := logDBFactory(dir); f != nil {
+		t.Fatalf("a new NodeHost dir gets %s by default, want Dragonboat's default (Pebble)", f.Name())
 	}
+	t.Setenv("KVD_RAFT_LOGDB", "tan")
+	if _, ok := logDBFactory(dir).(tanFactory); !ok {
+		t.Fatal("a new NodeHost dir with KVD_RAFT_LOGDB=tan does not get tan")
+	}
+	t.Setenv("KVD_RAFT_LOGDB", "")
 	if err := os.WriteFile(filepath.Join(dir, "dragonboat.ds"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
