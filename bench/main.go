@@ -164,26 +164,9 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o := dialOptions{
-		Endpoints:   splitList(c.String("endpoints")),
-		Protocol:    c.String("protocol"),
-		Transport:   c.String("transport"),
-		Consistency: c.String("consistency"),
-		Spread:      c.Bool("spread"),
-		Unary:       c.Bool("unary"),
-		Leader:      c.Bool("prefer-leader"),
-		Timeout:     c.Duration("timeout"),
-	}
-	if err := o.validate(); err != nil {
+	o, err := dialOptionsFrom(c)
+	if err != nil {
 		return err
-	}
-	if o.Protocol == protocolGRPCGo && c.Int("watchers") > 0 {
-		return errGRPCGoOnly
-	}
-	if c.String("cacert") != "" || c.String("cert") != "" || c.String("key") != "" {
-		if o.TLS, err = client.TLSFromFiles(c.String("cacert"), c.String("cert"), c.String("key")); err != nil {
-			return err
-		}
 	}
 	targets, closeAll, err := newTargets(o)
 	if err != nil {
@@ -216,6 +199,34 @@ func runKV(c *cli.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("watchers: %w", watchErr)
 	}
 	return nil
+}
+
+// dialOptionsFrom reads and checks how bench reaches kvd: endpoints,
+// protocol, transport, client settings and TLS.
+func dialOptionsFrom(c *cli.Context) (dialOptions, error) {
+	o := dialOptions{
+		Endpoints:   splitList(c.String("endpoints")),
+		Protocol:    c.String("protocol"),
+		Transport:   c.String("transport"),
+		Consistency: c.String("consistency"),
+		Spread:      c.Bool("spread"),
+		Unary:       c.Bool("unary"),
+		Leader:      c.Bool("prefer-leader"),
+		Timeout:     c.Duration("timeout"),
+	}
+	if err := o.validate(); err != nil {
+		return o, err
+	}
+	if o.Protocol == protocolGRPCGo && c.Int("watchers") > 0 {
+		return o, errGRPCGoOnly
+	}
+	if c.String("cacert") != "" || c.String("cert") != "" || c.String("key") != "" {
+		var err error
+		if o.TLS, err = client.TLSFromFiles(c.String("cacert"), c.String("cert"), c.String("key")); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
 }
 
 // report prints each result (JSON Lines with --json) and writes the plot.
