@@ -85,18 +85,12 @@ func consulBinary(t *testing.T) string {
 	return ""
 }
 
-// freeAddrs returns n distinct free loopback addresses (all held open
-// together while chosen, so that no two are the same port).
+// freeAddrs returns n distinct free loopback addresses.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	var out []string
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		out = append(out, ln.Addr().String())
+	out := make([]string, n)
+	for i := range out {
+		out[i] = freeAddr(t)
 	}
 	return out
 }

@@ -64,14 +64,35 @@ type proc struct {
 	done chan struct{}
 }
 
+// handedOut holds every port freeAddr returned in this test process. A
+// port is free when asked for but stays unbound until the process that is
+// given it starts; the kernel may offer it again meanwhile (a CI run had
+// two nodes of one cluster told to listen on one port), so no port is
+// handed out twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		handedOut.Lock()
+		seen := handedOut.ports[addr]
+		handedOut.ports[addr] = true
+		handedOut.Unlock()
+		if !seen {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no loopback port that was not handed out before")
+	return ""
 }
 
 // syncBuffer is a buffer safe for the process's writer goroutine. The

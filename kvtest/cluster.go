@@ -41,15 +41,36 @@ func FastRaft(c *node.Config) {
 	c.HeartbeatTicks = 1
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// handedOut holds every port FreeAddr returned in this process: a port is
+// free when asked for but unbound until its node starts, and the kernel may
+// offer it again meanwhile (Dragonboat panicked "duplicated address" in a
+// CI run), so no port is handed out twice.
+var handedOut = struct {
+	sync.Mutex
+	ports map[string]bool
+}{ports: map[string]bool{}}
+
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago and was not returned before in this process.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		handedOut.Lock()
+		seen := handedOut.ports[addr]
+		handedOut.ports[addr] = true
+		handedOut.Unlock()
+		if !seen {
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no loopback port that was not handed out before")
+	return ""
 }
 
 // NewCluster starts n voters bootstrapped with --initial-members and waits
@@ -58,25 +79,13 @@ func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	t.Helper()
 	logs := newTestWriter(t)
 	c := &Cluster{t: t, logs: logs, proxies: map[string]*raftProxy{}}
-	// FreeAddr may hand out a port twice (it was free each time it was
-	// asked): Dragonboat refuses two members at one address, so the
-	// cluster's addresses are made distinct.
-	used := map[string]bool{}
-	distinct := func() string {
-		for {
-			if a := FreeAddr(t); !used[a] {
-				used[a] = true
-				return a
-			}
-		}
-	}
 	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
-		members[membership.ReplicaID(i+1)] = distinct()
+		members[membership.ReplicaID(i+1)] = FreeAddr(t)
 	}
 	for i := 0; i < n; i++ {
 		cfg := server.DefaultConfig()
-		cfg.Listen = distinct()
+		cfg.Listen = FreeAddr(t)
 		cfg.Node.DataDir = t.TempDir()
 		cfg.Node.ReplicaID = membership.ReplicaID(i + 1)
 		cfg.Node.RaftAddr = members[cfg.Node.ReplicaID]
