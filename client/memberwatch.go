@@ -3,9 +3,7 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,12 +13,6 @@ import (
 
 // opWatchMembers names WatchMembers in Error.Op.
 const opWatchMembers = "watch-members"
-
-// memberWatchSilence: a node sends something at least every 5 s on a
-// WatchMembers stream; one silent for longer is taken for lost (a
-// partition, a hung process: nothing closes the connection) and the watch
-// moves to the next endpoint. A variable for tests.
-var memberWatchSilence = 15 * time.Second
 
 // MemberEventKind says what happened to a member.
 type MemberEventKind int
@@ -81,10 +73,13 @@ type MemberUpdate struct {
 
 // WatchMembers streams the changes in the cluster's membership as one
 // node sees them (see MemberEventKind) until ctx ends; the first update
-// holds the whole member list. When that node dies or stops being ready
-// (its view is frozen then), the watch resumes on the next endpoint with
-// that node's member list and EventsLost set: events between the two are
-// lost. The channel is closed after a final update with Err set.
+// holds the whole member list. When that node dies, stops being ready
+// (its view is frozen then) or sends nothing for 15 s (a partition, a hung
+// process), the watch resumes on the next endpoint with that node's
+// member list and EventsLost set: events between the two are lost.
+// The channel is closed after a final update with Err set; a caller that
+// cancels ctx may stop reading (if the channel is full then, the final
+// update is left out).
 func (c *Client) WatchMembers(ctx context.Context) <-chan MemberUpdate {
 	out := make(chan MemberUpdate, 16)
 	go c.watchMembers(ctx, out)
@@ -99,46 +94,31 @@ func (c *Client) watchMembers(ctx context.Context, out chan<- MemberUpdate) {
 		resumed = resumed || delivered
 		return delivered, err
 	}, watchMembersFinal)
-	out <- MemberUpdate{Err: err}
+	sendFinal(ctx, out, MemberUpdate{Err: err})
 }
 
 // watchMembersOn runs one stream on ep until it fails. resumed marks its
 // first update as following a gap. delivered reports whether any update
 // came.
 func (c *Client) watchMembersOn(ctx context.Context, ep *endpoint, resumed bool, out chan<- MemberUpdate) (delivered bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var quiet atomic.Bool // the node was silent too long
-	silent := time.AfterFunc(memberWatchSilence, func() { quiet.Store(true); cancel() })
-	defer silent.Stop()
-	stream, err := ep.cluster.WatchMembers(ctx, connect.NewRequest(&kvdv1.WatchMembersRequest{}))
-	if err != nil {
-		return false, err
+	open := func(ctx context.Context) (*connect.ServerStreamForClient[kvdv1.WatchMembersResponse], error) {
+		return ep.cluster.WatchMembers(ctx, connect.NewRequest(&kvdv1.WatchMembersRequest{}))
 	}
-	defer stream.Close()
-	for stream.Receive() {
-		if !silent.Stop() {
-			break // it fired as the message came
+	err = receive(ctx, ep.name, streamSilence, open, func(ctx context.Context, m *kvdv1.WatchMembersResponse) error {
+		u := memberUpdateFromProto(m, ep.name)
+		if u.Members == nil && len(u.Events) == 0 {
+			return nil // the node's heartbeat
 		}
-		u := memberUpdateFromProto(stream.Msg(), ep.name)
-		if u.Members != nil || len(u.Events) > 0 { // else the node's heartbeat
-			u.EventsLost = u.EventsLost || (resumed && !delivered)
-			delivered = true
-			select { // not timed: a slow reader is not a silent node
-			case out <- u:
-			case <-ctx.Done():
-				return delivered, ctx.Err()
-			}
+		u.EventsLost = u.EventsLost || (resumed && !delivered)
+		delivered = true
+		select {
+		case out <- u:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		silent.Reset(memberWatchSilence)
-	}
-	if quiet.Load() {
-		return delivered, fmt.Errorf("watch members: %s sent nothing for %s", ep.name, memberWatchSilence)
-	}
-	if err := stream.Err(); err != nil {
-		return delivered, err
-	}
-	return delivered, errors.New("watch members: stream ended") // the node stopped: resume elsewhere
+	})
+	return delivered, err
 }
 
 // watchMembersFinal returns the error that ends a watch for good, nil when

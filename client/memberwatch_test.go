@@ -13,18 +13,21 @@ import (
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
 
-// silentNode sends its member list and heartbeats, then falls silent
-// without closing the stream (a partition, a hung process).
+// silentNode sends its member list (1 + lists times) and heartbeats, then
+// falls silent without closing the stream (a partition, a hung process).
 type silentNode struct {
 	kvdv1connect.UnimplementedClusterHandler
 	id         uint64
+	lists      int
 	heartbeats int
 }
 
 func (n *silentNode) WatchMembers(ctx context.Context, _ *connect.Request[kvdv1.WatchMembersRequest], s *connect.ServerStream[kvdv1.WatchMembersResponse]) error {
 	list := &kvdv1.MembersResponse{Members: []*kvdv1.Member{{Id: n.id, Role: kvdv1.Role_ROLE_VOTER, State: "ready"}}}
-	if err := s.Send(&kvdv1.WatchMembersResponse{Members: list, NodeId: n.id}); err != nil {
-		return err
+	for range 1 + n.lists {
+		if err := s.Send(&kvdv1.WatchMembersResponse{Members: list, NodeId: n.id}); err != nil {
+			return err
+		}
 	}
 	for range n.heartbeats {
 		if err := s.Send(&kvdv1.WatchMembersResponse{NodeId: n.id}); err != nil {
@@ -49,12 +52,12 @@ func startSilentNode(t *testing.T, n *silentNode) string {
 	return srv.Listener.Addr().String()
 }
 
-// A node that sends nothing for memberWatchSilence is left for the next
+// A node that sends nothing for streamSilence is left for the next
 // endpoint, whose member list comes with EventsLost; heartbeats are not
 // passed on.
 func TestWatchMembersLeavesASilentNode(t *testing.T) {
-	defer func(d time.Duration) { memberWatchSilence = d }(memberWatchSilence)
-	memberWatchSilence = 300 * time.Millisecond
+	defer func(d time.Duration) { streamSilence = d }(streamSilence)
+	streamSilence = 300 * time.Millisecond
 	first := startSilentNode(t, &silentNode{id: 1, heartbeats: 3})
 	second := startSilentNode(t, &silentNode{id: 2})
 	c, err := New(Config{Endpoints: []string{first, second}})

@@ -69,15 +69,20 @@ func WithRevision(rev uint64) WatchOption {
 }
 
 // WithProgress sets how often an idle watch reports progress (default 1s).
+// A node silent for three intervals (at least 15 s) is taken for lost and
+// the watch resumes on the next endpoint.
 func WithProgress(d time.Duration) WatchOption {
 	return func(r *kvdv1.WatchRequest) { r.ProgressIntervalMs = uint32(d / time.Millisecond) }
 }
 
 // Watch streams the changes of key (or, with options, a prefix or a range)
-// until ctx ends. When the node serving it dies or stops being ready, it
-// resumes on the next endpoint from the revision after the last one
-// delivered: no event is lost or delivered twice. The channel is closed
-// after a final message with Err set.
+// until ctx ends. When the node serving it dies, stops being ready or
+// sends nothing for 15 s (a partition or a hung process: see
+// WithProgress), it resumes on the next endpoint from the revision after
+// the last one delivered: no event is lost or delivered twice. The channel
+// is closed after a final message with Err set; a caller that cancels ctx
+// may stop reading (if the channel is full then, the final message is
+// left out).
 func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-chan WatchResponse {
 	req := &kvdv1.WatchRequest{Key: key}
 	for _, o := range opts {
@@ -95,24 +100,19 @@ func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- 
 		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: next, ProgressIntervalMs: req.ProgressIntervalMs}
 		return c.watchOn(ctx, ep, r, &next, out)
 	}, watchFinal)
-	out <- WatchResponse{Revision: next - min(next, 1), Err: err}
+	sendFinal(ctx, out, WatchResponse{Revision: next - min(next, 1), Err: err})
 }
 
 // watchOn runs one stream on ep until it fails; *next advances past every
 // revision delivered. delivered reports whether any message came.
 func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchRequest, next *uint64, out chan<- WatchResponse) (delivered bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := ep.kv.Watch(ctx, connect.NewRequest(r))
-	if err != nil {
-		return false, err
+	open := func(ctx context.Context) (*connect.ServerStreamForClient[kvdv1.WatchResponse], error) {
+		return ep.kv.Watch(ctx, connect.NewRequest(r))
 	}
-	defer stream.Close()
-	for stream.Receive() {
-		m := stream.Msg()
+	err = receive(ctx, ep.name, watchSilence(r), open, func(ctx context.Context, m *kvdv1.WatchResponse) error {
 		delivered = true
 		if m.Revision+1 < *next && len(m.Events) == 0 {
-			continue // progress behind what we saw (a node that lags, after a failover)
+			return nil // progress behind what we saw (a node that lags, after a failover)
 		}
 		resp := WatchResponse{Revision: m.Revision, Events: make([]WatchEvent, 0, len(m.Events))}
 		for _, e := range m.Events {
@@ -124,14 +124,24 @@ func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchReques
 		*next = max(*next, m.Revision+1)
 		select {
 		case out <- resp:
+			return nil
 		case <-ctx.Done():
-			return delivered, ctx.Err()
+			return ctx.Err()
 		}
+	})
+	return delivered, err
+}
+
+// watchSilence is how long a watch waits for a message before it takes
+// the node for lost: streamSilence, or three progress intervals when the
+// watch asked for rarer progress (the node's ticks may leave up to two
+// intervals between messages).
+func watchSilence(r *kvdv1.WatchRequest) time.Duration {
+	progress := time.Second // the node's default
+	if r.ProgressIntervalMs > 0 {
+		progress = time.Duration(r.ProgressIntervalMs) * time.Millisecond
 	}
-	if err := stream.Err(); err != nil {
-		return delivered, err
-	}
-	return delivered, errors.New("watch stream ended") // the node stopped: resume elsewhere
+	return max(streamSilence, 3*progress)
 }
 
 // watchFinal returns the error that ends a watch for good, nil when

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/kvd-project/kvd/kvtest"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
+	"github.com/kvd-project/kvd/server"
 )
 
 // fakeMemberWatch serves WatchMembers only: the member list, then events,
@@ -121,47 +124,98 @@ func TestMembersWatchJSONResumes(t *testing.T) {
 	}
 }
 
-// Against a real cluster: kvctl members --watch prints the members, then
-// a node joining.
+// Against a real cluster whose voter target is 5 (the target is odd): kvctl
+// members --watch prints the three members, then a fourth node joining,
+// catching up and being promoted, in that order.
 func TestMembersWatchAgainstRealCluster(t *testing.T) {
-	c := kvtest.NewCluster(t, 3)
-	settled(t, c) // so that the first change is the join
-	eps := "--endpoints=" + strings.Join(c.Endpoints(), ",")
-	var out, errOut bytes.Buffer
-	done := make(chan int, 1)
+	fiveVoters := func(cfg *server.Config) { cfg.Node.Policy.Voters = 5 }
+	c := kvtest.NewCluster(t, 3, fiveVoters)
+	settled(t, c) // so that the first changes are the joiner's
+	out := &lockedBuffer{}
+	var errOut bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
 	go func() {
-		done <- run([]string{"kvctl", eps, "-o", "json", "members", "--watch", "--count", "1"}, &out, &errOut)
+		app := newApp(out, &errOut)
+		eps := "--endpoints=" + strings.Join(c.Endpoints(), ",")
+		done <- app.RunContext(ctx, permuteArgs(app, []string{"kvctl", eps, "-o", "json", "members", "--watch"}))
 	}()
-	// The joiner may be admitted before the watch begins: then its first
-	// event is a later one (reachable, caught-up), still about it.
-	j := c.Join()
-	id := float64(c.Server(j).Node().ID())
-	var code int
+	waitLines(t, out, 10*time.Second, "the member list", func(ls []memberLine) bool { return len(ls) >= 3 })
+	j := c.Join(fiveVoters)
+	id := uint64(c.Server(j).Node().ID())
+	var joiner []string // the joiner's events, in order
+	waitLines(t, out, 30*time.Second, "the joiner to be promoted", func(ls []memberLine) bool {
+		joiner = joiner[:0]
+		for _, l := range ls {
+			if l.MemberID == id && l.Kind != "member" {
+				joiner = append(joiner, l.Kind)
+			}
+		}
+		return slices.Contains(joiner, "promoted")
+	})
+	cancel()
 	select {
-	case code = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("kvctl members --watch --count 1 still running after 30s")
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("kvctl members --watch ended with %v, want context.Canceled; stderr %q", err, errOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("kvctl members --watch still running 10s after its context ended")
 	}
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+	ls := lines(t, out)
+	if ls[0].Kind != "member" || ls[1].Kind != "member" || ls[2].Kind != "member" {
+		t.Errorf("the watch did not begin with the three members:\n%s", out)
 	}
-	var members, events int
-	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
-		var l map[string]any
+	first := func(kind string) int { return slices.Index(joiner, kind) }
+	if jo, cu, pr := first("joined"), first("caught-up"), first("promoted"); jo < 0 || cu < jo || pr < cu {
+		t.Fatalf("the joiner's events %v, want joined, caught-up, promoted in that order:\n%s", joiner, out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that kvctl writes while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines parses the complete JSON lines of members --watch so far.
+func lines(t *testing.T, b *lockedBuffer) []memberLine {
+	t.Helper()
+	s := b.String()
+	var ls []memberLine
+	for _, line := range strings.Split(s[:strings.LastIndex(s, "\n")+1], "\n") {
+		if line == "" {
+			continue
+		}
+		var l memberLine
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
-		if l["kind"] == "member" {
-			members++
-			continue
-		}
-		events++
-		if l["member_id"] != id {
-			t.Errorf("event %v is not about the joiner %v", l, id)
-		}
+		ls = append(ls, l)
 	}
-	if members < 3 || events == 0 {
-		t.Fatalf("%d member lines and %d events, want at least 3 and 1:\n%s", members, events, out.String())
+	return ls
+}
+
+// waitLines waits until ok holds for the lines printed so far.
+func waitLines(t *testing.T, b *lockedBuffer, timeout time.Duration, what string, ok func([]memberLine) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !ok(lines(t, b)); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s; kvctl printed:\n%s", timeout, what, b)
+		}
 	}
 }
 
