@@ -144,6 +144,30 @@ func TestHTTPSWithoutTLSUsesSystemRoots(t *testing.T) {
 	}
 }
 
+// A watch whose TLS settings miss the node's ends at once with ErrTLS, as a
+// get does, instead of retrying forever.
+func TestWatchEndsOnTLSMismatch(t *testing.T) {
+	p := newPKI(t)
+	n := startFakeNode(t, 1, p.server(false))
+	c, err := New(Config{Endpoints: []string{"https://" + n.addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for u := range c.Watch(ctx, []byte("k")) {
+		if u.Err == nil {
+			t.Fatalf("watch update %+v from a node the client cannot trust", u)
+		}
+		if !errors.Is(u.Err, ErrTLS) {
+			t.Fatalf("watch ended with %v, want ErrTLS", u.Err)
+		}
+		return
+	}
+	t.Fatal("watch closed without a final error")
+}
+
 // Each way the client's TLS settings can miss the node's fails the first
 // attempt with a hint, never retried, never a hang, never "unavailable" and
 // never an unknown outcome, whatever the protocol.

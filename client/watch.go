@@ -151,6 +151,9 @@ func watchFinal(err error) error {
 	case connect.CodeOutOfRange, connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
 		return err
 	}
+	if tlsProblem(err) != "" {
+		return errors.Join(ErrTLS, err)
+	}
 	return nil
 }
 
