@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/hashicorp/consul/api"
 
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
+	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
 
 // Consul as the cluster's registry (issue 10), on real kvd processes and a
@@ -19,12 +22,20 @@ import (
 // Cold start from zero: five nodes started at once form one cluster of 3
 // voters + 2 observers through Consul's catalog, which shows each of them
 // passing with its role and one cluster ID; a sixth node started later
-// joins that cluster and shows up beside them.
+// (finding Consul through CONSUL_HTTP_ADDR, without --consul-addr) joins
+// that cluster and shows up beside them.
 func TestConsulColdStartFiveAtOnce(t *testing.T) {
 	a := startConsul(t)
 	procs, _, cluster := startConsulCluster(t, a, 5)
 	sixth := newConsulNode(t, a, "kvd6")
+	consulFromEnv(sixth, a)
 	sixth.start()
+	a.waitCatalog("kvd6 registered (through CONSUL_HTTP_ADDR)", 10*time.Second, func(entries []*api.ServiceEntry) error {
+		if byID(entries)[instanceID(sixth.api)] == nil {
+			return fmt.Errorf("no instance %s", instanceID(sixth.api))
+		}
+		return nil
+	})
 	waitServing(t, sixth, 60*time.Second)
 	ms := waitShape(t, procs[0], 3, 3, 60*time.Second)
 	if got := waitShape(t, sixth, 3, 3, 30*time.Second); fmt.Sprint(roles(got)) != fmt.Sprint(roles(ms)) {
@@ -104,19 +115,37 @@ func TestConsulDownRestartAndReturn(t *testing.T) {
 	checkAll(t, newcomer, acked, kvdv1.Consistency_CONSISTENCY_SERIALIZABLE)
 }
 
-// Stale instances (dead addresses: one of another cluster, one that never
-// knew its cluster) do not mislead a new node: it joins the real cluster,
-// whose voters stay 3, and no second cluster appears.
+// Stale instances do not mislead a new node, and it does not even ask
+// them: a live node of another cluster (critical), the entry a removed
+// member left behind (the real cluster's ID, the removed replica's ID: as
+// when Consul missed its deregistration), a dead one of another cluster,
+// one that never knew its cluster. It joins the real cluster, whose voters
+// stay 3, and no second cluster appears. Without registry.Order's filter
+// the newcomer would ask the live foreign node (Identify) while forming.
 func TestConsulStaleInstancesIgnored(t *testing.T) {
 	a := startConsul(t)
 	procs, _, cluster := startConsulCluster(t, a, 3)
+	removed := removedMemberEntry(t, a, procs[0], cluster)
+	foreign := startForeignNode(t, a)
+	if foreign.meta["cluster_id"] == cluster {
+		t.Fatalf("the foreign cluster has the real one's ID %s", cluster)
+	}
+	a.registerByHand(foreign.addr, foreign.meta)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := kvdv1connect.NewClusterClient(http.DefaultClient, "http://"+foreign.addr).Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
+	if err != nil || fmt.Sprint(st.Msg.Id) != foreign.meta["replica_id"] {
+		t.Fatalf("the foreign node does not answer through its proxy: %v %v", st, err)
+	}
+	foreign.calls()
 	dead := freeAddrs(t, 4)
 	a.registerByHand(dead[0], map[string]string{"replica_id": "4242", "raft_addr": dead[1], "role": "voter",
 		"ready": "true", "cluster_id": "0123456789abcdef", "state": "ready"})
 	a.registerByHand(dead[2], map[string]string{"replica_id": "", "raft_addr": dead[3], "role": "joining",
 		"ready": "false", "cluster_id": "", "state": "joining"})
-	a.waitHealth(instanceID(dead[0]), api.HealthCritical, 10*time.Second)
-	a.waitHealth(instanceID(dead[2]), api.HealthCritical, 10*time.Second)
+	for _, addr := range []string{foreign.addr, removed, dead[0], dead[2]} {
+		a.waitHealth(instanceID(addr), api.HealthCritical, 10*time.Second)
+	}
 
 	newcomer := newConsulNode(t, a, "kvd-new")
 	newcomer.start()
@@ -128,6 +157,42 @@ func TestConsulStaleInstancesIgnored(t *testing.T) {
 	if again := a.waitRegistered(ms, true, 15*time.Second); again != cluster {
 		t.Fatalf("cluster ID %s after kvd-new joined, %s before", again, cluster)
 	}
+	if asked := foreign.calls(); len(asked) > 0 {
+		t.Fatalf("kvd-new asked the other cluster's node: %v", asked)
+	}
+}
+
+// removedMemberEntry has a new member join through Consul and removes it
+// through member m: it exits and takes its entry out of the catalog. The
+// entry is then registered again by hand, as Consul would keep it had the
+// deregistration been lost; its address is returned.
+func removedMemberEntry(t *testing.T, a *consulAgent, m *proc, cluster string) string {
+	t.Helper()
+	p := newConsulNode(t, a, "kvd-removed")
+	p.start()
+	waitServing(t, p, 60*time.Second)
+	waitShape(t, m, 3, 1, 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := p.status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.cluster().Remove(ctx, connect.NewRequest(&kvdv1.RemoveRequest{Id: st.Id})); err != nil {
+		t.Fatalf("remove %s (replica %d): %v", p.name, st.Id, err)
+	}
+	if err := p.wait(30 * time.Second); err == nil || strings.Contains(err.Error(), "still running") {
+		t.Fatalf("%s removed: want it to exit with an error, got %v", p.name, err)
+	}
+	a.waitCatalog(instanceID(p.api)+" deregistered", 10*time.Second, func(entries []*api.ServiceEntry) error {
+		if e := byID(entries)[instanceID(p.api)]; e != nil {
+			return fmt.Errorf("%s still listed, %s", e.Service.ID, e.Checks.AggregatedStatus())
+		}
+		return nil
+	})
+	a.registerByHand(p.api, map[string]string{"replica_id": fmt.Sprint(st.Id), "raft_addr": st.RaftAddr,
+		"role": "observer", "ready": "false", "cluster_id": cluster, "state": "removed"})
+	return p.api
 }
 
 // Healthy instances of two clusters under one service: a new node refuses

@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -469,4 +472,72 @@ func TestConsulAgentHarness(t *testing.T) {
 	}
 	a.start()
 	empty()
+}
+
+// consulFromEnv makes p find the agent as the consul CLI does, through
+// CONSUL_HTTP_ADDR in its environment (for its next start), instead of
+// --consul-addr.
+func consulFromEnv(p *proc, a *consulAgent) {
+	for i, arg := range p.args {
+		if arg == "--consul-addr" {
+			p.args = append(p.args[:i:i], p.args[i+2:]...)
+			break
+		}
+	}
+	p.env = append(p.env, "CONSUL_HTTP_ADDR="+a.addr)
+}
+
+// foreignNode is a live node of another cluster: a real one-node kvd
+// cluster, registered in its own service (kvd-foreign), reached through a
+// proxy that answers /readyz with 503, so that registered by hand under
+// this service it is critical while it answers everything else.
+type foreignNode struct {
+	addr string            // the proxy's
+	meta map[string]string // the node's own entry's meta, cluster ID included
+
+	mu    sync.Mutex
+	asked []string // the requests other than /readyz that reached it
+}
+
+func startForeignNode(t *testing.T, a *consulAgent) *foreignNode {
+	t.Helper()
+	const service = "kvd-foreign"
+	addrs := freeAddrs(t, 2)
+	p := newProc(t, service, addrs[0], append([]string{"--data-dir", t.TempDir(), "--listen", addrs[0], "--raft-addr", addrs[1],
+		"--discover", "consul:" + service, "--consul-addr", a.addr, "--bootstrap-expect", "1", "--voters", "1",
+		"--log-level", "info"}, fastFlags...)...)
+	p.start()
+	waitServing(t, p, 60*time.Second)
+	f := new(foreignNode)
+	waitFor(t, service+" registered with its cluster ID", 15*time.Second, func() bool {
+		entries, _, err := a.api.Health().Service(service, "", true, nil)
+		if err != nil || len(entries) != 1 {
+			return false
+		}
+		f.meta = entries[0].Service.Meta
+		return f.meta["cluster_id"] != ""
+	})
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: p.api})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			http.Error(w, "critical on purpose", http.StatusServiceUnavailable)
+			return
+		}
+		f.mu.Lock()
+		f.asked = append(f.asked, r.URL.Path)
+		f.mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	f.addr = strings.TrimPrefix(srv.URL, "http://")
+	return f
+}
+
+// calls returns (and forgets) the requests that reached the node.
+func (f *foreignNode) calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.asked
+	f.asked = nil
+	return out
 }

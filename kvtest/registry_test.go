@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/kvd-project/kvd/registry"
+	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -30,5 +33,31 @@ func TestLeavingNodeDropsItsEntry(t *testing.T) {
 	c.Stop(j)
 	if gone := reg.gone.Load(); gone == nil || *gone != c.Endpoint(j) {
 		t.Fatalf("the leaving node deregistered %v, want %s", gone, c.Endpoint(j))
+	}
+}
+
+// A member removed through another node (kvctl members remove) learns it
+// was removed, stops (as kvd does on Done) and drops its registry entry:
+// it is no member, and a newcomer must not take it for one.
+func TestRemovedNodeDropsItsEntry(t *testing.T) {
+	c := NewCluster(t, 3)
+	reg := new(dropRegistry)
+	j := c.Join(func(cfg *server.Config) { cfg.Registry = reg })
+	c.WaitReady(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := uint64(c.Server(j).Node().ID())
+	if _, err := c.ClusterClient(0).Remove(ctx, connect.NewRequest(&kvdv1.RemoveRequest{Id: id})); err != nil {
+		t.Fatalf("remove replica %d through node 1: %v", id, err)
+	}
+	select {
+	case err := <-c.Server(j).Done():
+		t.Logf("the removed node ends: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the removed node never ended (Done)")
+	}
+	c.Stop(j)
+	if gone := reg.gone.Load(); gone == nil || *gone != c.Endpoint(j) {
+		t.Fatalf("the removed node deregistered %v, want %s", gone, c.Endpoint(j))
 	}
 }

@@ -20,9 +20,12 @@ import (
 // "cluster/<id>" row proposes one with a random ID, and the cluster's ID
 // is the row created first (lowest create revision, then lowest key). Two
 // leaders racing may each write a row; every node still picks the same
-// one, and it never changes, since rows are never deleted and a later row
-// has a higher revision. A cluster that ran before the ID existed gets one
-// from its next leader.
+// one, and it never changes while the cluster lives: a later row has a
+// higher revision, and nothing in a running cluster deletes the rows.
+// Only a restore does (backup.go, dropOldCluster, before the restored
+// node serves): the cluster made from a backup is a new one, and its
+// first leader gives it a new ID. A cluster that ran before the ID
+// existed gets one from its next leader.
 
 const metaClusterPrefix = "cluster/"
 

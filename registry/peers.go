@@ -55,6 +55,18 @@ func (c *Consul) Peers(ctx context.Context) ([]string, error) {
 // refuses rather than risk joining the wrong one. Healthy instances come
 // first, then the rest (forming nodes, catching-up observers, dead ones:
 // a dead one just does not answer).
+//
+// With no healthy instance nothing can be told stale, and nothing is left
+// out, on purpose. That is a cold start (nodes forming are critical until
+// they have formed), and also a whole cluster restarting or without a
+// quorum (every instance critical until it is ready again). Leaving out
+// the instances that name a cluster would then let a new node bootstrap a
+// second cluster beside the real one; kept, a node that answers as part of
+// a running cluster makes it join (membership.DecideFormation). The price:
+// in that window a live node of another cluster registered under this
+// service (a survivor of a wiped cluster, or a misconfigured one) can be
+// the one it joins, or tries to. Give every cluster its own service name,
+// and take a wiped cluster's survivors out of the catalog.
 func Order(entries []Entry) ([]string, error) {
 	running := map[string]bool{}
 	for _, e := range entries {

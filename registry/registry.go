@@ -99,11 +99,16 @@ type Instance struct {
 	APIAddr   string // advertised host:port
 	RaftAddr  string
 	ReplicaID uint64 // 0 = not known yet
-	Role      string // joining | observer | voter
+	Role      string // RoleJoining until the node runs, then its membership.Role: observer | voter
 	Ready     bool
 	State     string
 	ClusterID string // "" until known
 }
+
+// RoleJoining is an instance's role until its node runs (its role in the
+// membership is not known yet): a new node joining or forming, or one
+// restarting from its local state.
+const RoleJoining = "joining"
 
 // serviceID names a node's entry by its API address: stable across
 // restarts and a --rejoin (a new replica ID at the same address replaces

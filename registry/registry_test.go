@@ -88,7 +88,7 @@ func TestRegistration(t *testing.T) {
 	if r.Check.HTTP != "https://n1:7070/readyz" || r.Check.Status != "passing" || r.Check.DeregisterCriticalServiceAfter != "1m0s" {
 		t.Errorf("check %+v", r.Check)
 	}
-	r, _ = c.registration(Instance{APIAddr: "n1:7070", Role: "joining"})
+	r, _ = c.registration(Instance{APIAddr: "n1:7070", Role: RoleJoining})
 	if r.Meta["replica_id"] != "" || r.Check.Status != "critical" {
 		t.Errorf("a joining node: meta %v, check status %q", r.Meta, r.Check.Status)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kvd-project/kvd/membership"
+	"github.com/kvd-project/kvd/node"
 	"github.com/kvd-project/kvd/registry"
 )
 
@@ -26,34 +27,42 @@ func (s *Server) startRegistry(apiAddr, raftAddr string, formation *membership.F
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s.stopRegistry = func() { cancel(); <-done }
-	self := func() registry.Instance { return s.instance(apiAddr, raftAddr, formation) }
+	before := registry.Instance{APIAddr: apiAddr, RaftAddr: raftAddr, Role: registry.RoleJoining,
+		State: membership.StateStarting.String(), ReplicaID: uint64(knownReplicaID(s.cfg.Node))}
+	self := func() registry.Instance { return instance(before, formation, s.running.Load()) }
 	go func() {
 		defer close(done)
 		s.cfg.Registry.Run(ctx, self)
 	}()
 }
 
-// instance is what the registry shows of this node now.
-func (s *Server) instance(apiAddr, raftAddr string, formation *membership.Formation) registry.Instance {
-	in := registry.Instance{APIAddr: apiAddr, RaftAddr: raftAddr, Role: "joining", State: membership.StateStarting.String()}
-	n := s.running.Load()
+// knownReplicaID is this node's replica ID before it starts: the saved
+// identity's (a restart), else --node-id (0 when the ID is not chosen
+// yet). A removed replica's saved ID is not its own any more: it refuses
+// to start, or --rejoin gives it a new one.
+func knownReplicaID(cfg node.Config) membership.ReplicaID {
+	if ident, err := membership.LoadIdentity(cfg.DataDir); err == nil && ident != nil && !membership.IsRemoved(cfg.DataDir) {
+		return ident.ReplicaID
+	}
+	return cfg.ReplicaID
+}
+
+// instance is what the registry shows of this node now: before (what is
+// known before the node starts) until n runs (nil until then).
+func instance(before registry.Instance, formation *membership.Formation, n *node.Node) registry.Instance {
+	in := before
 	if n == nil {
-		// Forming: the pending ID others see in Identify; joining: the
-		// ID is not chosen (or not admitted) yet.
-		in.ReplicaID = uint64(formation.Get().ID)
-		if in.ReplicaID == 0 {
-			in.ReplicaID = uint64(s.cfg.Node.ReplicaID)
+		// Forming: the pending ID others see in Identify.
+		if id := formation.Get().ID; id != 0 {
+			in.ReplicaID = uint64(id)
 		}
 		return in
 	}
 	st := n.Status()
 	in.ReplicaID, in.Ready, in.State = uint64(st.ReplicaID), st.Ready, st.State.String()
 	in.ClusterID = n.ClusterID()
-	switch st.Role {
-	case membership.RoleVoter:
-		in.Role = "voter"
-	case membership.RoleObserver:
-		in.Role = "observer"
+	if st.Role != membership.RoleUnknown {
+		in.Role = st.Role.String()
 	}
 	return in
 }

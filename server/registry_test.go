@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvd-project/kvd/membership"
+	"github.com/kvd-project/kvd/node"
 	"github.com/kvd-project/kvd/registry"
 )
 
@@ -78,5 +80,48 @@ func TestRegistryFollowsTheNode(t *testing.T) {
 		if gone != "" {
 			t.Fatalf("leave-on-exit=%v: a node that is still a member deregistered %q", leave, gone)
 		}
+	}
+}
+
+// Before the node runs, the entry says joining and carries the ID the node
+// will run as: the saved identity's on a restart (not --node-id, which may
+// name the ID it replaced), the pending ID while forming, else --node-id.
+func TestInstanceBeforeStart(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		saved   membership.ReplicaID // identity.json; 0: none
+		removed bool                 // removed.json
+		flag    membership.ReplicaID // --node-id
+		forming membership.ReplicaID // pending ID published while forming
+		want    uint64
+	}{
+		{name: "new node, ID not chosen", want: 0},
+		{name: "new node with --node-id", flag: 3, want: 3},
+		{name: "restart from local state", saved: 1<<21 + 5, want: 1<<21 + 5},
+		{name: "restart, --node-id names the replaced ID", saved: 7, flag: 3, want: 7},
+		{name: "removed: the saved ID is not its own", saved: 7, removed: true, want: 0},
+		{name: "forming", forming: 9, want: 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := node.Config{DataDir: t.TempDir(), ReplicaID: tc.flag}
+			if tc.saved != 0 {
+				id := membership.Identity{ReplicaID: tc.saved, Origin: membership.OriginJoin, RaftAddr: "127.0.0.1:1"}
+				if err := membership.SaveIdentity(cfg.DataDir, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.removed {
+				if err := membership.MarkRemoved(cfg.DataDir, tc.saved); err != nil {
+					t.Fatal(err)
+				}
+			}
+			formation := new(membership.Formation)
+			formation.Set(membership.PeerIdentity{Peer: membership.Peer{ID: tc.forming}})
+			before := registry.Instance{APIAddr: "n1:7070", Role: registry.RoleJoining, ReplicaID: uint64(knownReplicaID(cfg))}
+			in := instance(before, formation, nil)
+			if in.ReplicaID != tc.want || in.Role != "joining" || in.APIAddr != "n1:7070" {
+				t.Fatalf("instance %+v, want replica %d, role joining", in, tc.want)
+			}
+		})
 	}
 }
