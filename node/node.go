@@ -75,7 +75,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := n.adoptIdentity(plan, ident); err != nil { // start.go
+	if err := n.adoptIdentity(plan); err != nil { // start.go
 		return nil, err
 	}
 	if err := n.join(ctx, plan); err != nil { // start.go
