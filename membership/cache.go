@@ -38,5 +38,5 @@ func WriteCache(dir string, self ReplicaID, m Membership, apiAddrs map[ReplicaID
 		}
 		fmt.Fprintf(&b, "%-20d %-8s raft=%s api=%s%s\n", r.id, r.role, r.addr, apiAddrs[r.id], mark)
 	}
-	return writeFileAtomic(dir, cacheFile, []byte(b.String()))
+	return WriteFileAtomic(dir, cacheFile, []byte(b.String()))
 }

@@ -11,9 +11,10 @@ type Local struct {
 	LeaderID ReplicaID
 	Applied  uint64
 	Ready    bool
-	// State and Reason say why a node that was ready is not any more
-	// (StateIsolated, StateRemoved); StateUnknown and "" while ready or
-	// catching up the first time.
+	// State is the node's state as its Status reports it (StateStarting
+	// to StateRemoved): the node decides it once, and this node's row of
+	// the members view shows it as given. Reason says why a node that was
+	// ready is not any more (StateIsolated, StateRemoved); "" otherwise.
 	State  State
 	Reason string
 }

@@ -99,7 +99,7 @@ func SaveIdentity(dir string, id Identity) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(dir, identityFile, append(b, '\n'))
+	return WriteFileAtomic(dir, identityFile, append(b, '\n'))
 }
 
 const removedFile = "removed.json"
@@ -118,7 +118,7 @@ func MarkStarted(dir string) error {
 	if HasStarted(dir) {
 		return nil
 	}
-	return writeFileAtomic(dir, startedFile, fmt.Appendf(nil, "%s\n", time.Now().UTC().Format(time.RFC3339)))
+	return WriteFileAtomic(dir, startedFile, fmt.Appendf(nil, "%s\n", time.Now().UTC().Format(time.RFC3339)))
 }
 
 // HasStarted tells whether the data dir holds the started marker.
@@ -139,7 +139,7 @@ func PendingID(dir string) (ReplicaID, error) {
 		}
 	}
 	id := NewReplicaID()
-	if err := writeFileAtomic(dir, pendingIDFile, fmt.Appendf(nil, "%d\n", id)); err != nil {
+	if err := WriteFileAtomic(dir, pendingIDFile, fmt.Appendf(nil, "%d\n", id)); err != nil {
 		return 0, err
 	}
 	return id, nil
@@ -157,7 +157,7 @@ type Removal struct {
 func MarkRemoved(dir string, id ReplicaID) error {
 	b, _ := json.MarshalIndent(Removal{ReplicaID: id, At: time.Now().UTC(),
 		Hint: "this replica was removed from the cluster; restart with --rejoin to join again under a new ID"}, "", "  ")
-	return writeFileAtomic(dir, removedFile, append(b, '\n'))
+	return WriteFileAtomic(dir, removedFile, append(b, '\n'))
 }
 
 // IsRemoved tells whether the data dir holds a removal marker.
@@ -183,7 +183,13 @@ func Wipe(dir string, stateDirs ...string) error {
 	return nil
 }
 
-func writeFileAtomic(dir, name string, data []byte) error {
+// WriteFileAtomic writes data to dir/name durably and whole: into a
+// temporary file that is fsynced, renamed over name, then the directory
+// fsynced, so that after a crash name holds the old content or the new,
+// never a part, and a file that WriteFileAtomic returned for is there. It
+// writes every marker and record of the data dir (node's restoring marker
+// too).
+func WriteFileAtomic(dir, name string, data []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

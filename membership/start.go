@@ -48,6 +48,10 @@ type Plan struct {
 	// Replaces: the old ID of this node, which lost its Raft state; have a
 	// member remove it before joining under the new one (--rejoin).
 	Replaces ReplicaID
+	// WipeStateMachine: before saving the new identity, delete the state
+	// machine (sm/) and the files (identity, markers) of Replaces, whose
+	// Raft state was lost; raft/ holds nothing of it.
+	WipeStateMachine bool
 }
 
 // DecideStart is the start-up decision (design.md §4), a pure function:
@@ -129,7 +133,12 @@ func decideRestart(local LocalState, id Identity, f StartFlags) (Plan, error) {
 				"(and --join with members' API addresses): it removes replica %d through a member and joins under a new ID",
 				ErrStateLost, id.ReplicaID, f.DataDir, id.ReplicaID)
 		}
-		return rejoin(f, id.ReplicaID)
+		plan, err := rejoin(f, id.ReplicaID)
+		if err != nil {
+			return Plan{}, err
+		}
+		plan.WipeStateMachine = true
+		return plan, nil
 	}
 	plan := Plan{Identity: id, Restart: local.HasRaftState}
 	switch id.Origin {

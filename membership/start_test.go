@@ -57,7 +57,7 @@ func TestDecideStart(t *testing.T) {
 			flags: StartFlags{RaftAddr: "h:9", Join: true}, err: ErrStateLost, msg: "--rejoin"},
 		{name: "lost raft state with rejoin joins under a new ID", local: LocalState{Identity: boot, Started: true},
 			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Join: true, Rejoin: true}, newID: true,
-			want: Plan{Identity: Identity{Origin: OriginJoin, RaftAddr: "h:2", Replaced: 2}, NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: 2}},
+			want: Plan{Identity: Identity{Origin: OriginJoin, RaftAddr: "h:2", Replaced: 2}, NewID: true, Join: true, NonVoting: true, CallJoin: true, Replaces: 2, WipeStateMachine: true}},
 		{name: "lost raft state with rejoin needs join", local: LocalState{Identity: boot, Started: true},
 			flags: StartFlags{ReplicaID: 2, RaftAddr: "h:2", InitialMembers: members, Rejoin: true}, err: ErrBadFlags, msg: "--join"},
 		{name: "static member with an empty data dir that peers know refuses",

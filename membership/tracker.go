@@ -225,8 +225,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 	for id, addr := range allMembers(t.ms) {
 		row := MemberInfo{ID: id, Role: t.ms.RoleOf(id), RaftAddr: addr, APIAddr: t.metas[id].APIAddr, Leader: id == self.LeaderID}
 		if id == t.host.ID() {
-			row.Applied, row.Ready, row.Reason = self.Applied, self.Ready, t.reason()
-			row.State = selfState(self)
+			row.Applied, row.Ready, row.State, row.Reason = self.Applied, self.Ready, self.State, t.reason()
 		} else if p := t.peers[id]; p != nil {
 			since := p.lastLive
 			if since.IsZero() {
@@ -259,19 +258,6 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 	return rows, t.ms.ConfigChangeID, true
-}
-
-// selfState is this node's state in its own view: the node's word when it
-// says why it is not ready any more (isolated, removed), else ready or
-// catching up.
-func selfState(l Local) State {
-	switch {
-	case l.State != StateUnknown:
-		return l.State
-	case l.Ready:
-		return StateReady
-	}
-	return StateCatchingUp
 }
 
 // ViewOf turns Members rows into the View the policy reads.

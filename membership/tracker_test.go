@@ -16,7 +16,7 @@ type fakeHost struct {
 
 func (h *fakeHost) ID() ReplicaID { return 1 }
 func (h *fakeHost) Local() Local {
-	return Local{Role: RoleVoter, LeaderID: 1, Ready: true, Applied: h.applied}
+	return Local{Role: RoleVoter, LeaderID: 1, Ready: true, Applied: h.applied, State: StateReady}
 }
 func (h *fakeHost) Membership(context.Context) (Membership, error) { return h.ms, nil }
 func (h *fakeHost) Metas(context.Context) (map[ReplicaID]Meta, error) {
@@ -157,15 +157,18 @@ func TestStateAndActionNames(t *testing.T) {
 	}
 }
 
-// This node's row: ready or catching up by its own readiness, and the
-// node's word when it says why it is not ready any more.
+// This node's row shows the state the node gives in Local as it is (the
+// node decides it once, for its Status too): also starting, before the
+// replica has a role, where the row said catching-up while Status said
+// starting.
 func TestTrackerSelfState(t *testing.T) {
 	for _, tt := range []struct {
 		local Local
 		want  State
 	}{
-		{Local{Role: RoleVoter, LeaderID: 1, Ready: true}, StateReady},
-		{Local{Role: RoleObserver, LeaderID: 2}, StateCatchingUp},
+		{Local{State: StateStarting}, StateStarting},
+		{Local{Role: RoleObserver, LeaderID: 2, State: StateCatchingUp}, StateCatchingUp},
+		{Local{Role: RoleVoter, LeaderID: 1, Ready: true, State: StateReady}, StateReady},
 		{Local{Role: RoleVoter, State: StateIsolated, Reason: "no leader for 3s"}, StateIsolated},
 		{Local{Role: RoleVoter, State: StateRemoved}, StateRemoved},
 	} {

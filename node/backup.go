@@ -261,27 +261,7 @@ func restore(ctx context.Context, cfg Config, src string, rid membership.Replica
 // markRestoring writes the restoring marker durably, before anything else
 // of the restore: a crash at any later point must leave it.
 func markRestoring(dir string) error {
-	f, err := os.Create(filepath.Join(dir, restoringFile))
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString("restore not finished: run kvd --restore FILE again\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return membership.WriteFileAtomic(dir, restoringFile, []byte("restore not finished: run kvd --restore FILE again\n"))
 }
 
 // dropOldCluster runs the restored node privately (no API, no peers) until

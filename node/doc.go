@@ -15,7 +15,14 @@
 // loadIdentity, openHost, decide, adoptIdentity, join, startReplica,
 // startMetrics, startGoroutines); it writes the identity file before
 // Dragonboat writes anything, so a restart with the same flags finds the
-// same replica. Every Dragonboat call runs under a context deadline. The
+// same replica. Every Dragonboat call that waits for Raft (SyncPropose,
+// SyncRead, SyncGetShardMembership, the SyncRequest* config changes and
+// snapshots) runs under a context deadline: the caller's, or one the node
+// sets. The others take no context: StaleRead (a local read of the state
+// machine), GetNodeHostInfo, GetLeaderID, HasNodeInfo and GetNoOPSession
+// read local state and return at once; RequestLeaderTransfer only asks;
+// NewNodeHost, StartOnDiskReplica and Close are the NodeHost's own
+// lifecycle, and tools.ImportSnapshot (Restore) runs with no NodeHost. The
 // node owns its goroutines, all started under its lifetime context by
 // startGoroutines (the readiness loop, which also publishes the member
 // metadata; the membership controller; the cluster-ID settler, which ends

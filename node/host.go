@@ -22,21 +22,22 @@ func (n *Node) Local() membership.Local {
 
 func (n *Node) local(si dragonboat.ShardInfo, ok bool) membership.Local {
 	l := membership.Local{Ready: n.ready.Load(), Applied: n.appliedIndex()}
+	if ok {
+		// A joiner replaying its log is in neither set yet: its role is
+		// unknown until its membership says, not "voter".
+		if _, voter := si.Replicas[uint64(n.id.ReplicaID)]; voter {
+			l.Role = membership.RoleVoter
+		}
+		if si.IsNonVoting {
+			l.Role = membership.RoleObserver
+		}
+		l.LeaderID = membership.ReplicaID(si.LeaderID)
+	}
+	var why *unready
 	if u, revoked := n.readiness(); revoked {
-		l.State, l.Reason = u.state, u.reason
+		why = &u
 	}
-	if !ok {
-		return l
-	}
-	// A joiner replaying its log is in neither set yet: its role is
-	// unknown until its membership says, not "voter".
-	if _, voter := si.Replicas[uint64(n.id.ReplicaID)]; voter {
-		l.Role = membership.RoleVoter
-	}
-	if si.IsNonVoting {
-		l.Role = membership.RoleObserver
-	}
-	l.LeaderID = membership.ReplicaID(si.LeaderID)
+	l.State, l.Reason = stateOf(l.Role, l.Ready, n.isRemovedNow(), why)
 	return l
 }
 

@@ -69,17 +69,13 @@ const removeAttempt = 2 * time.Second
 
 // removeSelf proposes this replica's removal until it is applied here or a
 // member reports it removed (a few attempts: the membership may change
-// under it). Learning of the removal ends a pending proposal at once.
+// under it). Learning of the removal ends a pending proposal at once: the
+// removal cancels ctx (context.AfterFunc, unregistered on return).
 func (n *Node) removeSelf(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.removed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(n.removed, cancel)
+	defer stop()
 	for attempt := 1; ; attempt++ {
 		mctx, mcancel := context.WithTimeout(ctx, removeAttempt)
 		ms, err := n.Membership(mctx)

@@ -31,7 +31,8 @@ type Node struct {
 	leaderMoved broadcast               // LeaderUpdated events (events.go)
 	stopped     atomic.Bool
 	catchTarget atomic.Uint64
-	removed     chan struct{}
+	removed     context.Context // done once the replica learns it was removed (removal.go)
+	setRemoved  context.CancelFunc
 	removeOnce  sync.Once
 	leaving     atomic.Bool
 	clusterID   atomic.Pointer[string] // once known (clusterid.go)
@@ -74,7 +75,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := n.adoptIdentity(plan, ident); err != nil { // start.go
+	if err := n.adoptIdentity(plan); err != nil { // start.go
 		return nil, err
 	}
 	if err := n.join(ctx, plan); err != nil { // start.go
@@ -89,9 +90,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 }
 
 func newNode(cfg Config) *Node {
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), removed: make(chan struct{}), applied: newApplySignal(),
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), applied: newApplySignal(),
 		members: newMemberFeed(memberRingSize)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.removed, n.setRemoved = context.WithCancel(context.Background())
 	n.batch.ctx = n.ctx
 	n.events = &listener{n: n}
 	if cfg.Peers != nil {

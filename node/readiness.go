@@ -62,7 +62,7 @@ func (n *Node) watch(ctx context.Context) (membership.State, string, bool) {
 		select {
 		case <-ctx.Done():
 			return 0, "", false
-		case <-n.removed:
+		case <-n.removed.Done():
 			return membership.StateRemoved, removedReason, true
 		case <-moved:
 		case <-t.C:

@@ -31,18 +31,18 @@ func (n *Node) markRemoved() {
 				"and retires a surplus voter (more voters than --voters: usually one that came back after its seat was refilled; not a fault). " +
 				"Restart with --rejoin to join again under a new ID, as an observer")
 		}
-		close(n.removed)
+		n.setRemoved()
 	})
 }
 
 // Removed is closed when this replica learns that it was removed.
-func (n *Node) Removed() <-chan struct{} { return n.removed }
+func (n *Node) Removed() <-chan struct{} { return n.removed.Done() }
 
 // isRemoved waits briefly for the removal event, which Dragonboat
 // publishes right after the self-removal is applied.
 func (n *Node) isRemoved() bool {
 	select {
-	case <-n.removed:
+	case <-n.removed.Done():
 		return true
 	case <-time.After(200 * time.Millisecond):
 		return false
@@ -51,7 +51,7 @@ func (n *Node) isRemoved() bool {
 
 func (n *Node) isRemovedNow() bool {
 	select {
-	case <-n.removed:
+	case <-n.removed.Done():
 		return true
 	default:
 		return false

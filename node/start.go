@@ -73,17 +73,15 @@ func (n *Node) decide(ctx context.Context, ident *membership.Identity, flags mem
 }
 
 // adoptIdentity makes the plan's identity this node's. A new one (first
-// start, or --rejoin after lost state, whose old state machine goes) is
-// written durably before Dragonboat may write anything.
-func (n *Node) adoptIdentity(plan membership.Plan, old *membership.Identity) error {
-	if plan.NewID {
-		if old != nil {
-			// A new ID for a node whose old replica lost its Raft state
-			// (--rejoin): the old replica's data goes; raft/ has none of it.
-			if err := membership.Wipe(n.cfg.DataDir, "sm"); err != nil {
-				return fmt.Errorf("node: wipe replica %d: %w", old.ReplicaID, err)
-			}
+// start, or --rejoin after lost state, whose old state machine goes when
+// the plan says so) is written durably before Dragonboat may write anything.
+func (n *Node) adoptIdentity(plan membership.Plan) error {
+	if plan.WipeStateMachine {
+		if err := membership.Wipe(n.cfg.DataDir, "sm"); err != nil {
+			return fmt.Errorf("node: wipe replica %d: %w", plan.Replaces, err)
 		}
+	}
+	if plan.NewID {
 		if plan.Identity.Origin == membership.OriginJoin {
 			plan.Identity.JoinToken = membership.NewJoinToken()
 		}

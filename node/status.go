@@ -3,6 +3,8 @@ package node
 import (
 	"time"
 
+	"github.com/lni/dragonboat/v4"
+
 	"github.com/kvd-project/kvd/membership"
 )
 
@@ -29,32 +31,49 @@ type Status struct {
 
 // Status reads the local view of the replica.
 func (n *Node) Status() Status {
-	s := Status{ReplicaID: n.id.ReplicaID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, State: membership.StateStopped}
 	if n.stopped.Load() {
-		return s
+		return Status{ReplicaID: n.id.ReplicaID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr, State: membership.StateStopped}
 	}
-	si, ok := n.shardInfo()
+	return n.status(n.shardInfo())
+}
+
+// status is Status from the shard's info (ok: Dragonboat has it).
+func (n *Node) status(si dragonboat.ShardInfo, ok bool) Status {
+	s := Status{ReplicaID: n.id.ReplicaID, RaftAddr: n.cfg.RaftAddr, APIAddr: n.cfg.APIAddr}
 	l := n.local(si, ok)
-	s.Role, s.LeaderID, s.Applied, s.Ready = l.Role, l.LeaderID, l.Applied, l.Ready
-	s.State, s.Reason = membership.StateStarting, n.Reason()
-	if n.isRemovedNow() {
-		s.State, s.Reason = membership.StateRemoved, removedReason
+	s.Role, s.LeaderID, s.Applied, s.Ready, s.State, s.Reason = l.Role, l.LeaderID, l.Applied, l.Ready, l.State, l.Reason
+	if s.Reason == "" {
+		s.Reason = n.Reason()
+	}
+	if s.State == membership.StateRemoved {
 		return s
 	}
 	s.Term = si.Term
 	s.Voters, s.Observers = n.countMembers(len(si.Replicas))
-	switch u, revoked := n.readiness(); {
-	case s.Ready:
-		s.State = membership.StateReady
-	case revoked:
-		s.State, s.Reason = u.state, u.reason
-	case s.Role != membership.RoleUnknown:
-		s.State = membership.StateCatchingUp
-	}
 	if !s.Ready {
 		s.CatchUpTarget = n.catchTarget.Load()
 	}
 	return s
+}
+
+// stateOf is this node's state, decided here only: Status reports it, and
+// Local hands it to the membership tracker for this node's own row of the
+// members view. Removed first, then ready, then why readiness was revoked
+// (isolated); a replica with a role in its membership is catching up, one
+// without a role yet (a joiner replaying its log, a shard still pending)
+// is starting. why is nil unless readiness was revoked.
+func stateOf(role membership.Role, ready, removed bool, why *unready) (membership.State, string) {
+	switch {
+	case removed:
+		return membership.StateRemoved, removedReason
+	case ready:
+		return membership.StateReady, ""
+	case why != nil:
+		return why.state, why.reason
+	case role != membership.RoleUnknown:
+		return membership.StateCatchingUp, ""
+	}
+	return membership.StateStarting, ""
 }
 
 // countMembers counts voters and observers in the members view, or

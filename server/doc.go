@@ -11,6 +11,8 @@
 // (CheckMembershipGuard). The API certificate is re-read when its files
 // change (looked at no more than once a second) and, with ReloadOnSIGHUP,
 // on SIGHUP. Every goroutine the server starts (the router, the servers, the
-// watcher of the node's removal, the SIGHUP reloader) is the server's:
-// Stop ends and waits for them (TestStopWaitsForEveryGoroutine).
+// watcher of the node's removal, the SIGHUP reloader, and with
+// Config.Registry the registry loop of registry.go, which keeps this node's
+// entry current from the moment the port is bound) is the server's: Stop
+// ends and waits for them (TestStopWaitsForEveryGoroutine).
 package server
