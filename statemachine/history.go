@@ -58,10 +58,11 @@ type Event struct {
 // none, only Next = the applied index + 1, "from now")
 // for keys matching Key/End: End nil = the key Key only; otherwise the
 // range [Key, End), with End = {0} meaning every key ≥ Key. Limit bounds
-// the events returned (the revision being read is finished, so a page
-// never splits one), MaxScan the events examined. Lookup returns a
-// HistoryResult, or an error wrapping ErrCompacted when From is below the
-// floor.
+// the events returned, MaxScan the events examined; both are checked
+// between revisions, so a page never splits one and a read examines at
+// least one whole revision (at most MaxScan-1 events plus one entry's):
+// Next is always past From. Lookup returns a HistoryResult, or an error
+// wrapping ErrCompacted when From is below the floor.
 type HistoryQuery struct {
 	From    uint64
 	Key     []byte
@@ -236,32 +237,49 @@ func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
 	if err != nil {
 		return HistoryResult{}, fmt.Errorf("statemachine: history: %w", err)
 	}
-	scanned := 0
-	for valid := it.First(); valid; valid = it.Next() {
-		rev := binary.BigEndian.Uint64(it.Key()[1:9])
-		full := (q.Limit > 0 && len(res.Events) >= q.Limit) || (q.MaxScan > 0 && scanned >= q.MaxScan)
-		if full && (len(res.Events) == 0 || rev != res.Events[len(res.Events)-1].Revision) {
-			res.Next, res.More = rev, true
-			break
-		}
-		scanned++
-		v, err := it.ValueAndErr()
-		if err != nil {
-			break // it.Error reports it
-		}
-		e, err := decodeEvent(it.Key(), v)
-		if err != nil {
-			_ = it.Close()
-			return HistoryResult{}, err
-		}
-		if q.matches(e.Key) {
-			res.Events = append(res.Events, e)
-		}
+	if err := q.scan(it, &res); err != nil {
+		_ = it.Close()
+		return HistoryResult{}, err
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return HistoryResult{}, fmt.Errorf("statemachine: history: %w", err)
 	}
 	return res, nil
+}
+
+// scan reads the events at it into res, whole revisions at a time: the
+// bounds are checked only where a revision ends, so a read finishes every
+// revision it starts (a page never splits one) and examines at least one
+// (a read always advances, however many events of one entry do not match).
+func (q *HistoryQuery) scan(it *pebble.Iterator, res *HistoryResult) error {
+	scanned, last := 0, uint64(0) // last: the revision being scanned
+	for valid := it.First(); valid; valid = it.Next() {
+		rev := binary.BigEndian.Uint64(it.Key()[1:9])
+		if rev != last && q.full(len(res.Events), scanned) {
+			res.Next, res.More = rev, true
+			return nil
+		}
+		last = rev
+		scanned++
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil // it.Error reports it
+		}
+		e, err := decodeEvent(it.Key(), v)
+		if err != nil {
+			return err
+		}
+		if q.matches(e.Key) {
+			res.Events = append(res.Events, e)
+		}
+	}
+	return nil
+}
+
+// full reports whether a page of events examined out of scanned has
+// reached the query's bounds.
+func (q *HistoryQuery) full(events, scanned int) bool {
+	return q.Limit > 0 && events >= q.Limit || q.MaxScan > 0 && scanned >= q.MaxScan
 }
 
 func (q *HistoryQuery) matches(key []byte) bool {

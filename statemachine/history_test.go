@@ -179,3 +179,113 @@ func TestHistoryByteCap(t *testing.T) {
 	used, _ := s.db.EstimateDiskUsage(histKey(nil, res.Floor, 0), []byte{nsHist + 1})
 	t.Logf("floor %d, history files %d bytes", res.Floor, used)
 }
+
+// readPages reads q page by page until a read answers More false, and
+// fails if a read does not advance (a watcher would spin on it) or
+// splits a revision.
+func readPages(t *testing.T, s *StateMachine, q HistoryQuery) (events []Event, reads int) {
+	t.Helper()
+	for {
+		reads++
+		if reads > 10_000 {
+			t.Fatalf("%+v: still More after 10,000 reads", q)
+		}
+		res := history(t, s, q)
+		if res.Next <= q.From {
+			t.Fatalf("%+v: read from %d answered next %d more %v: no progress", q, q.From, res.Next, res.More)
+		}
+		for _, e := range res.Events {
+			if e.Revision < q.From || e.Revision >= res.Next {
+				t.Fatalf("%+v: event at %d outside the page [%d, %d)", q, e.Revision, q.From, res.Next)
+			}
+		}
+		events = append(events, res.Events...)
+		if !res.More {
+			return events, reads
+		}
+		q.From = res.Next
+	}
+}
+
+// MaxScan stops a read at a revision boundary, after at least one whole
+// revision: a read always advances, however many events one entry holds
+// and however few of them match.
+func TestHistoryMaxScan(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	var big []Command
+	for i := range 300 {
+		big = append(big, putCmd(fmt.Sprint("x", i), "v"))
+	}
+	big = append(big, putCmd("k", "big"))
+	mustUpdate(t, s,
+		entry(1, putCmd("a", "1"), putCmd("b", "1"), putCmd("c", "1"), putCmd("k", "1")), // the audit's case
+		entry(2, big...), // many events, the match last
+		entry(3, putCmd("other", "1")),
+		entry(4, putCmd("other", "2")),
+		entry(5, putCmd("other", "3")),
+		entry(6, putCmd("k", "2"), putCmd("k", "3"), putCmd("k", "4")), // a revision longer than MaxScan, all matching
+		entry(7, putCmd("other", "4")),
+	)
+	for _, tc := range []struct {
+		name string
+		q    HistoryQuery
+		want string
+	}{
+		{"key", HistoryQuery{Key: []byte("k")}, "put k=1@1+ put k=big@2 put k=2@6 put k=3@6 put k=4@6 "},
+		{"prefix", HistoryQuery{Key: []byte("o"), End: PrefixEnd([]byte("o"))}, "put other=1@3+ put other=2@4 put other=3@5 put other=4@7 "},
+		{"no match", HistoryQuery{Key: []byte("zz")}, ""},
+	} {
+		for _, scan := range []int{1, 2, 3, 5, 1000} {
+			q := tc.q
+			q.From, q.MaxScan = 1, scan
+			events, reads := readPages(t, s, q)
+			if got := describe(events); got != tc.want {
+				t.Errorf("%s, max scan %d: got %q, want %q", tc.name, scan, got, tc.want)
+			}
+			// At most one read per revision (7), and one for a large cap.
+			if reads > 7 || scan == 1000 && reads != 1 {
+				t.Errorf("%s, max scan %d: %d reads", tc.name, scan, reads)
+			}
+		}
+	}
+	// The first read of the audit's case: revision 1 whole, then stop.
+	res := history(t, s, HistoryQuery{From: 1, Key: []byte("k"), MaxScan: 2})
+	if got := describe(res.Events); got != "put k=1@1+ " || res.Next != 2 || !res.More {
+		t.Fatalf("max scan 2 from 1: %q next %d more %v", got, res.Next, res.More)
+	}
+}
+
+// Read page by page under random bounds, the history is the same as in
+// one read.
+func TestHistoryPagesRandom(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := []string{"a", "ab", "abc", "b", "c"}
+	for i := uint64(1); i <= 300; i++ {
+		var cmds []Command
+		for range rng.IntN(3) * rng.IntN(12) { // a third of the entries empty
+			k := keys[rng.IntN(len(keys))]
+			if rng.IntN(4) == 0 {
+				cmds = append(cmds, delCmd(k))
+			} else {
+				cmds = append(cmds, putCmd(k, fmt.Sprint(i)))
+			}
+		}
+		mustUpdate(t, s, entry(i, cmds...))
+	}
+	for _, q := range []HistoryQuery{
+		{Key: []byte("abc")},
+		{Key: []byte("a"), End: PrefixEnd([]byte("a"))},
+		{Key: []byte("b"), End: []byte{0}},
+		{Key: []byte("zz"), End: []byte{0}},
+	} {
+		q.From = 1
+		want := describe(history(t, s, q).Events)
+		for range 20 {
+			q.Limit, q.MaxScan = rng.IntN(5), rng.IntN(8)
+			if got, _ := readPages(t, s, q); describe(got) != want {
+				t.Fatalf("%+v: paged %q, whole %q", q, describe(got), want)
+			}
+		}
+	}
+}
