@@ -58,17 +58,19 @@ type Event struct {
 // none, only Next = the applied index + 1, "from now")
 // for keys matching Key/End: End nil = the key Key only; otherwise the
 // range [Key, End), with End = {0} meaning every key ≥ Key. Limit bounds
-// the events returned, MaxScan the events examined; both are checked
-// between revisions, so a page never splits one and a read examines at
-// least one whole revision (at most MaxScan-1 events plus one entry's):
-// Next is always past From. Lookup returns a HistoryResult, or an error
+// the events returned, MaxBytes their keys and values, MaxScan the events
+// examined (0: no bound). The bounds are checked between revisions, so a
+// page never splits one and a read examines at least one whole revision:
+// Next is always past From, and a page may pass a bound by one entry's
+// events (Dragonboat caps an entry at 64 MiB). Lookup returns a HistoryResult, or an error
 // wrapping ErrCompacted when From is below the floor.
 type HistoryQuery struct {
 	From    uint64
 	Key     []byte
 	End     []byte
-	Limit   int
-	MaxScan int
+	Limit    int
+	MaxBytes int
+	MaxScan  int
 }
 
 // HistoryResult answers a HistoryQuery. Next is the revision to read from
@@ -206,8 +208,8 @@ func getFloor(r getter) (floor uint64, ok bool, err error) {
 
 // history reads a HistoryQuery from one consistent snapshot.
 func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
-	if q.Limit < 0 || q.MaxScan < 0 {
-		return HistoryResult{}, fmt.Errorf("%w: history from %d, limit %d, max scan %d", ErrInvalidQuery, q.From, q.Limit, q.MaxScan)
+	if q.Limit < 0 || q.MaxBytes < 0 || q.MaxScan < 0 {
+		return HistoryResult{}, fmt.Errorf("%w: history from %d, limit %d, max bytes %d, max scan %d", ErrInvalidQuery, q.From, q.Limit, q.MaxBytes, q.MaxScan)
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
@@ -252,10 +254,10 @@ func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
 // revision it starts (a page never splits one) and examines at least one
 // (a read always advances, however many events of one entry do not match).
 func (q *HistoryQuery) scan(it *pebble.Iterator, res *HistoryResult) error {
-	scanned, last := 0, uint64(0) // last: the revision being scanned
+	scanned, size, last := 0, 0, uint64(0) // last: the revision being scanned
 	for valid := it.First(); valid; valid = it.Next() {
 		rev := binary.BigEndian.Uint64(it.Key()[1:9])
-		if rev != last && q.full(len(res.Events), scanned) {
+		if rev != last && q.full(len(res.Events), size, scanned) {
 			res.Next, res.More = rev, true
 			return nil
 		}
@@ -271,15 +273,17 @@ func (q *HistoryQuery) scan(it *pebble.Iterator, res *HistoryResult) error {
 		}
 		if q.matches(e.Key) {
 			res.Events = append(res.Events, e)
+			size += len(e.Key) + len(e.Value)
 		}
 	}
 	return nil
 }
 
-// full reports whether a page of events examined out of scanned has
-// reached the query's bounds.
-func (q *HistoryQuery) full(events, scanned int) bool {
-	return q.Limit > 0 && events >= q.Limit || q.MaxScan > 0 && scanned >= q.MaxScan
+// full reports whether a page of events holding size bytes, examined out
+// of scanned, has reached the query's bounds.
+func (q *HistoryQuery) full(events, size, scanned int) bool {
+	return q.Limit > 0 && events >= q.Limit || q.MaxBytes > 0 && size >= q.MaxBytes ||
+		q.MaxScan > 0 && scanned >= q.MaxScan
 }
 
 func (q *HistoryQuery) matches(key []byte) bool {

@@ -282,10 +282,41 @@ func TestHistoryPagesRandom(t *testing.T) {
 		q.From = 1
 		want := describe(history(t, s, q).Events)
 		for range 20 {
-			q.Limit, q.MaxScan = rng.IntN(5), rng.IntN(8)
+			q.Limit, q.MaxBytes, q.MaxScan = rng.IntN(5), rng.IntN(12), rng.IntN(8)
 			if got, _ := readPages(t, s, q); describe(got) != want {
 				t.Fatalf("%+v: paged %q, whole %q", q, describe(got), want)
 			}
+		}
+	}
+}
+
+// MaxBytes ends a page at the first revision boundary at or past it.
+func TestHistoryMaxBytes(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	v := string(bytes.Repeat([]byte("v"), 99)) // an event of key k: 100 bytes
+	mustUpdate(t, s,
+		entry(1, putCmd("k", v)),
+		entry(2, putCmd("k", v), putCmd("k", v), putCmd("k", v)),
+		entry(3, putCmd("k", v)),
+		entry(4, putCmd("k", v)),
+	)
+	for _, tc := range []struct {
+		from     uint64
+		maxBytes int
+		events   int
+		next     uint64
+	}{
+		{1, 1, 1, 2},   // at least one revision
+		{1, 100, 1, 2}, // reached exactly
+		{1, 101, 4, 3}, // revision 2 is finished
+		{2, 250, 3, 3}, // one revision past the bound
+		{3, 201, 2, 5}, // all there is
+		{3, 1 << 20, 2, 5},
+	} {
+		res := history(t, s, HistoryQuery{From: tc.from, Key: []byte("k"), MaxBytes: tc.maxBytes})
+		if len(res.Events) != tc.events || res.Next != tc.next || res.More != (tc.next < 5) {
+			t.Errorf("from %d, max bytes %d: %d events next %d more %v; want %d events next %d",
+				tc.from, tc.maxBytes, len(res.Events), res.Next, res.More, tc.events, tc.next)
 		}
 	}
 }
