@@ -62,12 +62,13 @@ type Event struct {
 // examined (0: no bound). The bounds are checked between revisions, so a
 // page never splits one and a read examines at least one whole revision:
 // Next is always past From, and a page may pass a bound by one entry's
-// events (Dragonboat caps an entry at 64 MiB). Lookup returns a HistoryResult, or an error
-// wrapping ErrCompacted when From is below the floor.
+// events (Dragonboat caps an entry at 64 MiB). Lookup returns a
+// HistoryResult, or an error wrapping ErrCompacted when From is below the
+// floor.
 type HistoryQuery struct {
-	From    uint64
-	Key     []byte
-	End     []byte
+	From     uint64
+	Key      []byte
+	End      []byte
 	Limit    int
 	MaxBytes int
 	MaxScan  int
