@@ -15,16 +15,21 @@ import (
 //	'h' + be64(revision) + be32(seq)  →  type(1) created(1) uvarint(keylen) key value
 //
 // revision is the entry's index (the key's new mod revision); seq orders
-// the events of one entry. Since the history is applied state, every
-// replica holds the same events and snapshots carry them. Update keeps the
-// last Config.HistoryRevisions revisions: once the oldest retained one is
+// the events of one entry. The events of a revision are the same on every
+// replica that holds it, and snapshots carry them; which revisions a
+// replica holds is its own. Update keeps at least the last
+// Config.HistoryRevisions revisions (unless the byte cap below cuts them,
+// or the history began later): once the oldest retained one is
 // further back than that plus a slack, it drops the older ones with one
 // range deletion (Pebble reclaims the space in background compactions)
 // and raises the floor, "s/histfloor", the oldest revision still served.
 // When the history's files grow past Config.HistoryBytes (large values),
-// it drops the oldest quarter. Retention is the node's own setting: nodes
-// configured alike hold the same history; a snapshot carries the sender's.
-// A store without a floor (new, or from before the history) gets
+// it keeps the newest revisions that fit in 7/8 of it. The floor is
+// decided where an Update batch ends, from Pebble's local size estimate,
+// so replicas' floors differ; what holds on each is that every revision
+// from its floor to its applied index is complete, and a read below the
+// floor is ErrCompacted, never a gap. A store without a floor (new, from
+// before the history, or run with the history off: dropHistory) gets
 // applied+1 at its next Update: nothing older is there.
 
 const nsHist byte = 'h'
@@ -185,6 +190,33 @@ func (a *applier) compactHistory(applied, last, keep uint64, maxBytes int64) err
 	}
 	a.floor = newFloor // if the commit fails, the state machine fails for good
 	return a.b.Set(sysHistFloorKey, be64(newFloor), nil)
+}
+
+// dropHistory runs instead of compactHistory while the history is off. A
+// store holding one (recorded while it was on, or received in a snapshot)
+// loses its events and its floor in the first Update's batch, and so
+// reads like a store that never had a history: nothing is held up to its
+// applied index, whatever it applies next. Were they kept, a node turned
+// on again would serve a watch from the old floor without the revisions
+// applied while it was off, and so would a snapshot it sent.
+func (a *applier) dropHistory() error {
+	if a.dropped {
+		return nil
+	}
+	_, ok, err := getFloor(a.db)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := a.b.DeleteRange([]byte{nsHist}, []byte{nsHist + 1}, nil); err != nil {
+			return err
+		}
+		if err := a.b.Delete(sysHistFloorKey, nil); err != nil {
+			return err
+		}
+	}
+	a.dropped = true // if the commit fails, the state machine fails for good
+	return nil
 }
 
 // historyCheckEvents is how many events pass between checks of the

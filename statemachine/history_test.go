@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 )
@@ -318,5 +319,106 @@ func TestHistoryMaxBytes(t *testing.T) {
 			t.Errorf("from %d, max bytes %d: %d events next %d more %v; want %d events next %d",
 				tc.from, tc.maxBytes, len(res.Events), res.Next, res.More, tc.events, tc.next)
 		}
+	}
+}
+
+// openKeeping opens the state machine in dir keeping keep revisions of
+// history (-1: none).
+func openKeeping(t *testing.T, fs vfs.FS, dir string, keep int) *StateMachine {
+	t.Helper()
+	s, err := Open(dir, Config{FS: fs, Logger: testLogger(t), HistoryRevisions: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func storedEvents(t *testing.T, s *StateMachine) int {
+	t.Helper()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsHist}, UpperBound: []byte{nsHist + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n
+}
+
+// A node that ran without history and has it again serves no revision
+// applied while it was off: a watch from before them is compacted, not
+// answered with a gap. Nor does a snapshot it sent meanwhile carry the
+// old history.
+func TestHistoryOffThenOn(t *testing.T) {
+	fs := vfs.NewMem()
+	on := openKeeping(t, fs, "/sm", 0)
+	mustUpdate(t, on, entry(1, putCmd("k", "1")), entry(2, putCmd("k", "2")))
+	_ = on.Close()
+
+	off := openKeeping(t, fs, "/sm", -1)
+	mustUpdate(t, off, entry(3, putCmd("k", "3")))
+	mustUpdate(t, off, entry(4, putCmd("k", "4")))
+	if n := storedEvents(t, off); n != 0 {
+		t.Errorf("%d events stored with the history off", n)
+	}
+	p, err := off.PrepareSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := off.SaveSnapshot(p, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = off.Close()
+	dst, _ := openSM(t, vfs.NewMem(), "/dst")
+	if err := dst.RecoverFromSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	again := openKeeping(t, fs, "/sm", 0)
+	defer again.Close()
+	mustUpdate(t, again, entry(5, putCmd("k", "5")))
+	mustUpdate(t, dst, entry(5, putCmd("k", "5")))
+	for name, s := range map[string]*StateMachine{"restarted": again, "from the snapshot": dst} {
+		_, err := s.Lookup(HistoryQuery{From: 1, Key: []byte("k")})
+		var ce *CompactedError
+		if !errors.As(err, &ce) || ce.Floor != 5 {
+			res := history(t, s, HistoryQuery{From: 1, Key: []byte("k")})
+			t.Errorf("%s: from 1: err %v, events %q; want compacted, floor 5", name, err, describe(res.Events))
+			continue
+		}
+		if got := describe(history(t, s, HistoryQuery{From: 5, Key: []byte("k")}).Events); got != "put k=5@5 " {
+			t.Errorf("%s: from 5: %q", name, got)
+		}
+	}
+}
+
+// A node without history drops what a snapshot brought at its next Update.
+func TestHistoryOffDropsSnapshotHistory(t *testing.T) {
+	src, _ := openSM(t, vfs.NewMem(), "/src")
+	mustUpdate(t, src, entry(1, putCmd("a", "1")), entry(2, delCmd("a")))
+	p, err := src.PrepareSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := src.SaveSnapshot(p, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := openKeeping(t, vfs.NewMem(), "/dst", -1)
+	defer dst.Close()
+	mustUpdate(t, dst, entry(1, putCmd("b", "1"))) // its own store's first Update
+	if err := dst.RecoverFromSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, dst, entry(3, putCmd("a", "3")))
+	_, ok, err := getFloor(dst.db)
+	if n := storedEvents(t, dst); n != 0 || ok || err != nil {
+		t.Fatalf("after an Update without history: %d events, floor stored %v (%v)", n, ok, err)
 	}
 }
