@@ -23,6 +23,8 @@ type Watcher interface {
 
 // Pages of one read: enough to keep a busy watcher's messages large, small
 // enough that a narrow watch over a busy history answers progress often.
+// A page also holds at most Limits.MaxRangeBytes of keys and values; each
+// bound may be passed by the rest of one revision (pages never split one).
 const (
 	watchPageEvents = 1000
 	watchPageScan   = 10000
@@ -82,7 +84,7 @@ func (s *kvServer) watch(ctx context.Context, m *kvdv1.WatchRequest, stream send
 }
 
 func (s *kvServer) watchQuery(m *kvdv1.WatchRequest) (statemachine.HistoryQuery, error) {
-	q := statemachine.HistoryQuery{From: m.StartRevision, Key: m.Key, Limit: watchPageEvents, MaxScan: watchPageScan}
+	q := statemachine.HistoryQuery{From: m.StartRevision, Key: m.Key, Limit: watchPageEvents, MaxBytes: s.limits.MaxRangeBytes, MaxScan: watchPageScan}
 	switch {
 	case m.Prefix && len(m.RangeEnd) > 0:
 		return q, invalid("watch: give either prefix or range_end, not both")

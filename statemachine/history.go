@@ -15,16 +15,21 @@ import (
 //	'h' + be64(revision) + be32(seq)  →  type(1) created(1) uvarint(keylen) key value
 //
 // revision is the entry's index (the key's new mod revision); seq orders
-// the events of one entry. Since the history is applied state, every
-// replica holds the same events and snapshots carry them. Update keeps the
-// last Config.HistoryRevisions revisions: once the oldest retained one is
+// the events of one entry. The events of a revision are the same on every
+// replica that holds it, and snapshots carry them; which revisions a
+// replica holds is its own. Update keeps at least the last
+// Config.HistoryRevisions revisions (unless the byte cap below cuts them,
+// or the history began later): once the oldest retained one is
 // further back than that plus a slack, it drops the older ones with one
 // range deletion (Pebble reclaims the space in background compactions)
 // and raises the floor, "s/histfloor", the oldest revision still served.
 // When the history's files grow past Config.HistoryBytes (large values),
-// it drops the oldest quarter. Retention is the node's own setting: nodes
-// configured alike hold the same history; a snapshot carries the sender's.
-// A store without a floor (new, or from before the history) gets
+// it keeps the newest revisions that fit in 7/8 of it. The floor is
+// decided where an Update batch ends, from Pebble's local size estimate,
+// so replicas' floors differ; what holds on each is that every revision
+// from its floor to its applied index is complete, and a read below the
+// floor is ErrCompacted, never a gap. A store without a floor (new, from
+// before the history, or run with the history off: dropHistory) gets
 // applied+1 at its next Update: nothing older is there.
 
 const nsHist byte = 'h'
@@ -58,16 +63,20 @@ type Event struct {
 // none, only Next = the applied index + 1, "from now")
 // for keys matching Key/End: End nil = the key Key only; otherwise the
 // range [Key, End), with End = {0} meaning every key ≥ Key. Limit bounds
-// the events returned (the revision being read is finished, so a page
-// never splits one), MaxScan the events examined. Lookup returns a
+// the events returned, MaxBytes their keys and values, MaxScan the events
+// examined (0: no bound). The bounds are checked between revisions, so a
+// page never splits one and a read examines at least one whole revision:
+// Next is always past From, and a page may pass a bound by one entry's
+// events (Dragonboat caps an entry at 64 MiB). Lookup returns a
 // HistoryResult, or an error wrapping ErrCompacted when From is below the
 // floor.
 type HistoryQuery struct {
-	From    uint64
-	Key     []byte
-	End     []byte
-	Limit   int
-	MaxScan int
+	From     uint64
+	Key      []byte
+	End      []byte
+	Limit    int
+	MaxBytes int
+	MaxScan  int
 }
 
 // HistoryResult answers a HistoryQuery. Next is the revision to read from
@@ -183,6 +192,33 @@ func (a *applier) compactHistory(applied, last, keep uint64, maxBytes int64) err
 	return a.b.Set(sysHistFloorKey, be64(newFloor), nil)
 }
 
+// dropHistory runs instead of compactHistory while the history is off. A
+// store holding one (recorded while it was on, or received in a snapshot)
+// loses its events and its floor in the first Update's batch, and so
+// reads like a store that never had a history: nothing is held up to its
+// applied index, whatever it applies next. Were they kept, a node turned
+// on again would serve a watch from the old floor without the revisions
+// applied while it was off, and so would a snapshot it sent.
+func (a *applier) dropHistory() error {
+	if a.dropped {
+		return nil
+	}
+	_, ok, err := getFloor(a.db)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := a.b.DeleteRange([]byte{nsHist}, []byte{nsHist + 1}, nil); err != nil {
+			return err
+		}
+		if err := a.b.Delete(sysHistFloorKey, nil); err != nil {
+			return err
+		}
+	}
+	a.dropped = true // if the commit fails, the state machine fails for good
+	return nil
+}
+
 // historyCheckEvents is how many events pass between checks of the
 // history's size.
 const historyCheckEvents = 1024
@@ -205,8 +241,8 @@ func getFloor(r getter) (floor uint64, ok bool, err error) {
 
 // history reads a HistoryQuery from one consistent snapshot.
 func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
-	if q.Limit < 0 || q.MaxScan < 0 {
-		return HistoryResult{}, fmt.Errorf("%w: history from %d, limit %d, max scan %d", ErrInvalidQuery, q.From, q.Limit, q.MaxScan)
+	if q.Limit < 0 || q.MaxBytes < 0 || q.MaxScan < 0 {
+		return HistoryResult{}, fmt.Errorf("%w: history from %d, limit %d, max bytes %d, max scan %d", ErrInvalidQuery, q.From, q.Limit, q.MaxBytes, q.MaxScan)
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
@@ -236,32 +272,51 @@ func (s *StateMachine) history(q *HistoryQuery) (HistoryResult, error) {
 	if err != nil {
 		return HistoryResult{}, fmt.Errorf("statemachine: history: %w", err)
 	}
-	scanned := 0
-	for valid := it.First(); valid; valid = it.Next() {
-		rev := binary.BigEndian.Uint64(it.Key()[1:9])
-		full := (q.Limit > 0 && len(res.Events) >= q.Limit) || (q.MaxScan > 0 && scanned >= q.MaxScan)
-		if full && (len(res.Events) == 0 || rev != res.Events[len(res.Events)-1].Revision) {
-			res.Next, res.More = rev, true
-			break
-		}
-		scanned++
-		v, err := it.ValueAndErr()
-		if err != nil {
-			break // it.Error reports it
-		}
-		e, err := decodeEvent(it.Key(), v)
-		if err != nil {
-			_ = it.Close()
-			return HistoryResult{}, err
-		}
-		if q.matches(e.Key) {
-			res.Events = append(res.Events, e)
-		}
+	if err := q.scan(it, &res); err != nil {
+		_ = it.Close()
+		return HistoryResult{}, err
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return HistoryResult{}, fmt.Errorf("statemachine: history: %w", err)
 	}
 	return res, nil
+}
+
+// scan reads the events at it into res, whole revisions at a time: the
+// bounds are checked only where a revision ends, so a read finishes every
+// revision it starts (a page never splits one) and examines at least one
+// (a read always advances, however many events of one entry do not match).
+func (q *HistoryQuery) scan(it *pebble.Iterator, res *HistoryResult) error {
+	scanned, size, last := 0, 0, uint64(0) // last: the revision being scanned
+	for valid := it.First(); valid; valid = it.Next() {
+		rev := binary.BigEndian.Uint64(it.Key()[1:9])
+		if rev != last && q.full(len(res.Events), size, scanned) {
+			res.Next, res.More = rev, true
+			return nil
+		}
+		last = rev
+		scanned++
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil // it.Error reports it
+		}
+		e, err := decodeEvent(it.Key(), v)
+		if err != nil {
+			return err
+		}
+		if q.matches(e.Key) {
+			res.Events = append(res.Events, e)
+			size += len(e.Key) + len(e.Value)
+		}
+	}
+	return nil
+}
+
+// full reports whether a page of events holding size bytes, examined out
+// of scanned, has reached the query's bounds.
+func (q *HistoryQuery) full(events, size, scanned int) bool {
+	return q.Limit > 0 && events >= q.Limit || q.MaxBytes > 0 && size >= q.MaxBytes ||
+		q.MaxScan > 0 && scanned >= q.MaxScan
 }
 
 func (q *HistoryQuery) matches(key []byte) bool {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 )
@@ -178,4 +179,246 @@ func TestHistoryByteCap(t *testing.T) {
 	}
 	used, _ := s.db.EstimateDiskUsage(histKey(nil, res.Floor, 0), []byte{nsHist + 1})
 	t.Logf("floor %d, history files %d bytes", res.Floor, used)
+}
+
+// readPages reads q page by page until a read answers More false, and
+// fails if a read does not advance (a watcher would spin on it) or
+// splits a revision.
+func readPages(t *testing.T, s *StateMachine, q HistoryQuery) (events []Event, reads int) {
+	t.Helper()
+	for {
+		reads++
+		if reads > 10_000 {
+			t.Fatalf("%+v: still More after 10,000 reads", q)
+		}
+		res := history(t, s, q)
+		if res.Next <= q.From {
+			t.Fatalf("%+v: read from %d answered next %d more %v: no progress", q, q.From, res.Next, res.More)
+		}
+		for _, e := range res.Events {
+			if e.Revision < q.From || e.Revision >= res.Next {
+				t.Fatalf("%+v: event at %d outside the page [%d, %d)", q, e.Revision, q.From, res.Next)
+			}
+		}
+		events = append(events, res.Events...)
+		if !res.More {
+			return events, reads
+		}
+		q.From = res.Next
+	}
+}
+
+// MaxScan stops a read at a revision boundary, after at least one whole
+// revision: a read always advances, however many events one entry holds
+// and however few of them match.
+func TestHistoryMaxScan(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	var big []Command
+	for i := range 300 {
+		big = append(big, putCmd(fmt.Sprint("x", i), "v"))
+	}
+	big = append(big, putCmd("k", "big"))
+	mustUpdate(t, s,
+		entry(1, putCmd("a", "1"), putCmd("b", "1"), putCmd("c", "1"), putCmd("k", "1")), // the audit's case
+		entry(2, big...), // many events, the match last
+		entry(3, putCmd("other", "1")),
+		entry(4, putCmd("other", "2")),
+		entry(5, putCmd("other", "3")),
+		entry(6, putCmd("k", "2"), putCmd("k", "3"), putCmd("k", "4")), // a revision longer than MaxScan, all matching
+		entry(7, putCmd("other", "4")),
+	)
+	for _, tc := range []struct {
+		name string
+		q    HistoryQuery
+		want string
+	}{
+		{"key", HistoryQuery{Key: []byte("k")}, "put k=1@1+ put k=big@2 put k=2@6 put k=3@6 put k=4@6 "},
+		{"prefix", HistoryQuery{Key: []byte("o"), End: PrefixEnd([]byte("o"))}, "put other=1@3+ put other=2@4 put other=3@5 put other=4@7 "},
+		{"no match", HistoryQuery{Key: []byte("zz")}, ""},
+	} {
+		for _, scan := range []int{1, 2, 3, 5, 1000} {
+			q := tc.q
+			q.From, q.MaxScan = 1, scan
+			events, reads := readPages(t, s, q)
+			if got := describe(events); got != tc.want {
+				t.Errorf("%s, max scan %d: got %q, want %q", tc.name, scan, got, tc.want)
+			}
+			// At most one read per revision (7), and one for a large cap.
+			if reads > 7 || scan == 1000 && reads != 1 {
+				t.Errorf("%s, max scan %d: %d reads", tc.name, scan, reads)
+			}
+		}
+	}
+	// The first read of the audit's case: revision 1 whole, then stop.
+	res := history(t, s, HistoryQuery{From: 1, Key: []byte("k"), MaxScan: 2})
+	if got := describe(res.Events); got != "put k=1@1+ " || res.Next != 2 || !res.More {
+		t.Fatalf("max scan 2 from 1: %q next %d more %v", got, res.Next, res.More)
+	}
+}
+
+// Read page by page under random bounds, the history is the same as in
+// one read.
+func TestHistoryPagesRandom(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := []string{"a", "ab", "abc", "b", "c"}
+	for i := uint64(1); i <= 300; i++ {
+		var cmds []Command
+		for range rng.IntN(3) * rng.IntN(12) { // a third of the entries empty
+			k := keys[rng.IntN(len(keys))]
+			if rng.IntN(4) == 0 {
+				cmds = append(cmds, delCmd(k))
+			} else {
+				cmds = append(cmds, putCmd(k, fmt.Sprint(i)))
+			}
+		}
+		mustUpdate(t, s, entry(i, cmds...))
+	}
+	for _, q := range []HistoryQuery{
+		{Key: []byte("abc")},
+		{Key: []byte("a"), End: PrefixEnd([]byte("a"))},
+		{Key: []byte("b"), End: []byte{0}},
+		{Key: []byte("zz"), End: []byte{0}},
+	} {
+		q.From = 1
+		want := describe(history(t, s, q).Events)
+		for range 20 {
+			q.Limit, q.MaxBytes, q.MaxScan = rng.IntN(5), rng.IntN(12), rng.IntN(8)
+			if got, _ := readPages(t, s, q); describe(got) != want {
+				t.Fatalf("%+v: paged %q, whole %q", q, describe(got), want)
+			}
+		}
+	}
+}
+
+// MaxBytes ends a page at the first revision boundary at or past it.
+func TestHistoryMaxBytes(t *testing.T) {
+	s, _ := openSM(t, vfs.NewMem(), "/sm")
+	v := string(bytes.Repeat([]byte("v"), 99)) // an event of key k: 100 bytes
+	mustUpdate(t, s,
+		entry(1, putCmd("k", v)),
+		entry(2, putCmd("k", v), putCmd("k", v), putCmd("k", v)),
+		entry(3, putCmd("k", v)),
+		entry(4, putCmd("k", v)),
+	)
+	for _, tc := range []struct {
+		from     uint64
+		maxBytes int
+		events   int
+		next     uint64
+	}{
+		{1, 1, 1, 2},   // at least one revision
+		{1, 100, 1, 2}, // reached exactly
+		{1, 101, 4, 3}, // revision 2 is finished
+		{2, 250, 3, 3}, // one revision past the bound
+		{3, 201, 2, 5}, // all there is
+		{3, 1 << 20, 2, 5},
+	} {
+		res := history(t, s, HistoryQuery{From: tc.from, Key: []byte("k"), MaxBytes: tc.maxBytes})
+		if len(res.Events) != tc.events || res.Next != tc.next || res.More != (tc.next < 5) {
+			t.Errorf("from %d, max bytes %d: %d events next %d more %v; want %d events next %d",
+				tc.from, tc.maxBytes, len(res.Events), res.Next, res.More, tc.events, tc.next)
+		}
+	}
+}
+
+// openKeeping opens the state machine in dir keeping keep revisions of
+// history (-1: none).
+func openKeeping(t *testing.T, fs vfs.FS, dir string, keep int) *StateMachine {
+	t.Helper()
+	s, err := Open(dir, Config{FS: fs, Logger: testLogger(t), HistoryRevisions: keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func storedEvents(t *testing.T, s *StateMachine) int {
+	t.Helper()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsHist}, UpperBound: []byte{nsHist + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n
+}
+
+// A node that ran without history and has it again serves no revision
+// applied while it was off: a watch from before them is compacted, not
+// answered with a gap. Nor does a snapshot it sent meanwhile carry the
+// old history.
+func TestHistoryOffThenOn(t *testing.T) {
+	fs := vfs.NewMem()
+	on := openKeeping(t, fs, "/sm", 0)
+	mustUpdate(t, on, entry(1, putCmd("k", "1")), entry(2, putCmd("k", "2")))
+	_ = on.Close()
+
+	off := openKeeping(t, fs, "/sm", -1)
+	mustUpdate(t, off, entry(3, putCmd("k", "3")))
+	mustUpdate(t, off, entry(4, putCmd("k", "4")))
+	if n := storedEvents(t, off); n != 0 {
+		t.Errorf("%d events stored with the history off", n)
+	}
+	p, err := off.PrepareSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := off.SaveSnapshot(p, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = off.Close()
+	dst, _ := openSM(t, vfs.NewMem(), "/dst")
+	if err := dst.RecoverFromSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	again := openKeeping(t, fs, "/sm", 0)
+	defer again.Close()
+	mustUpdate(t, again, entry(5, putCmd("k", "5")))
+	mustUpdate(t, dst, entry(5, putCmd("k", "5")))
+	for name, s := range map[string]*StateMachine{"restarted": again, "from the snapshot": dst} {
+		_, err := s.Lookup(HistoryQuery{From: 1, Key: []byte("k")})
+		var ce *CompactedError
+		if !errors.As(err, &ce) || ce.Floor != 5 {
+			res := history(t, s, HistoryQuery{From: 1, Key: []byte("k")})
+			t.Errorf("%s: from 1: err %v, events %q; want compacted, floor 5", name, err, describe(res.Events))
+			continue
+		}
+		if got := describe(history(t, s, HistoryQuery{From: 5, Key: []byte("k")}).Events); got != "put k=5@5 " {
+			t.Errorf("%s: from 5: %q", name, got)
+		}
+	}
+}
+
+// A node without history drops what a snapshot brought at its next Update.
+func TestHistoryOffDropsSnapshotHistory(t *testing.T) {
+	src, _ := openSM(t, vfs.NewMem(), "/src")
+	mustUpdate(t, src, entry(1, putCmd("a", "1")), entry(2, delCmd("a")))
+	p, err := src.PrepareSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := src.SaveSnapshot(p, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := openKeeping(t, vfs.NewMem(), "/dst", -1)
+	defer dst.Close()
+	mustUpdate(t, dst, entry(1, putCmd("b", "1"))) // its own store's first Update
+	if err := dst.RecoverFromSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, dst, entry(3, putCmd("a", "3")))
+	_, ok, err := getFloor(dst.db)
+	if n := storedEvents(t, dst); n != 0 || ok || err != nil {
+		t.Fatalf("after an Update without history: %d events, floor stored %v (%v)", n, ok, err)
+	}
 }

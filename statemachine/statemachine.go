@@ -27,7 +27,8 @@ type Config struct {
 	// discards them.
 	Logger *slog.Logger
 	// HistoryRevisions is how many revisions of watch events the store
-	// keeps (history.go); 0 means DefaultHistoryRevisions, < 0 none.
+	// keeps (history.go); 0 means DefaultHistoryRevisions, < 0 none (and
+	// the first Update drops what the store held).
 	HistoryRevisions int
 	// HistoryBytes caps the history's files (estimated); 0 means
 	// DefaultHistoryBytes, < 0 no cap.

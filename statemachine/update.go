@@ -84,9 +84,12 @@ func (s *StateMachine) Update(ents []sm.Entry) (_ []sm.Entry, err error) {
 		return ents, nil
 	}
 	if a.history {
-		if err := a.compactHistory(applied, last, uint64(s.cfg.HistoryRevisions), s.cfg.HistoryBytes); err != nil {
-			return nil, s.fail(err)
-		}
+		err = a.compactHistory(applied, last, uint64(s.cfg.HistoryRevisions), s.cfg.HistoryBytes)
+	} else {
+		err = a.dropHistory()
+	}
+	if err != nil {
+		return nil, s.fail(err)
 	}
 	if err := a.commit(last); err != nil {
 		return nil, s.fail(err)
@@ -120,12 +123,15 @@ type applier struct {
 	// floor caches the history's floor of the store of generation
 	// floorGen (0: not read yet), so that Update does not read it each time.
 	floor, floorGen uint64
+	// dropped: with the history off, the store of generation floorGen
+	// holds none (dropHistory).
+	dropped bool
 }
 
 func (a *applier) begin(db *pebble.DB, gen uint64) {
 	a.db = db
 	if a.floorGen != gen {
-		a.floorGen, a.floor = gen, 0 // another store: read its floor again
+		a.floorGen, a.floor, a.dropped = gen, 0, false // another store: read its floor again
 	}
 	a.b = db.NewBatch()
 	if a.overlay == nil {
