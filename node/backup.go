@@ -51,7 +51,10 @@ type Export struct {
 	Index     uint64
 	Files     []ExportFile
 	ClusterID string
-	root      string
+	// KeyCount is the number of keys in the snapshot (nil: unknown). The
+	// state machine counted them while it wrote the snapshot.
+	KeyCount *uint64
+	root     string
 }
 
 // ExportFile is one file of an exported snapshot.
@@ -105,7 +108,23 @@ func (n *Node) Export(ctx context.Context) (*Export, error) {
 		return nil, err
 	}
 	ok = true
-	return &Export{Dir: dir, Index: idx, Files: files, ClusterID: n.ClusterID(), root: root}, nil
+	return &Export{Dir: dir, Index: idx, Files: files, ClusterID: n.ClusterID(), KeyCount: n.snapshotKeys(idx), root: root}, nil
+}
+
+// snapshotKeys is the key count of the snapshot taken at Raft index idx
+// (nil if the state machine no longer knows it).
+func (n *Node) snapshotKeys(idx uint64) *uint64 {
+	v, err := n.nh.StaleRead(ShardID, statemachine.SavedSnapshotQuery{Index: idx})
+	if err != nil {
+		n.log.Warn("backup: key count unknown", "index", idx, "err", err)
+		return nil
+	}
+	saved, _ := v.(statemachine.SavedSnapshot)
+	if !saved.Found {
+		n.log.Warn("backup: key count unknown: the state machine holds no record of the snapshot", "index", idx)
+		return nil
+	}
+	return &saved.Keys
 }
 
 func listExport(dir string) ([]ExportFile, error) {
