@@ -122,8 +122,10 @@ func runSnapshotSave(c *cli.Context) error {
 	req := &kvdv1.BackupRequest{MaxBytesPerSecond: c.Uint64("rate-mib") << 20}
 	// Ctrl-C or SIGTERM cancels the save, which then removes its temporary
 	// file, rather than killing kvctl with the file half written.
+	// A second one kills it as usual.
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	context.AfterFunc(ctx, stop)
 	return withClient(c, func(_ context.Context, cl *client.Client) error {
 		// The command's --timeout is for calls, not for copying the data.
 		start := time.Now()
