@@ -24,8 +24,9 @@
 //	r, err := nh.SyncRead(ctx, shardID, statemachine.GetQuery{Key: []byte("k")})
 //	got := r.(statemachine.GetResult) // got.KV == nil: absent
 //
-// Lookup answers GetQuery (GetResult), RangeQuery (RangeResult) and
-// AppliedQuery (uint64); anything else is ErrInvalidQuery. Returned keys and
+// Lookup answers GetQuery (GetResult), RangeQuery (RangeResult),
+// AppliedQuery (uint64) and SavedSnapshotQuery (SavedSnapshot: the key
+// count of a recent SaveSnapshot); anything else is ErrInvalidQuery. Returned keys and
 // values are copies the caller owns.
 //
 // # Lifecycle
