@@ -11,7 +11,9 @@
 //	sum      SHA-256 over every byte before it, 32 bytes
 //
 // The version is outside the JSON so that a newer format is refused before
-// anything else is read. Readers trust nothing before the sum matched:
+// anything else is read. Fields added to the header since are optional and
+// do not change the version (readers ignore fields they do not know, and a
+// file that lacks one says "unknown", not zero): key_count. Readers trust nothing before the sum matched:
 // Unpack writes to a directory it removes on any error.
 package backup
 
@@ -58,6 +60,9 @@ type Header struct {
 	// ReplicaID of the node that took it.
 	ReplicaID uint64    `json:"replica_id"`
 	Created   time.Time `json:"created"`
+	// KeyCount is the number of keys in the backup; nil when unknown
+	// (files written before it was counted, or a node that did not send it).
+	KeyCount *uint64 `json:"key_count,omitempty"`
 	// Files of the exported snapshot, in payload order.
 	Files []File `json:"files"`
 }

@@ -172,13 +172,15 @@ func TestBackupRestore(t *testing.T) {
 	close(stop)
 	writers.Wait()
 	var info struct {
-		Revision uint64 `json:"revision"`
-		Bytes    int64  `json:"bytes"`
+		Revision uint64  `json:"revision"`
+		KeyCount *uint64 `json:"key_count"`
+		Bytes    int64   `json:"bytes"`
 	}
-	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Revision == 0 {
+	if err := json.Unmarshal([]byte(out), &info); err != nil || info.Revision == 0 || info.KeyCount == nil {
 		t.Fatalf("snapshot save output %q: %v", out, err)
 	}
-	if out, code := kvctlEnv(t, nil, "snapshot", "status", file); code != 0 || !strings.Contains(out, fmt.Sprintf("revision: %d", info.Revision)) {
+	if out, code := kvctlEnv(t, nil, "snapshot", "status", file); code != 0 || !strings.Contains(out, fmt.Sprintf("revision: %d", info.Revision)) ||
+		!strings.Contains(out, fmt.Sprintf("key_count: %d\n", *info.KeyCount)) {
 		t.Fatalf("snapshot status: exit %d:\n%s", code, out)
 	}
 	refuseBadRestores(t, file)
@@ -204,6 +206,10 @@ func TestBackupRestore(t *testing.T) {
 		p.waitReady(30 * time.Second)
 		compareRestored(t, p, want, log.uncertain, info.Revision)
 	}
+	// The restored keys are exactly those at the backup's revision.
+	if got := uint64(len(allKeys(t, restored))); got != *info.KeyCount {
+		t.Fatalf("the backup's header counts %d keys, the restored node holds %d", *info.KeyCount, got)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	resp, err := restored.kv().Put(ctx, connect.NewRequest(&kvdv1.PutRequest{Key: []byte("after-restore"), Value: []byte("x")}))
@@ -219,7 +225,7 @@ func TestBackupRestore(t *testing.T) {
 	restored.waitReady(60 * time.Second)
 	want["after-restore"] = ack{"x", resp.Msg.Revision}
 	compareRestored(t, restored, want, log.uncertain, resp.Msg.Revision)
-	t.Logf("backup: revision %d, %d bytes, %d keys compared on 3 nodes", info.Revision, info.Bytes, len(want))
+	t.Logf("backup: revision %d, %d bytes, %d keys in its header, %d keys compared on 3 nodes", info.Revision, info.Bytes, *info.KeyCount, len(want))
 }
 
 // saveFromObserver joins an observer to old (--voters 1 keeps it one) and

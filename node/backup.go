@@ -51,7 +51,10 @@ type Export struct {
 	Index     uint64
 	Files     []ExportFile
 	ClusterID string
-	root      string
+	// KeyCount is the number of keys in the snapshot (nil: unknown). The
+	// state machine counted them while it wrote the snapshot.
+	KeyCount *uint64
+	root     string
 }
 
 // ExportFile is one file of an exported snapshot.
@@ -105,7 +108,23 @@ func (n *Node) Export(ctx context.Context) (*Export, error) {
 		return nil, err
 	}
 	ok = true
-	return &Export{Dir: dir, Index: idx, Files: files, ClusterID: n.ClusterID(), root: root}, nil
+	return &Export{Dir: dir, Index: idx, Files: files, ClusterID: n.ClusterID(), KeyCount: n.snapshotKeys(idx), root: root}, nil
+}
+
+// snapshotKeys is the key count of the snapshot taken at Raft index idx
+// (nil if the state machine no longer knows it).
+func (n *Node) snapshotKeys(idx uint64) *uint64 {
+	v, err := n.nh.StaleRead(ShardID, statemachine.SavedSnapshotQuery{Index: idx})
+	if err != nil {
+		n.log.Warn("backup: key count unknown", "index", idx, "err", err)
+		return nil
+	}
+	saved, _ := v.(statemachine.SavedSnapshot)
+	if !saved.Found {
+		n.log.Warn("backup: key count unknown: the state machine holds no record of the snapshot", "index", idx)
+		return nil
+	}
+	return &saved.Keys
 }
 
 func listExport(dir string) ([]ExportFile, error) {
@@ -173,7 +192,7 @@ type Restored struct {
 // usual afterwards (a restart: identity and Raft state are in place).
 func Restore(ctx context.Context, cfg Config, src string, rev uint64) (Restored, error) {
 	cfg = withDefaults(cfg)
-	if err := checkRestoreConfig(cfg); err != nil {
+	if err := CheckRestoreConfig(cfg); err != nil {
 		return Restored{}, err
 	}
 	if err := clearForRestore(cfg.DataDir); err != nil {
@@ -194,17 +213,23 @@ func Restore(ctx context.Context, cfg Config, src string, rev uint64) (Restored,
 	return Restored{ReplicaID: rid, Revision: rev}, nil
 }
 
-func checkRestoreConfig(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
+// CheckRestoreConfig refuses a configuration Restore would refuse: one
+// that is invalid, or that asks for a cluster other than a new
+// single-voter one. Callers check it before they unpack a backup, which
+// may take long and fill the disk.
+//
+// The flags that ask for another cluster are named before Validate runs:
+// its complaints about them (such as --join's missing PeerDialer, which
+// the server adds later) would not say what to drop.
+func CheckRestoreConfig(cfg Config) error {
 	switch {
 	case len(cfg.InitialMembers) > 0:
 		return fmt.Errorf("%w: --restore starts a single-voter cluster: drop --initial-members (other nodes join it with --join)", ErrRestore)
 	case cfg.Seeds != nil || cfg.BootstrapExpect > 0:
 		return fmt.Errorf("%w: --restore starts a new cluster: drop --join, --discover and --bootstrap-expect (other nodes join it with --join)", ErrRestore)
 	}
-	return nil
+	cfg = withDefaults(cfg)
+	return cfg.Validate()
 }
 
 // clearForRestore refuses a data dir that holds state, except one whose

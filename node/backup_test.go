@@ -53,6 +53,41 @@ func copyExport(t *testing.T, e *Export) string {
 	return dst
 }
 
+// The export carries the number of user keys at its index (deleted keys,
+// member metadata and watch history are not keys).
+func TestExportKeyCount(t *testing.T) {
+	a := startReady(t, testConfig(t))
+	defer a.Stop()
+	for i := range 30 {
+		put(t, a, fmt.Sprintf("k%02d", i), "v")
+	}
+	put(t, a, "k00", "again")
+	for _, k := range []string{"k01", "k02", "k03"} {
+		if _, err := a.Write(context.Background(), statemachine.Command{Ops: []statemachine.Op{{Type: statemachine.OpDelete, Key: []byte(k)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitClusterID(t, a)
+	if len(rangeAll(t, a, true)) == 0 {
+		t.Fatal("no member metadata: the test would not show it is left out")
+	}
+	want := uint64(len(rangeAll(t, a, false)))
+	for range 2 { // the second export finds its own count, not the first's
+		e, err := a.Export(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.KeyCount == nil || *e.KeyCount != want {
+			t.Fatalf("export at %d: key count %v, want %d", e.Index, e.KeyCount, want)
+		}
+		if err := e.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		put(t, a, fmt.Sprintf("more%d", want), "v")
+		want++
+	}
+}
+
 // TestRestoreKeepsRevisions is the experiment behind backup and restore: a
 // snapshot exported while writes go on, imported into a new node, must give
 // every key its mod revision and continue after the snapshot's index, also

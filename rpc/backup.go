@@ -78,7 +78,7 @@ func (s *backupServer) backup(ctx context.Context, m *kvdv1.BackupRequest, strea
 	}
 	defer e.Remove()
 	hdr := &kvdv1.BackupHeader{ClusterId: e.ClusterID, Revision: e.Index, ReplicaId: uint64(s.n.Status().ReplicaID),
-		CreatedUnixMs: time.Now().UnixMilli()}
+		CreatedUnixMs: time.Now().UnixMilli(), KeyCount: e.KeyCount}
 	for _, f := range e.Files {
 		hdr.Files = append(hdr.Files, &kvdv1.BackupFile{Name: f.Name, Size: uint64(f.Size)})
 	}

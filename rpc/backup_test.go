@@ -97,6 +97,8 @@ func readBackup(t *testing.T, c kvdv1connect.MaintenanceClient, req *connect.Req
 func TestBackupStreamsTheExport(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 3*backupChunk+5)
 	f := &fakeExporter{export: exportOf(t, map[string][]byte{"a.gbsnap": big, "b.metadata": []byte("meta")})}
+	keys := uint64(1234)
+	f.export.KeyCount = &keys
 	c := backupServerFor(t, f)
 	start := time.Now()
 	hdr, data, sum, err := readBackup(t, c, backupRequest("s", 4<<20))
@@ -105,6 +107,9 @@ func TestBackupStreamsTheExport(t *testing.T) {
 	}
 	if hdr.Revision != 77 || hdr.ClusterId != "abc" || hdr.ReplicaId != 9 || len(hdr.Files) != 2 || hdr.Files[0].Size != uint64(len(big)) {
 		t.Fatalf("header %v", hdr)
+	}
+	if hdr.KeyCount == nil || *hdr.KeyCount != keys {
+		t.Fatalf("header key count %v, want %d", hdr.KeyCount, keys)
 	}
 	if !bytes.Equal(data, append(bytes.Clone(big), "meta"...)) {
 		t.Fatalf("data: %d bytes, not the files in order", len(data))
@@ -115,6 +120,18 @@ func TestBackupStreamsTheExport(t *testing.T) {
 	// 3 MiB at 4 MiB/s: at least ~750 ms, past the server's timeouts.
 	if d := time.Since(start); d < 700*time.Millisecond {
 		t.Fatalf("3 MiB at 4 MiB/s took %v: the rate is not bounded", d)
+	}
+}
+
+// An export whose key count is unknown sends none: absent, not zero.
+func TestBackupKeyCountUnknown(t *testing.T) {
+	f := &fakeExporter{export: exportOf(t, map[string][]byte{"a.gbsnap": []byte("data"), "b.metadata": []byte("meta")})}
+	hdr, _, _, err := readBackup(t, backupServerFor(t, f), backupRequest("s", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.KeyCount != nil {
+		t.Fatalf("header key count %d, want none", *hdr.KeyCount)
 	}
 }
 

@@ -25,8 +25,9 @@
 //	got := r.(statemachine.GetResult) // got.KV == nil: absent
 //
 // Lookup answers GetQuery (GetResult), RangeQuery (RangeResult),
-// HistoryQuery (HistoryResult: watch events) and AppliedQuery (uint64);
-// anything else is ErrInvalidQuery. Returned keys and
+// HistoryQuery (HistoryResult: watch events), AppliedQuery (uint64) and
+// SavedSnapshotQuery (SavedSnapshot: the key count of a recent
+// SaveSnapshot); anything else is ErrInvalidQuery. Returned keys and
 // values are copies the caller owns.
 //
 // # Lifecycle

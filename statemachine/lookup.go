@@ -119,6 +119,8 @@ func (s *StateMachine) Lookup(q interface{}) (interface{}, error) {
 		return s.history(q)
 	case AppliedQuery, *AppliedQuery:
 		return s.applied.Load(), nil
+	case SavedSnapshotQuery:
+		return s.savedSnapshot(q), nil
 	}
 	return nil, fmt.Errorf("%w: unsupported query type %T", ErrInvalidQuery, q)
 }

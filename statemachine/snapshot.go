@@ -110,23 +110,79 @@ func (s *StateMachine) SaveSnapshot(state interface{}, w io.Writer, stopc <-chan
 		return fmt.Errorf("statemachine: SaveSnapshot got %T, not an unused PrepareSnapshot result", state)
 	}
 	defer s.release(p)
-	return writeSnapshot(p.snap, p.applied, w, stopc)
+	keys, err := writeSnapshot(p.snap, p.applied, w, stopc)
+	if err != nil {
+		return err
+	}
+	s.recordSaved(SavedSnapshot{Applied: p.applied, Keys: keys})
+	return nil
 }
 
-func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-chan struct{}) error {
+// SavedSnapshotQuery asks how many user keys the snapshot Dragonboat took
+// at Raft index Index holds (node.Export reads it for the backup header).
+// Lookup returns a SavedSnapshot, Found false when no snapshot saved lately
+// matches.
+//
+// SaveSnapshot counts them as it writes, so the count costs no pass over
+// the data. The state machine's applied index at a snapshot is the highest
+// applied index of the saves at or below Raft index Index (entries that
+// never reach Update, such as config changes, raise Raft's index only), and
+// one applied index names one state: two saves at one applied index hold
+// the same keys.
+type SavedSnapshotQuery struct{ Index uint64 }
+
+// SavedSnapshot answers a SavedSnapshotQuery: Keys user keys at applied
+// index Applied.
+type SavedSnapshot struct {
+	Applied, Keys uint64
+	Found         bool
+}
+
+// savedKept is how many recent saves SavedSnapshotQuery can find: Dragonboat
+// saves one snapshot at a time per replica (streams to followers aside).
+const savedKept = 8
+
+// recordSaved remembers a completed save, dropping the oldest beyond
+// savedKept.
+func (s *StateMachine) recordSaved(v SavedSnapshot) {
+	s.snapsMu.Lock()
+	defer s.snapsMu.Unlock()
+	v.Found = true
+	if len(s.saved) == savedKept {
+		s.saved = slices.Delete(s.saved, 0, 1)
+	}
+	s.saved = append(s.saved, v)
+}
+
+// savedSnapshot answers a SavedSnapshotQuery.
+func (s *StateMachine) savedSnapshot(q SavedSnapshotQuery) SavedSnapshot {
+	s.snapsMu.Lock()
+	defer s.snapsMu.Unlock()
+	var best SavedSnapshot
+	for _, v := range s.saved {
+		if v.Applied <= q.Index && (!best.Found || v.Applied >= best.Applied) {
+			best = v
+		}
+	}
+	return best
+}
+
+// writeSnapshot writes the stream and returns the number of user keys in
+// it (records of the user namespace: not metadata, history or system keys).
+func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-chan struct{}) (uint64, error) {
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	sw.write(snapshotMagic[:])
 	sw.write([]byte{snapshotVersion})
 	sw.write(be64(applied))
 	it, err := snap.NewIter(nil)
 	if err != nil {
-		return fmt.Errorf("statemachine: snapshot iterator: %w", err)
+		return 0, fmt.Errorf("statemachine: snapshot iterator: %w", err)
 	}
-	var count uint64
+	var count, keys uint64
 	for valid := it.First(); valid && sw.err == nil; valid = it.Next() {
 		if count%stopCheckEvery == 0 && stopped(stopc) {
 			_ = it.Close()
-			return sm.ErrSnapshotStopped
+			return 0, sm.ErrSnapshotStopped
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -134,13 +190,16 @@ func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-c
 		}
 		if bytes.Equal(it.Key(), sysAppliedKey) && !bytes.Equal(v, be64(applied)) {
 			_ = it.Close()
-			return fmt.Errorf("statemachine: prepared applied index %d disagrees with snapshot %x", applied, v)
+			return 0, fmt.Errorf("statemachine: prepared applied index %d disagrees with snapshot %x", applied, v)
+		}
+		if it.Key()[0] == nsUser {
+			keys++
 		}
 		sw.record(it.Key(), v)
 		count++
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return fmt.Errorf("statemachine: snapshot iterator: %w", err)
+		return 0, fmt.Errorf("statemachine: snapshot iterator: %w", err)
 	}
 	sw.write([]byte{tagEnd})
 	sw.write(be64(count))
@@ -149,7 +208,7 @@ func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-c
 	if sw.err == nil {
 		sw.err = sw.w.Flush()
 	}
-	return sw.err // unwrapped: Dragonboat compares it with its sentinels
+	return keys, sw.err // unwrapped: Dragonboat compares it with its sentinels
 }
 
 // snapshotWriter buffers, checksums, and keeps the first write error.

@@ -132,6 +132,7 @@ type StateMachine struct {
 
 	snapsMu sync.Mutex
 	snaps   map[*preparedSnapshot]struct{} // prepared, not yet saved
+	saved   []SavedSnapshot                // the last savedKept saves, oldest first
 
 	apply applier // scratch state of Update; used by Update only
 }

@@ -10,7 +10,10 @@ import (
 	"hash"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,8 +35,9 @@ func snapshotCommand() *cli.Command {
 				ArgsUsage: "FILE",
 				Description: `Asks the first endpoint that answers (any ready node, voter or observer) for a
 consistent copy of its state machine at one revision, taken while writes go on,
-and writes it to FILE.tmp; FILE.tmp is renamed to FILE only once it is complete
-and its SHA-256 verified. Needs the join secret (KVCTL_JOIN_SECRET) or a client
+and writes it to a temporary file beside FILE (FILE.*.tmp), renamed to FILE only
+once it is complete and its SHA-256 verified; a failed or interrupted save
+(Ctrl-C, SIGTERM) removes it. Needs the join secret (KVCTL_JOIN_SECRET) or a client
 certificate, like membership changes. --timeout does not apply: the copy takes
 as long as the data needs at the node's rate (--rate-mib).
 
@@ -55,23 +59,30 @@ Restore it into a new cluster with kvd --restore FILE (see the README).`,
 
 // snapshotInfo is what save and status print.
 type snapshotInfo struct {
-	File          string    `json:"file"`
-	FormatVersion int       `json:"format_version"`
-	ClusterID     string    `json:"cluster_id"`
-	Revision      uint64    `json:"revision"`
-	ReplicaID     uint64    `json:"replica_id"`
-	Created       time.Time `json:"created"`
-	Bytes         int64     `json:"bytes"`
-	Checksum      string    `json:"checksum"`
-	Seconds       float64   `json:"seconds,omitempty"`
+	File          string `json:"file"`
+	FormatVersion int    `json:"format_version"`
+	ClusterID     string `json:"cluster_id"`
+	Revision      uint64 `json:"revision"`
+	// KeyCount is nil (null) when unknown: files and nodes from before it
+	// was counted.
+	KeyCount  *uint64   `json:"key_count"`
+	ReplicaID uint64    `json:"replica_id"`
+	Created   time.Time `json:"created"`
+	Bytes     int64     `json:"bytes"`
+	Checksum  string    `json:"checksum"`
+	Seconds   float64   `json:"seconds,omitempty"`
 }
 
 func (p *printer) snapshot(info snapshotInfo) error {
 	if p.json {
 		return p.encode(info)
 	}
-	fmt.Fprintf(p.w, "file: %s\nformat_version: %d\ncluster_id: %s\nrevision: %d\nreplica_id: %d\ncreated: %s\nbytes: %d\nchecksum: %s\n",
-		info.File, info.FormatVersion, orDash(info.ClusterID), info.Revision, info.ReplicaID,
+	keys := "unknown"
+	if info.KeyCount != nil {
+		keys = strconv.FormatUint(*info.KeyCount, 10)
+	}
+	fmt.Fprintf(p.w, "file: %s\nformat_version: %d\ncluster_id: %s\nrevision: %d\nkey_count: %s\nreplica_id: %d\ncreated: %s\nbytes: %d\nchecksum: %s\n",
+		info.File, info.FormatVersion, orDash(info.ClusterID), info.Revision, keys, info.ReplicaID,
 		info.Created.Format(time.RFC3339), info.Bytes, info.Checksum)
 	if info.Seconds > 0 {
 		fmt.Fprintf(p.w, "seconds: %.1f\nrate: %.1f MiB/s\n", info.Seconds, float64(info.Bytes)/(1<<20)/info.Seconds)
@@ -97,7 +108,7 @@ func runSnapshotStatus(c *cli.Context) error {
 
 func infoOf(path string, h backup.Header, size int64) snapshotInfo {
 	return snapshotInfo{File: path, FormatVersion: backup.Version, ClusterID: h.ClusterID, Revision: h.Revision,
-		ReplicaID: h.ReplicaID, Created: h.Created, Bytes: size, Checksum: "sha256 ok"}
+		ReplicaID: h.ReplicaID, Created: h.Created, KeyCount: h.KeyCount, Bytes: size, Checksum: "sha256 ok"}
 }
 
 func runSnapshotSave(c *cli.Context) error {
@@ -109,10 +120,19 @@ func runSnapshotSave(c *cli.Context) error {
 		return usageErrorf("kvctl snapshot save: %s is a directory: give a file name", path)
 	}
 	req := &kvdv1.BackupRequest{MaxBytesPerSecond: c.Uint64("rate-mib") << 20}
+	// Ctrl-C or SIGTERM cancels the save, which then removes its temporary
+	// file, rather than killing kvctl with the file half written.
+	// A second one kills it as usual.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	context.AfterFunc(ctx, stop)
 	return withClient(c, func(_ context.Context, cl *client.Client) error {
 		// The command's --timeout is for calls, not for copying the data.
 		start := time.Now()
-		h, size, err := saveFrom(c.Context, cl, req, path, newProgress(c.App.ErrWriter))
+		h, size, err := saveFrom(ctx, cl, req, path, newProgress(c.App.ErrWriter))
+		if err != nil && ctx.Err() != nil && c.Context.Err() == nil {
+			return fmt.Errorf("interrupted: nothing was written to %s: %w", path, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -143,7 +163,7 @@ func saveFrom(ctx context.Context, cl *client.Client, req *kvdv1.BackupRequest, 
 			}
 			return backup.Header{}, 0, backupError(err)
 		}
-		h, size, err := writeBackup(stream, first, path, prog)
+		h, size, err := writeBackup(ctx, stream, first, path, prog)
 		stream.Close()
 		return h, size, backupError(err)
 	}
@@ -175,19 +195,21 @@ func receiveHeader(stream *connect.ServerStreamForClient[kvdv1.BackupResponse]) 
 	return h, nil
 }
 
-// writeBackup writes the stream into path.tmp, checks the node's sum and
-// the file, then renames it to path. path.tmp is removed on any error.
-func writeBackup(stream *connect.ServerStreamForClient[kvdv1.BackupResponse], first *kvdv1.BackupHeader, path string, prog *progress) (h backup.Header, size int64, err error) {
+// writeBackup writes the stream into a temporary file of its own beside
+// path (two saves to one path never share one), checks the node's sum and
+// the file, then renames it to path. The temporary file is removed on any
+// error, also when ctx ends.
+func writeBackup(ctx context.Context, stream *connect.ServerStreamForClient[kvdv1.BackupResponse], first *kvdv1.BackupHeader, path string, prog *progress) (h backup.Header, size int64, err error) {
 	h = backup.Header{ClusterID: first.GetClusterId(), Revision: first.GetRevision(), ReplicaID: first.GetReplicaId(),
-		Created: time.UnixMilli(first.GetCreatedUnixMs()).UTC()}
+		Created: time.UnixMilli(first.GetCreatedUnixMs()).UTC(), KeyCount: first.KeyCount}
 	for _, f := range first.GetFiles() {
 		h.Files = append(h.Files, backup.File{Name: f.GetName(), Size: int64(f.GetSize())})
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp") // mode 0600
 	if err != nil {
 		return h, 0, err
 	}
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -208,6 +230,9 @@ func writeBackup(stream *connect.ServerStreamForClient[kvdv1.BackupResponse], fi
 	}
 	if _, err := backup.Verify(tmp); err != nil {
 		return h, 0, fmt.Errorf("%s does not read back: %w", tmp, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return h, 0, err // interrupted while reading it back
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return h, 0, err

@@ -36,6 +36,11 @@ func prepareDataDir(ctx context.Context, cfg server.Config, file string) error {
 		}
 		return nil
 	}
+	// What node.Restore would refuse is refused before the file is read:
+	// unpacking it may take long, and would be thrown away.
+	if err := node.CheckRestoreConfig(cfg.Node); err != nil {
+		return err
+	}
 	held, err := node.HeldState(dir)
 	if err != nil {
 		return err
@@ -43,16 +48,20 @@ func prepareDataDir(ctx context.Context, cfg server.Config, file string) error {
 	if len(held) > 0 && !node.RestoreInterrupted(dir) {
 		return fmt.Errorf("--restore: the data dir %s holds a node's state (%v): restore into an empty or new --data-dir; nothing was changed", dir, held)
 	}
-	h, err := unpack(file, dir)
+	h, created, err := unpack(file, dir)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(filepath.Join(dir, restoreDir))
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = cfg.Logger
 	}
-	r, err := node.Restore(ctx, cfg.Node, filepath.Join(dir, restoreDir), h.Revision)
+	src := filepath.Join(dir, restoreDir)
+	r, err := node.Restore(ctx, cfg.Node, src, h.Revision)
+	os.RemoveAll(src)
 	if err != nil {
+		if created {
+			os.Remove(dir) // only if empty: a failed Restore leaves no state
+		}
 		return err
 	}
 	cfg.Logger.Info("restored a backup into a new single-voter cluster; other nodes join it with --join",
@@ -60,24 +69,24 @@ func prepareDataDir(ctx context.Context, cfg server.Config, file string) error {
 	return nil
 }
 
-// unpack verifies the backup while it writes its files into the data dir;
-// on any error it leaves the data dir as it found it.
-func unpack(file, dir string) (backup.Header, error) {
-	_, err := os.Stat(dir)
-	created := errors.Is(err, fs.ErrNotExist)
+// unpack verifies the backup while it writes its files into the data dir,
+// and tells whether it created the data dir; on any error it leaves the
+// data dir as it found it.
+func unpack(file, dir string) (h backup.Header, created bool, err error) {
+	_, err = os.Stat(dir)
+	created = errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return backup.Header{}, err
+		return backup.Header{}, false, err
 	}
 	src := filepath.Join(dir, restoreDir)
 	if err := os.RemoveAll(src); err != nil {
-		return backup.Header{}, err
+		return backup.Header{}, false, err
 	}
-	h, err := backup.Unpack(file, src)
-	if err != nil {
+	if h, err = backup.Unpack(file, src); err != nil {
 		if created {
 			os.Remove(dir)
 		}
-		return backup.Header{}, fmt.Errorf("--restore %s: %w; nothing was written", file, err)
+		return backup.Header{}, false, fmt.Errorf("--restore %s: %w; nothing was written", file, err)
 	}
-	return h, nil
+	return h, created, nil
 }

@@ -178,6 +178,10 @@ type BackupHeader struct {
 	Files     []*BackupFile `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
 	// created_unix_ms: when the snapshot was taken.
 	CreatedUnixMs int64 `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// key_count: the number of keys in the snapshot, counted while it was
+	// written. Absent from nodes that do not count (older releases), or
+	// when the count was lost: unknown, not zero.
+	KeyCount      *uint64 `protobuf:"varint,6,opt,name=key_count,json=keyCount,proto3,oneof" json:"key_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,6 +247,13 @@ func (x *BackupHeader) GetFiles() []*BackupFile {
 func (x *BackupHeader) GetCreatedUnixMs() int64 {
 	if x != nil {
 		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *BackupHeader) GetKeyCount() uint64 {
+	if x != nil && x.KeyCount != nil {
+		return *x.KeyCount
 	}
 	return 0
 }
@@ -355,7 +366,7 @@ const file_kvd_v1_maintenance_proto_rawDesc = "" +
 	"\x06header\x18\x01 \x01(\v2\x14.kvd.v1.BackupHeaderH\x00R\x06header\x12\x14\n" +
 	"\x04data\x18\x02 \x01(\fH\x00R\x04data\x121\n" +
 	"\atrailer\x18\x03 \x01(\v2\x15.kvd.v1.BackupTrailerH\x00R\atrailerB\x06\n" +
-	"\x04part\"\xba\x01\n" +
+	"\x04part\"\xea\x01\n" +
 	"\fBackupHeader\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1a\n" +
@@ -363,7 +374,10 @@ const file_kvd_v1_maintenance_proto_rawDesc = "" +
 	"\n" +
 	"replica_id\x18\x03 \x01(\x04R\treplicaId\x12(\n" +
 	"\x05files\x18\x04 \x03(\v2\x12.kvd.v1.BackupFileR\x05files\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"4\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x12 \n" +
+	"\tkey_count\x18\x06 \x01(\x04H\x00R\bkeyCount\x88\x01\x01B\f\n" +
+	"\n" +
+	"_key_count\"4\n" +
 	"\n" +
 	"BackupFile\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -416,6 +430,7 @@ func file_kvd_v1_maintenance_proto_init() {
 		(*BackupResponse_Data)(nil),
 		(*BackupResponse_Trailer)(nil),
 	}
+	file_kvd_v1_maintenance_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
