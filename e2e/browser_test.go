@@ -35,16 +35,17 @@ func chromium(t *testing.T) string {
 	return path
 }
 
-// artifactsDir is where screenshots go: $KVD_E2E_ARTIFACTS/<test>, emptied
-// first, or a temporary directory removed after the test.
+// artifactsDir is where screenshots go, kept after the test:
+// $KVD_E2E_ARTIFACTS/<test>, or else e2e/artifacts/<test> (git ignores
+// it), emptied first of a previous run's screenshots.
 func artifactsDir(t *testing.T) string {
 	t.Helper()
 	root := os.Getenv("KVD_E2E_ARTIFACTS")
 	if root == "" {
-		return t.TempDir()
+		root = artifacts
 	}
 	dir := filepath.Join(root, t.Name())
-	if err := os.RemoveAll(dir); err != nil { // a previous run's screenshots
+	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -131,4 +132,24 @@ func (b *browser) screenshot(name string) string {
 	}
 	b.t.Logf("screenshot: %s", path)
 	return path
+}
+
+// Screenshots outlive the test: under e2e/artifacts/<test> by default,
+// where a failure's pictures can be looked at (and CI can keep them).
+func TestBrowserArtifactsKept(t *testing.T) {
+	t.Setenv("KVD_E2E_ARTIFACTS", "")
+	dir := artifactsDir(t)
+	if want := filepath.Join(artifacts, t.Name()); dir != want {
+		t.Fatalf("screenshots go to %s, want %s", dir, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "01-x.png"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if again := artifactsDir(t); again != dir {
+		t.Fatalf("second call: %s, want %s", again, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "01-x.png")); !os.IsNotExist(err) {
+		t.Fatalf("a previous run's screenshot is left in %s (%v)", dir, err)
+	}
+	os.RemoveAll(dir)
 }

@@ -97,24 +97,12 @@ func TestNoOutsideURLs(t *testing.T) {
 // The page's pure functions (timeline, metrics, value display), run in
 // Chromium by testdata/logic.html.
 func TestPageLogicInChromium(t *testing.T) {
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and chromium is missing (scripts/install-chromium): %v", err)
-		}
-		t.Skip("chromium is missing (scripts/install-chromium; CI=true makes this a failure)")
-	}
+	ctx := chromiumTab(t)
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", Handler())
 	mux.Handle("/test/", http.StripPrefix("/test/", http.FileServer(http.Dir("testdata"))))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU)...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/test/logic.html")); err != nil {
 		t.Fatalf("open the test page: %v", err)
 	}
@@ -129,6 +117,7 @@ func TestPageLogicInChromium(t *testing.T) {
 			t.Fatal("testdata/logic.html set no window.results within 10s (a script error? open it in a browser)")
 		}
 		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
 		results, err = chromedp.Run(tctx, chromedp.Evaluate[[]result](`window.results || []`))
 		tcancel()
 		if err != nil {
@@ -142,4 +131,26 @@ func TestPageLogicInChromium(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases", len(results))
+}
+
+// chromiumTab starts a headless Chromium for the test and returns its tab.
+func chromiumTab(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and chromium is missing (scripts/install-chromium): %v", err)
+		}
+		t.Skip("chromium is missing (scripts/install-chromium; CI=true makes this a failure)")
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU)...)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first call starts the browser: no timeout on it (that would stop
+	// the browser), so it only evaluates a constant.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`1`)); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
 }

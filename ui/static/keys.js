@@ -77,7 +77,7 @@ async function get(keyB64) {
 
 async function put(key, value) {
   try {
-    const resp = await call("KV/Put", { key: textToB64(key), value: textToB64(value) }, { guarded: true });
+    const resp = await call("KV/Put", { key: textToB64(key), value: textToB64(value) });
     say(`put ${key}: revision ${resp.revision}`, true);
     await get(textToB64(key));
   } catch (e) {
@@ -89,7 +89,7 @@ async function del(keyB64) {
   if (!keyB64) return;
   const key = show(b64ToBytes(keyB64));
   try {
-    const resp = await call("KV/Delete", { key: keyB64 }, { guarded: true });
+    const resp = await call("KV/Delete", { key: keyB64 });
     say(`deleted ${key} at revision ${resp.revision}`, true);
     $("#value").hidden = true;
     shown = null;

@@ -1,6 +1,6 @@
 // The join secret typed into the page. It lives in this tab's
 // sessionStorage only (gone when the tab closes) and is sent only with
-// put, delete, promote and remove.
+// promote and remove: the calls the node checks it for.
 
 const key = "kvd-join-secret";
 

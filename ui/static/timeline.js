@@ -1,6 +1,12 @@
-// The membership timeline, derived from successive Members snapshots: no
-// event stream exists, so a change is seen when two polls differ, and one
-// undone between two polls is not seen at all.
+// The membership timeline, derived from successive Members snapshots (the
+// page polls once a second): a change is seen when two polls differ, and
+// one undone between two polls is not seen at all. The node's own events
+// stream from Cluster/WatchMembers, and a browser could read them (a
+// Connect server stream is a POST whose response body arrives as framed
+// JSON messages, over HTTP/1.1 too), but the page does not use it yet: it
+// polls Members anyway for what changes without an event (applied index,
+// lag, how long a member has been down), and the stream's frames would be
+// decoded here by hand.
 
 // normalize turns a MembersResponse (protojson: zero values omitted, 64-bit
 // integers as strings) into a snapshot.
