@@ -89,4 +89,4 @@ func (t *grpcTarget) Get(ctx context.Context, key []byte) (bool, error) {
 
 // errGRPCGoOnly lists what the grpc-go client does not do.
 var errGRPCGoOnly = errors.New("--protocol grpc-go is plain stubs over h2c (or TLS): " +
-	"not with --transport http1, --prefer-leader or --watchers")
+	"not with --transport http1, --prefer-leader, --any-node-writes or --watchers")

@@ -24,6 +24,8 @@ const (
 	leaderSuffix = "+leader"
 	// tlsSuffix marks the transport of runs over TLS (before leaderSuffix).
 	tlsSuffix = "+tls"
+	// anyNodeSuffix marks the transport of runs with --any-node-writes.
+	anyNodeSuffix = "+anynode"
 )
 
 // dialOptions say how the generator talks to its endpoints.
@@ -35,6 +37,7 @@ type dialOptions struct {
 	Spread      bool
 	Unary       bool // client.Config.Unary: puts and gets as requests of their own, not over the stream
 	Leader      bool // client.Config.PreferLeader
+	AnyNode     bool // client.Config.AnyNodeWrites
 	Timeout     time.Duration
 	TLS         *tls.Config // client.Config.TLS (--cacert, --cert, --key); nil = plaintext
 }
@@ -52,7 +55,7 @@ func (o dialOptions) validate() error {
 	switch client.Protocol(o.Protocol) {
 	case client.ProtocolConnect, client.ProtocolGRPC, client.ProtocolGRPCWeb:
 	case protocolGRPCGo:
-		if (o.Transport != "" && o.Transport != transportH2C) || o.Leader {
+		if (o.Transport != "" && o.Transport != transportH2C) || o.Leader || o.AnyNode {
 			return errGRPCGoOnly
 		}
 	default:
@@ -122,7 +125,7 @@ func newTargets(o dialOptions) (targets []load.Target, closeAll func(), err erro
 	}
 	for i := range n {
 		eps := append(append([]string(nil), o.Endpoints[i:]...), o.Endpoints[:i]...)
-		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Unary: o.Unary, PreferLeader: o.Leader}
+		cfg := client.Config{Endpoints: eps, Protocol: client.Protocol(o.Protocol), RequestTimeout: o.Timeout, Unary: o.Unary, PreferLeader: o.Leader, AnyNodeWrites: o.AnyNode}
 		// The client's own transport for unary calls is HTTP/1.1 for
 		// connect and grpcweb and h2c (h2 by ALPN over TLS) for grpc; the
 		// other combination needs our own, which then carries the TLS

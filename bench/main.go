@@ -59,6 +59,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "transport", Usage: "with --unary: http1 (keep-alive pool) or h2c (one HTTP/2 connection per endpoint); default: http1 for connect and grpcweb, h2c for grpc"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "timeout of each call attempt"},
 			&cli.BoolFlag{Name: "prefer-leader", Usage: "each client sends its calls to the leader when it is one of its endpoints (client.Config.PreferLeader)"},
+			&cli.BoolFlag{Name: "any-node-writes", Usage: "puts go to each client's current endpoint like gets (client.Config.AnyNodeWrites); default: to the leader, as the Go client does"},
 			&cli.IntFlag{Name: "watchers", Usage: "open `N` watches of the bench's keys (prefix \"k\") during the load, spread over every member of the cluster, and report events/s and the latency from a put's acknowledgement to its event"},
 			&cli.BoolFlag{Name: "watch-observers", Usage: "with --watchers: watch on the observers only (none: an error)"},
 			&cli.StringFlag{Name: "cacert", EnvVars: []string{"KVCTL_CACERT"}, Usage: "TLS: verify the nodes with the CA certificate in `FILE`; host:port endpoints then mean https"},
@@ -151,6 +152,9 @@ func (o dialOptions) label(res *load.Result, w load.Workload) {
 	if o.Leader {
 		res.Transport += leaderSuffix
 	}
+	if o.AnyNode {
+		res.Transport += anyNodeSuffix
+	}
 	if w.ReadRatio > 0 {
 		res.Consistency = o.Consistency
 	}
@@ -212,6 +216,7 @@ func dialOptionsFrom(c *cli.Context) (dialOptions, error) {
 		Spread:      c.Bool("spread"),
 		Unary:       c.Bool("unary"),
 		Leader:      c.Bool("prefer-leader"),
+		AnyNode:     c.Bool("any-node-writes"),
 		Timeout:     c.Duration("timeout"),
 	}
 	if err := o.validate(); err != nil {

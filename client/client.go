@@ -28,7 +28,19 @@ type Client struct {
 	// leaderKnown: with PreferLeader, cur was pointed at the leader (or
 	// the attempt to find it is done) since the last failover.
 	leaderKnown atomic.Bool
+	// leader: unless AnyNodeWrites, the index into eps of the leader that
+	// writes go to, -1 while unknown; leaderAsked: when it was last looked
+	// up (unix nanoseconds), so that one write looks at a time, at most
+	// once a leaderCheck.
+	leader      atomic.Int32
+	leaderAsked atomic.Int64
 }
+
+// leaderCheck: how long a leader found for writes is trusted before a
+// write looks again (a leader that moved without failing still takes
+// writes, forwarding them), and how often a write may look while none is
+// known.
+const leaderCheck = 5 * time.Second
 
 // endpoint is one kvd node's API address with its generated clients.
 type endpoint struct {
@@ -70,6 +82,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg, opts: protocolOptions(cfg.Protocol)}
+	c.leader.Store(-1)
 	if cfg.JoinSecret != "" {
 		c.opts = append(c.opts, connect.WithInterceptors(joinSecret(cfg.JoinSecret)))
 	}
@@ -158,15 +171,49 @@ func (c *Client) advance(from uint32) {
 }
 
 // findLeader, with PreferLeader, points the client at the endpoint that is
-// the leader: it asks every endpoint for its Status at once (a local answer
-// on each node) and picks the one whose ID is the leader ID. One caller
-// looks at a time; the others go on with the current endpoint. Failures are
-// ignored: calls fail over as usual.
+// the leader. One caller looks at a time; the others go on with the
+// current endpoint. Failures are ignored: calls fail over as usual.
 func (c *Client) findLeader(ctx context.Context) {
 	if !c.cfg.PreferLeader || len(c.eps) == 1 || c.leaderKnown.Swap(true) {
 		return
 	}
 	idx, _ := c.current()
+	if i := c.askLeader(ctx); i >= 0 {
+		c.cur.CompareAndSwap(idx, uint32(i))
+	}
+}
+
+// writeLeader returns the index of the endpoint a write goes to first: the
+// leader, so that the write skips a follower's forwarding hop through
+// Raft; -1 (the current endpoint) with AnyNodeWrites, one endpoint, or no
+// leader known. The leader is looked up by the first write, again after it
+// failed, and every leaderCheck; one write looks at a time, the others use
+// what is known.
+func (c *Client) writeLeader(ctx context.Context) int {
+	if c.cfg.AnyNodeWrites || c.cfg.PreferLeader || len(c.eps) == 1 {
+		return -1
+	}
+	last := c.leaderAsked.Load()
+	if time.Since(time.Unix(0, last)) < leaderCheck || !c.leaderAsked.CompareAndSwap(last, time.Now().UnixNano()) {
+		return int(c.leader.Load())
+	}
+	i := c.askLeader(ctx)
+	c.leader.Store(int32(i))
+	return i
+}
+
+// forgetLeader drops the write leader after a write to it failed; the next
+// write may look it up at once.
+func (c *Client) forgetLeader(i int) {
+	if c.leader.CompareAndSwap(int32(i), -1) {
+		c.leaderAsked.Store(0)
+	}
+}
+
+// askLeader asks every endpoint for its Status at once (a local answer on
+// each node) and returns the index of the one that is the leader, -1 when
+// none says so within half a second.
+func (c *Client) askLeader(ctx context.Context) int {
 	ctx, cancel := context.WithTimeout(ctx, min(c.cfg.RequestTimeout, 500*time.Millisecond))
 	defer cancel()
 	found := make(chan int, len(c.eps))
@@ -182,10 +229,10 @@ func (c *Client) findLeader(ctx context.Context) {
 	}
 	for range c.eps {
 		if i := <-found; i >= 0 {
-			c.cur.CompareAndSwap(idx, uint32(i))
-			return
+			return i
 		}
 	}
+	return -1
 }
 
 // joinSecretHeader carries the cluster's join secret (rpc.SecretHeader on

@@ -104,6 +104,13 @@ type Config struct {
 	// one of Endpoints, sends its calls there. Writes then skip a
 	// follower's forwarding hop. Reads gain nothing from it.
 	PreferLeader bool
+	// AnyNodeWrites sends writes (Put, Delete, Txn and the membership
+	// calls) to the current endpoint, like reads. By default a write goes
+	// to the leader when the client knows it (looked up by the first
+	// write, after a failure there and every 5 s; Status on every
+	// endpoint, a local answer on each): it then skips a follower's
+	// forwarding hop through Raft. Reads stay on the current endpoint.
+	AnyNodeWrites bool
 }
 
 // DefaultConfig returns a Config for one local node with every default

@@ -155,8 +155,12 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 	if c.closed.Load() {
 		return zero, r.fail(ErrClosed, failClosed, false, 0)
 	}
+	lead := -1
 	if !cl.pinned {
 		c.findLeader(ctx)
+		if cl.write {
+			lead = c.writeLeader(ctx)
+		}
 	}
 	pinIdx, pinEp := c.current()
 	for n := 1; n <= c.cfg.MaxAttempts; n++ {
@@ -171,6 +175,8 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		idx, ep := c.current()
 		if cl.pinned {
 			idx, ep = pinIdx, pinEp
+		} else if lead >= 0 {
+			idx, ep = uint32(lead), c.eps[lead]
 		}
 		r.last, r.tried = ep.name, appendOnce(r.tried, ep.name)
 		actx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
@@ -179,6 +185,12 @@ func do[T any](ctx context.Context, c *Client, cl call, attempt func(ctx context
 		kind := classify(err, callerErr(ctx))
 		if kind == failNone {
 			return res, nil
+		}
+		if lead >= 0 && kind != failDefinite && kind != failCallerDone {
+			// The leader did not answer: later attempts (and writes) go
+			// to the current endpoint until it is found again.
+			c.forgetLeader(lead)
+			lead = -1
 		}
 		if err := r.failed(idx, ep, err, kind, n); err != nil {
 			return zero, err
