@@ -148,8 +148,11 @@
 // answers in flight per stream (16 MiB of large values); Gets of large
 // values beyond that in one message come back ResourceExhausted and are
 // read again with a unary Get, so callers see only their value.
-// PreferLeader sends calls to the leader, sparing writes the follower's
-// forwarding hop:
+// Writes go to the leader by default (found with a Status call to every
+// endpoint by the first write, again after a failure there and every 5 s),
+// sparing them a follower's forwarding hop; reads stay on the current
+// endpoint. AnyNodeWrites keeps writes there too; PreferLeader sends every
+// call to the leader:
 //
 //	c, err := client.New(client.Config{Endpoints: eps, PreferLeader: true})
 //
