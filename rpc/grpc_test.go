@@ -2,6 +2,7 @@ package rpc_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -225,5 +226,42 @@ func TestGRPCGoGuard(t *testing.T) {
 	_, err = cl.Promote(withSecret, &kvdv1.PromoteRequest{Id: 99})
 	if err == nil || status.Code(err) == codes.PermissionDenied {
 		t.Fatalf("Promote of an unknown replica with the secret: %v, want a non-permission error", err)
+	}
+}
+
+// A page of a range fits a plain grpc-go client's default receive limit
+// (4 MiB, the whole message): --max-range-bytes counts keys and values
+// only, so its default leaves room for each key's fields and a last large
+// value. 5,000 keys of 1 KiB: the range needs more than one page.
+func TestGRPCGoRangePageFitsDefaultReceiveLimit(t *testing.T) {
+	c := kvtest.NewCluster(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kv := kvdv1.NewKVClient(grpcConn(t, c.Endpoint(0)))
+	value := make([]byte, 1000)
+	const keys, perTxn = 5000, 100
+	for i := 0; i < keys; i += perTxn {
+		req := &kvdv1.TxnRequest{}
+		for j := i; j < i+perTxn; j++ {
+			req.Ops = append(req.Ops, &kvdv1.TxnOp{Op: &kvdv1.TxnOp_Put{Put: &kvdv1.PutRequest{Key: fmt.Appendf(nil, "k%06d", j), Value: value}}})
+		}
+		if _, err := kv.Txn(ctx, req); err != nil {
+			t.Fatalf("txn: %v", err)
+		}
+	}
+	got, pages := 0, 0
+	var token []byte
+	for {
+		res, err := kv.Range(ctx, &kvdv1.RangeRequest{Start: []byte("k"), End: []byte("l"), PageToken: token})
+		if err != nil {
+			t.Fatalf("range page %d through a default grpc-go client: %v", pages+1, err)
+		}
+		got, pages = got+len(res.Kvs), pages+1
+		if token = res.NextPageToken; len(token) == 0 {
+			break
+		}
+	}
+	if got != keys || pages < 2 {
+		t.Fatalf("%d keys in %d pages, want %d keys in more than one page", got, pages, keys)
 	}
 }

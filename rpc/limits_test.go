@@ -11,8 +11,8 @@ func TestLimitsValidate(t *testing.T) {
 	if err := rpc.DefaultLimits().Validate(); err != nil {
 		t.Fatalf("default limits: %v", err)
 	}
-	if l := rpc.DefaultLimits(); l.MaxRangeBytes != 4<<20 || l.MaxStreamBytes != 16<<20 {
-		t.Fatalf("defaults: %d range bytes, %d stream bytes; want 4 MiB and 16 MiB", l.MaxRangeBytes, l.MaxStreamBytes)
+	if l := rpc.DefaultLimits(); l.MaxRangeBytes != 3<<20 || l.MaxStreamBytes != 16<<20 {
+		t.Fatalf("defaults: %d range bytes, %d stream bytes; want 3 MiB and 16 MiB", l.MaxRangeBytes, l.MaxStreamBytes)
 	}
 	cases := []struct {
 		name string

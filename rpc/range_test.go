@@ -66,7 +66,7 @@ func checkPages(t *testing.T, pages [][]*kvdv1.KeyValue, want []string, valueSiz
 }
 
 // A Range at the maximum limit over 1 MiB values comes back in pages of at
-// most 4 MiB (the default cap), which together hold every key exactly once,
+// most 3 MiB (the default cap), which together hold every key exactly once,
 // in order; a value larger than the cap comes alone; keys-only pages are
 // capped by their key bytes.
 func TestRangePagesAreCappedInBytes(t *testing.T) {
@@ -82,13 +82,13 @@ func TestRangePagesAreCappedInBytes(t *testing.T) {
 			want = append(want, k)
 		}
 		pages := pageAll(t, c.KV(0), "big/", false)
-		checkPages(t, pages, want, len(val), 4<<20)
-		// 3 values of 1 MiB and their keys fit in 4 MiB, 4 do not.
-		if len(pages) != 4 || len(pages[0]) != 3 {
-			t.Errorf("%d pages, the first of %d keys; want 4 pages of 3, 3, 3, 2", len(pages), len(pages[0]))
+		checkPages(t, pages, want, len(val), 3<<20)
+		// 2 values of 1 MiB and their keys fit in 3 MiB, 3 do not.
+		if len(pages) != 6 || len(pages[0]) != 2 {
+			t.Errorf("%d pages, the first of %d keys; want 6 pages of 2, 2, 2, 2, 2, 1", len(pages), len(pages[0]))
 		}
 		keyPages := pageAll(t, c.KV(0), "big/", true)
-		checkPages(t, keyPages, want, 0, 4<<20)
+		checkPages(t, keyPages, want, 0, 3<<20)
 		if len(keyPages) != 1 {
 			t.Errorf("keys only: %d pages, want 1 (the keys are a few bytes)", len(keyPages))
 		}
