@@ -34,6 +34,11 @@ type Client struct {
 	// once a leaderCheck.
 	leader      atomic.Int32
 	leaderAsked atomic.Int64
+	// lookups: the Status calls of leader lookups still in flight (a
+	// lookup returns at the first leader found and cancels the rest);
+	// Close waits for them, else a connection they return to the pool
+	// after Close would stay open.
+	lookups sync.WaitGroup
 }
 
 // leaderCheck: how long a leader found for writes is trusted before a
@@ -108,6 +113,7 @@ func (c *Client) Close() error {
 	for _, ep := range c.eps {
 		ep.closeStream()
 	}
+	c.lookups.Wait()
 	if c.transport != nil {
 		c.transport.CloseIdleConnections()
 	}
@@ -218,7 +224,9 @@ func (c *Client) askLeader(ctx context.Context) int {
 	defer cancel()
 	found := make(chan int, len(c.eps))
 	for i, ep := range c.eps {
+		c.lookups.Add(1)
 		go func() {
+			defer c.lookups.Done()
 			st, err := ep.cluster.Status(ctx, connect.NewRequest(&kvdv1.StatusRequest{}))
 			if err == nil && st.Msg.GetId() != 0 && st.Msg.GetId() == st.Msg.GetLeaderId() {
 				found <- i

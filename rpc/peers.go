@@ -44,6 +44,10 @@ func NewPeerDialer(secret string, tlsConfig *tls.Config) membership.PeerDialer {
 	}
 }
 
+// CloseIdleConnections closes the connections to peers that are not in
+// use (the server calls it when it stops).
+func (d *peerDialer) CloseIdleConnections() { d.http.CloseIdleConnections() }
+
 func (d *peerDialer) client(apiAddr string) kvdv1connect.ClusterClient {
 	return kvdv1connect.NewClusterClient(d.http, d.scheme+apiAddr,
 		connect.WithInterceptors(secretSender(d.secret)))

@@ -68,6 +68,9 @@ type Server struct {
 	reg  *prometheus.Registry
 	ln   net.Listener
 	node *node.Node
+	// peers: the node's client for its peers' APIs; Stop closes its idle
+	// connections (else they outlive the server until the peers hang up).
+	peers membership.PeerDialer
 	// The API port's servers (http.go): the router in front, net/http
 	// for HTTP/1.1, h2Conns for HTTP/2, grpc-go for gRPC.
 	router *router
@@ -144,6 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Warn(s.guard)
 	}
 	ncfg := s.nodeConfig()
+	s.peers = ncfg.Peers
 	s.handler.Store(ptr(startingHandler(ncfg.Formation)))
 	s.serve(ncfg.Formation)
 	s.apiAddr = ncfg.APIAddr
@@ -275,9 +279,13 @@ func (s *Server) watchSIGHUP() {
 	}()
 }
 
-// halt ends the server's goroutines and waits for them; the servers must
-// be shut down first. Idempotent.
+// halt ends the server's goroutines and waits for them, then closes the
+// idle connections to peers; the servers (and the node) must be shut down
+// first. Idempotent.
 func (s *Server) halt() {
 	s.haltOnce.Do(func() { close(s.stopc) })
 	s.wg.Wait()
+	if c, ok := s.peers.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
