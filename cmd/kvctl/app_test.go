@@ -139,7 +139,10 @@ func TestServerErrorsToExitCodes(t *testing.T) {
 
 func TestNoEndpointReachable(t *testing.T) {
 	a, b := downAddr(t), downAddr(t)
-	out, errOut, code := runKvctl(t, "", "--endpoints", a+","+b, "--timeout", "500ms", "status")
+	// A generous timeout: every attempt is refused at once, so the client
+	// gives up after its attempts, not at the deadline (500 ms was passed
+	// by the backoffs and a slow dial on a loaded CI machine).
+	out, errOut, code := runKvctl(t, "", "--endpoints", a+","+b, "--timeout", "5s", "status")
 	if code != exitUnavailable {
 		t.Errorf("exit code %d, want %d", code, exitUnavailable)
 	}
