@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/kvtest"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -64,35 +64,11 @@ type proc struct {
 	done chan struct{}
 }
 
-// handedOut holds every port freeAddr returned in this test process. A
-// port is free when asked for but stays unbound until the process that is
-// given it starts; the kernel may offer it again meanwhile (a CI run had
-// two nodes of one cluster told to listen on one port), so no port is
-// handed out twice.
-var handedOut = struct {
-	sync.Mutex
-	ports map[string]bool
-}{ports: map[string]bool{}}
-
+// freeAddr returns a loopback address no other test of this process was
+// given (kvtest.FreeAddr: one record of handed-out ports for both).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 1000 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		handedOut.Lock()
-		seen := handedOut.ports[addr]
-		handedOut.ports[addr] = true
-		handedOut.Unlock()
-		if !seen {
-			return addr
-		}
-	}
-	t.Fatal("no loopback port that was not handed out before")
-	return ""
+	return kvtest.FreeAddr(t)
 }
 
 // syncBuffer is a buffer safe for the process's writer goroutine. The
