@@ -46,6 +46,10 @@ type Config struct {
 	// WatchHistoryBytes caps the history's size (estimated; checked every
 	// 1024 events); 0 = statemachine.DefaultHistoryBytes, < 0 = no cap.
 	WatchHistoryBytes int64
+	// SnapshotHistoryBytes caps the history a snapshot carries (to a
+	// joiner, a follower behind, a backup); 0 =
+	// statemachine.DefaultSnapshotHistoryBytes, < 0 = all of it.
+	SnapshotHistoryBytes int64
 	// Formation is published to peers (kvd.v1.Bootstrap); nil = not published.
 	Formation *membership.Formation
 	// Policy drives self-promotion and dead-voter replacement.

@@ -100,7 +100,8 @@ func (n *Node) startReplica(plan membership.Plan) error {
 		members[uint64(id)] = addr
 	}
 	create := statemachine.New(filepath.Join(n.cfg.DataDir, "sm"), statemachine.Config{
-		Logger: n.cfg.Logger, CacheSize: 32 << 20, HistoryRevisions: n.cfg.WatchHistory, HistoryBytes: n.cfg.WatchHistoryBytes, OnApply: n.applied.fire})
+		Logger: n.cfg.Logger, CacheSize: 32 << 20, HistoryRevisions: n.cfg.WatchHistory, HistoryBytes: n.cfg.WatchHistoryBytes,
+		SnapshotHistoryBytes: n.cfg.SnapshotHistoryBytes, OnApply: n.applied.fire})
 	if err := n.nh.StartOnDiskReplica(members, plan.Join, create, n.replicaConfig(plan.NonVoting)); err != nil {
 		if errors.Is(err, dragonboat.ErrReplicaRemoved) {
 			n.markRemoved()

@@ -16,8 +16,8 @@ import (
 //
 // revision is the entry's index (the key's new mod revision); seq orders
 // the events of one entry. The events of a revision are the same on every
-// replica that holds it, and snapshots carry them; which revisions a
-// replica holds is its own. Update keeps at least the last
+// replica that holds it, and snapshots carry the newest of them (up to
+// Config.SnapshotHistoryBytes); which revisions a replica holds is its own. Update keeps at least the last
 // Config.HistoryRevisions revisions (unless the byte cap below cuts them,
 // or the history began later): once the oldest retained one is
 // further back than that plus a slack, it drops the older ones with one
@@ -41,6 +41,13 @@ const DefaultHistoryRevisions = 100_000
 
 // DefaultHistoryBytes is the history's size cap when Config says none.
 const DefaultHistoryBytes = 512 << 20
+
+// DefaultSnapshotHistoryBytes is how much of the history a snapshot
+// carries when Config says nothing: the newest 16 MiB of events. The
+// history holds every recent value a second time, so carrying all of it
+// doubled what a joiner loads (a store of 104 MB of 1 KiB values streamed
+// 210 MB); a receiver's floor starts where the carried part starts.
+const DefaultSnapshotHistoryBytes = 16 << 20
 
 // EventType says what an event did.
 type EventType uint8

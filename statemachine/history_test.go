@@ -2,10 +2,12 @@ package statemachine
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -147,6 +149,76 @@ func TestHistoryInSnapshot(t *testing.T) {
 	res := history(t, dst, HistoryQuery{From: 1, Key: []byte("a")})
 	if got := describe(res.Events); got != "put a=1@1+ del a@2 " || res.Floor != 1 {
 		t.Fatalf("recovered history %q floor %d", got, res.Floor)
+	}
+}
+
+// A snapshot carries the newest whole revisions of the history whose
+// events fit in Config.SnapshotHistoryBytes, and a floor where they start:
+// the receiver serves every revision from there, and names it below.
+func TestSnapshotHistoryCap(t *testing.T) {
+	src, _ := openSM(t, vfs.NewMem(), "/src")
+	value := strings.Repeat("v", 100)
+	for i := uint64(1); i <= 20; i++ {
+		mustUpdate(t, src, entry(i, putCmd(fmt.Sprint("k", i), value)))
+	}
+	two := Command{Ops: []Op{{Type: OpPut, Key: []byte("a"), Value: []byte(value)}, {Type: OpPut, Key: []byte("b"), Value: []byte(value)}}}
+	mustUpdate(t, src, entry(21, two)) // the newest revision holds two events
+
+	sizes := map[uint64]int64{} // revision → bytes of its events' keys and values
+	it, err := src.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsHist}, UpperBound: []byte{nsHist + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		sizes[binary.BigEndian.Uint64(it.Key()[1:9])] += int64(len(it.Key()) + len(it.Value()))
+	}
+	_ = it.Close()
+	tail := func(from uint64) (n int64) {
+		for r, size := range sizes {
+			if r >= from {
+				n += size
+			}
+		}
+		return n
+	}
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		floor uint64
+	}{
+		{"no cap", -1, 1},
+		{"all of it fits", tail(1), 1},
+		{"exactly the newest 5 revisions", tail(17), 17},
+		{"one byte short of 5", tail(17) - 1, 18},
+		{"less than the newest revision", sizes[21] - 1, 22},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src.cfg.SnapshotHistoryBytes = tc.limit
+			snap := saveSnapshot(t, src)
+			dst, _ := openSM(t, vfs.NewMem(), "/dst")
+			if err := dst.RecoverFromSnapshot(bytes.NewReader(snap), nil); err != nil {
+				t.Fatal(err)
+			}
+			if tc.floor > 1 {
+				_, err := dst.Lookup(HistoryQuery{From: tc.floor - 1, Key: []byte("a"), End: []byte{0}})
+				var ce *CompactedError
+				if !errors.As(err, &ce) || ce.Floor != tc.floor {
+					t.Fatalf("from %d: %v, want compacted with floor %d", tc.floor-1, err, tc.floor)
+				}
+			}
+			res := history(t, dst, HistoryQuery{From: tc.floor, Key: []byte("a"), End: []byte{0}})
+			var want int
+			for r := tc.floor; r <= 21; r++ {
+				want += map[bool]int{true: 2, false: 1}[r == 21]
+			}
+			if len(res.Events) != want || res.Floor != tc.floor || (want > 0 && res.Events[0].Revision != tc.floor) {
+				t.Fatalf("from %d: %d events (%q), floor %d; want %d events from %d", tc.floor, len(res.Events), describe(res.Events), res.Floor, want, tc.floor)
+			}
+			mustUpdate(t, dst, entry(22, putCmd("k1", "new"))) // the receiver goes on from its floor
+			if got := describe(history(t, dst, HistoryQuery{From: 22, Key: []byte("k1")}).Events); got != "put k1=new@22 " {
+				t.Fatalf("after the snapshot: %q", got)
+			}
+		})
 	}
 }
 

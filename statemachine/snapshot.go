@@ -110,7 +110,7 @@ func (s *StateMachine) SaveSnapshot(state interface{}, w io.Writer, stopc <-chan
 		return fmt.Errorf("statemachine: SaveSnapshot got %T, not an unused PrepareSnapshot result", state)
 	}
 	defer s.release(p)
-	keys, err := writeSnapshot(p.snap, p.applied, w, stopc)
+	keys, err := writeSnapshot(p.snap, p.applied, s.cfg.SnapshotHistoryBytes, w, stopc)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,13 @@ func (s *StateMachine) savedSnapshot(q SavedSnapshotQuery) SavedSnapshot {
 
 // writeSnapshot writes the stream and returns the number of user keys in
 // it (records of the user namespace: not metadata, history or system keys).
-func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-chan struct{}) (uint64, error) {
+// Of the watch history it writes the newest whole revisions whose events
+// fit in histBytes (< 0: all), and a floor that says where they start.
+func writeSnapshot(snap *pebble.Snapshot, applied uint64, histBytes int64, w io.Writer, stopc <-chan struct{}) (uint64, error) {
+	histFrom, err := snapshotHistoryFrom(snap, applied, histBytes)
+	if err != nil {
+		return 0, err
+	}
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	sw.write(snapshotMagic[:])
 	sw.write([]byte{snapshotVersion})
@@ -184,18 +190,28 @@ func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-c
 			_ = it.Close()
 			return 0, sm.ErrSnapshotStopped
 		}
+		key := it.Key()
+		if key[0] == nsHist && bytes.Compare(key, histKey(nil, histFrom, 0)) < 0 {
+			valid = it.SeekGE(histKey(nil, histFrom, 0))
+			if !valid {
+				break
+			}
+			key = it.Key()
+		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			break // it.Error reports it
 		}
-		if bytes.Equal(it.Key(), sysAppliedKey) && !bytes.Equal(v, be64(applied)) {
+		switch {
+		case bytes.Equal(key, sysAppliedKey) && !bytes.Equal(v, be64(applied)):
 			_ = it.Close()
 			return 0, fmt.Errorf("statemachine: prepared applied index %d disagrees with snapshot %x", applied, v)
-		}
-		if it.Key()[0] == nsUser {
+		case bytes.Equal(key, sysHistFloorKey) && len(v) == 8 && binary.BigEndian.Uint64(v) < histFrom:
+			v = be64(histFrom)
+		case key[0] == nsUser:
 			keys++
 		}
-		sw.record(it.Key(), v)
+		sw.record(key, v)
 		count++
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
@@ -209,6 +225,41 @@ func writeSnapshot(snap *pebble.Snapshot, applied uint64, w io.Writer, stopc <-c
 		sw.err = sw.w.Flush()
 	}
 	return keys, sw.err // unwrapped: Dragonboat compares it with its sentinels
+}
+
+// snapshotHistoryFrom returns the oldest revision of history a snapshot
+// carries: the newest whole revisions whose events (keys and values) fit
+// in max bytes, walked from the newest; 0 when all of it fits (or max <
+// 0), applied+1 when not even the newest revision does.
+func snapshotHistoryFrom(snap *pebble.Snapshot, applied uint64, limit int64) (uint64, error) {
+	if limit < 0 {
+		return 0, nil
+	}
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: []byte{nsHist}, UpperBound: []byte{nsHist + 1}})
+	if err != nil {
+		return 0, fmt.Errorf("statemachine: snapshot history: %w", err)
+	}
+	from := applied + 1 // the oldest revision whose events are all counted
+	var rev uint64      // the revision being counted
+	var size int64
+	for valid := it.Last(); valid; valid = it.Prev() {
+		if len(it.Key()) != 13 {
+			_ = it.Close()
+			return 0, fmt.Errorf("%w: history record %x", ErrCorruptStore, it.Key())
+		}
+		if r := binary.BigEndian.Uint64(it.Key()[1:9]); r != rev {
+			if rev != 0 {
+				from = rev
+			}
+			rev = r
+		}
+		lv := it.LazyValue()
+		size += int64(len(it.Key()) + lv.Len())
+		if size > limit {
+			return from, errors.Join(it.Error(), it.Close())
+		}
+	}
+	return 0, errors.Join(it.Error(), it.Close())
 }
 
 // snapshotWriter buffers, checksums, and keeps the first write error.

@@ -33,6 +33,11 @@ type Config struct {
 	// HistoryBytes caps the history's files (estimated); 0 means
 	// DefaultHistoryBytes, < 0 no cap.
 	HistoryBytes int64
+	// SnapshotHistoryBytes caps the watch history a snapshot carries (to
+	// a joiner, a follower that fell behind, a backup): the newest whole
+	// revisions whose events fit, by keys and values; 0 means
+	// DefaultSnapshotHistoryBytes, < 0 no cap (all of it).
+	SnapshotHistoryBytes int64
 	// OnApply, when set, is called after each Update that applied
 	// entries, with the new applied index (watchers wait for it). It must
 	// not block.
@@ -83,6 +88,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.HistoryBytes == 0 {
 		c.HistoryBytes = DefaultHistoryBytes
+	}
+	if c.SnapshotHistoryBytes == 0 {
+		c.SnapshotHistoryBytes = DefaultSnapshotHistoryBytes
 	}
 }
 

@@ -59,6 +59,7 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "compaction-overhead", Value: d.Node.CompactionOverhead, EnvVars: []string{"KVD_COMPACTION_OVERHEAD"}, Usage: "entries kept behind a snapshot so that lagging replicas catch up from the log instead of a full snapshot stream"},
 			&cli.IntFlag{Name: "watch-history", Value: statemachine.DefaultHistoryRevisions, EnvVars: []string{"KVD_WATCH_HISTORY"}, Usage: "revisions of change events kept for watchers (a watch may start this far back); -1 keeps none and refuses watches. Set the same on every node"},
 			&cli.Int64Flag{Name: "watch-history-bytes", Value: statemachine.DefaultHistoryBytes, EnvVars: []string{"KVD_WATCH_HISTORY_BYTES"}, Usage: "cap on the change history's size in bytes (approximate: checked every 1024 events); older revisions go first; -1: no cap"},
+			&cli.Int64Flag{Name: "snapshot-history-bytes", Value: statemachine.DefaultSnapshotHistoryBytes, EnvVars: []string{"KVD_SNAPSHOT_HISTORY_BYTES"}, Usage: "how much of the change history a snapshot sent to a joining or lagging node (or saved as a backup) carries: the newest whole revisions that fit; the receiver's history starts there; -1: all of it"},
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
@@ -110,6 +111,7 @@ func configFrom(c *cli.Context) (server.Config, error) {
 	cfg.Node.CompactionOverhead = c.Uint64("compaction-overhead")
 	cfg.Node.WatchHistory = c.Int("watch-history")
 	cfg.Node.WatchHistoryBytes = c.Int64("watch-history-bytes")
+	cfg.Node.SnapshotHistoryBytes = c.Int64("snapshot-history-bytes")
 	if cfg.Node.WatchHistory == 0 {
 		return cfg, fmt.Errorf("--watch-history 0: give a number of revisions, or -1 for none")
 	}
