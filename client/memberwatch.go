@@ -93,7 +93,7 @@ func (c *Client) watchMembers(ctx context.Context, out chan<- MemberUpdate) {
 		delivered, err := c.watchMembersOn(ctx, ep, resumed, out)
 		resumed = resumed || delivered
 		return delivered, err
-	}, watchMembersFinal)
+	}, watchMembersVerdict)
 	sendFinal(ctx, out, MemberUpdate{Err: err})
 }
 
@@ -121,17 +121,17 @@ func (c *Client) watchMembersOn(ctx context.Context, ep *endpoint, resumed bool,
 	return delivered, err
 }
 
-// watchMembersFinal returns the error that ends a watch for good, nil when
-// another attempt (on the next endpoint) may succeed.
-func watchMembersFinal(err error) error {
+// watchMembersVerdict says what a failed member watch means: the errors
+// that end it, else a failure of the node.
+func watchMembersVerdict(err error) (verdict, error) {
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
-		return err
+		return endStream, err
 	}
 	if tlsProblem(err) != "" {
-		return errors.Join(ErrTLS, err)
+		return endStream, errors.Join(ErrTLS, err)
 	}
-	return nil
+	return nodeFailed, nil
 }
 
 func memberUpdateFromProto(m *kvdv1.WatchMembersResponse, endpoint string) MemberUpdate {

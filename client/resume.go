@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -17,33 +18,79 @@ import (
 // stream moves to the next endpoint. A variable for tests.
 var streamSilence = 15 * time.Second
 
+// A verdict says what the failure of one stream means for the next one.
+type verdict int
+
+const (
+	// nodeFailed: the node died, stopped or went silent. The stream
+	// resumes on the next endpoint after a backoff.
+	nodeFailed verdict = iota
+	// notHere: this node cannot serve the request, another may (a watch
+	// from below the node's history). Each endpoint is tried once, at once.
+	notHere
+	// endStream: no node would serve it (a bad request, refused
+	// credentials). The stream ends.
+	endStream
+)
+
 // resumeStream runs a long-lived stream (Watch, WatchMembers) until it
 // ends for good: attempt runs one stream on an endpoint until it fails;
-// final says which failures end it (nil: another endpoint may do). After
-// any other failure it moves to the next endpoint and backs off, the
-// backoff starting over once an attempt delivered something. It returns
+// judge says what the failure means and the error to end with. After
+// nodeFailed it moves to the next endpoint and backs off. After the first
+// notHere it tries every endpoint once, in order, going on at once after
+// notHere (after the backoff after nodeFailed), and ends with the last
+// notHere error when all were tried; notHere leaves the client's current
+// endpoint as it is, the node serves other calls. An attempt that
+// delivered something starts the backoff and that record over. It returns
 // ctx's error when ctx ended, else the *Error of the final failure.
 func (c *Client) resumeStream(ctx context.Context, op string, key []byte,
-	attempt func(ctx context.Context, ep *endpoint) (delivered bool, err error), final func(error) error) error {
-	var tried []string
-	for failures := 0; ; {
-		idx, ep := c.current()
+	attempt func(ctx context.Context, ep *endpoint) (delivered bool, err error), judge func(error) (verdict, error)) error {
+	var (
+		tried   []string // endpoints tried since the last delivery, in order
+		refusal error    // the last notHere error since the last delivery
+		round   []bool   // by index, the endpoints tried since the first refusal
+	)
+	for failures, i := 0, 0; ; {
+		if round == nil {
+			cur, _ := c.current()
+			i = int(cur) % len(c.eps)
+		} else {
+			for round[i] {
+				i = (i + 1) % len(round)
+			}
+		}
+		ep := c.eps[i]
 		tried = appendOnce(tried, ep.name)
 		delivered, err := attempt(ctx, ep)
 		if delivered {
-			failures, tried = 0, tried[len(tried)-1:]
+			failures, tried, refusal, round = 0, tried[len(tried)-1:], nil, nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if f := final(err); f != nil {
-			return &Error{Op: op, Key: key, Endpoints: tried, Attempts: failures + 1, Err: f}
+		v, f := judge(err)
+		if v == notHere {
+			refusal = f
+			if round == nil {
+				round = make([]bool, len(c.eps))
+			}
 		}
-		c.advance(idx)
+		if round != nil {
+			round[i] = true
+			if v != endStream && !slices.Contains(round, false) {
+				v, f = endStream, refusal // every endpoint tried: none can
+			}
+		}
 		failures++
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(failures, c.cfg.BackoffBase, min(c.cfg.BackoffMax, 2*time.Second))):
+		switch v {
+		case endStream:
+			return &Error{Op: op, Key: key, Endpoints: tried, Attempts: failures, Err: f}
+		case nodeFailed:
+			c.advance(uint32(i))
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff(failures, c.cfg.BackoffBase, min(c.cfg.BackoffMax, 2*time.Second))):
+			}
 		}
 	}
 }

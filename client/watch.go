@@ -3,6 +3,8 @@ package client
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -12,8 +14,10 @@ import (
 
 const opWatch = "watch"
 
-// ErrCompacted: a Watch asked for revisions older than the history the
-// node keeps (OutOfRange); the message names the oldest still available.
+// ErrCompacted: a Watch asked for revisions older than the history any
+// node keeps: every endpoint answered OutOfRange (or failed otherwise,
+// once each). The message names the oldest revision still available on
+// the nodes that answered.
 var ErrCompacted = errors.New("client: revision compacted")
 
 // EventType says what a watch event did.
@@ -79,7 +83,11 @@ func WithProgress(d time.Duration) WatchOption {
 // until ctx ends. When the node serving it dies, stops being ready or
 // sends nothing for 15 s (a partition or a hung process: see
 // WithProgress), it resumes on the next endpoint from the revision after
-// the last one delivered: no event is lost or delivered twice. The channel
+// the last one delivered: no event is lost or delivered twice. A node
+// whose history starts after that revision (one that joined or caught up
+// from a snapshot keeps no older history) answers OutOfRange; the watch
+// then tries every other endpoint once, at once, and ends with
+// ErrCompacted only when none of them serves it. The channel
 // is closed after a final message with Err set; a caller that cancels ctx
 // may stop reading (if the channel is full then, the final message is
 // left out).
@@ -96,10 +104,19 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-c
 func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- WatchResponse) {
 	defer close(out)
 	next := req.StartRevision // 0 until the first message says where "now" is
+	var refusal error         // since the last delivery, the OutOfRange naming the oldest revision
 	err := c.resumeStream(ctx, opWatch, req.Key, func(ctx context.Context, ep *endpoint) (bool, error) {
 		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: next, ProgressIntervalMs: req.ProgressIntervalMs}
-		return c.watchOn(ctx, ep, r, &next, out)
-	}, watchFinal)
+		delivered, err := c.watchOn(ctx, ep, r, &next, out)
+		if delivered {
+			refusal = nil
+		}
+		if connect.CodeOf(err) == connect.CodeOutOfRange {
+			refusal = olderFloor(refusal, err)
+			err = refusal // the one the watch ends with if no node serves it
+		}
+		return delivered, err
+	}, watchVerdict)
 	sendFinal(ctx, out, WatchResponse{Revision: next - min(next, 1), Err: err})
 }
 
@@ -144,17 +161,53 @@ func watchSilence(r *kvdv1.WatchRequest) time.Duration {
 	return max(streamSilence, 3*progress)
 }
 
-// watchFinal returns the error that ends a watch for good, nil when
-// another attempt (on the next endpoint) may succeed.
-func watchFinal(err error) error {
+// watchVerdict says what a failed watch stream means. OutOfRange: the
+// node's history starts after the revision asked for, and another node
+// may still hold it.
+func watchVerdict(err error) (verdict, error) {
 	switch connect.CodeOf(err) {
-	case connect.CodeOutOfRange, connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
-		return err
+	case connect.CodeOutOfRange:
+		return notHere, err
+	case connect.CodeInvalidArgument, connect.CodePermissionDenied, connect.CodeUnauthenticated, connect.CodeUnimplemented:
+		return endStream, err
 	}
 	if tlsProblem(err) != "" {
-		return errors.Join(ErrTLS, err)
+		return endStream, errors.Join(ErrTLS, err)
 	}
-	return nil
+	return nodeFailed, nil
+}
+
+// olderFloor returns of two OutOfRange answers the one that names the
+// older revision still available (a on a tie, or when b names none; b
+// when a is nil). The number is read from kvd's message ("the oldest
+// revision still available is N") only to choose which answer to report.
+func olderFloor(a, b error) error {
+	if a == nil {
+		return b
+	}
+	fa, okA := floorOf(a)
+	fb, okB := floorOf(b)
+	if okB && (!okA || fb < fa) {
+		return b
+	}
+	return a
+}
+
+// floorOf reads N from "the oldest revision still available is N".
+func floorOf(err error) (uint64, bool) {
+	const said = "oldest revision still available is "
+	msg := err.Error()
+	i := strings.LastIndex(msg, said)
+	if i < 0 {
+		return 0, false
+	}
+	digits := msg[i+len(said):]
+	n := 0
+	for n < len(digits) && '0' <= digits[n] && digits[n] <= '9' {
+		n++
+	}
+	floor, perr := strconv.ParseUint(digits[:n], 10, 64)
+	return floor, perr == nil
 }
 
 func watchEventFromProto(e *kvdv1.WatchEvent) WatchEvent {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -64,6 +65,24 @@ type watchNode struct {
 
 	mu     sync.Mutex
 	starts []uint64 // the start revision of each Watch served
+	floor  uint64   // the oldest revision it holds: older starts get OutOfRange, like kvd's
+	down   bool     // ends its streams with Unavailable, like a kvd that stopped being ready
+}
+
+// setFloor makes the node answer a Watch from below floor with
+// OutOfRange, as a node that joined from a snapshot does.
+func (n *watchNode) setFloor(floor uint64) {
+	n.mu.Lock()
+	n.floor = floor
+	n.mu.Unlock()
+}
+
+// setDown makes the node end every stream with Unavailable (at its next
+// message or progress tick) and refuse new ones.
+func (n *watchNode) setDown() {
+	n.mu.Lock()
+	n.down = true
+	n.mu.Unlock()
 }
 
 func startWatchNode(t *testing.T, h *history) *watchNode {
@@ -91,7 +110,12 @@ func (n *watchNode) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchR
 	from := req.Msg.StartRevision
 	n.mu.Lock()
 	n.starts = append(n.starts, from)
+	floor := n.floor
 	n.mu.Unlock()
+	if from != 0 && from < floor {
+		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
+			"revision %d is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", from, floor))
+	}
 	progress := time.Second
 	if ms := req.Msg.ProgressIntervalMs; ms > 0 {
 		progress = time.Duration(ms) * time.Millisecond
@@ -99,6 +123,12 @@ func (n *watchNode) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchR
 	tick := time.NewTicker(progress)
 	defer tick.Stop()
 	for {
+		n.mu.Lock()
+		down := n.down
+		n.mu.Unlock()
+		if down {
+			return connect.NewError(connect.CodeUnavailable, errors.New("watch: this node is not ready"))
+		}
 		events, last, grew := n.h.since(from)
 		if from == 0 {
 			events = nil // from now
