@@ -344,6 +344,41 @@ func TestWatchFromCompactedRevision(t *testing.T) {
 	t.Logf("%v", r.Err)
 }
 
+// A snapshot carries only the newest part of the history
+// (--snapshot-history-bytes): a node that joined through one refuses a
+// watch from before it with OutOfRange, and client.Watch takes those
+// revisions from a node that still holds them.
+func TestWatchOldRevisionsAfterSnapshotJoin(t *testing.T) {
+	boot := startBootstrap(t, "--snapshot-entries", "20", "--compaction-overhead", "5", "--snapshot-history-bytes", "300")
+	writer := newWatchClient(t, boot.api)
+	ctx := context.Background()
+	var first, last uint64
+	for i := range 60 {
+		r, err := writer.Put(ctx, []byte(fmt.Sprint("s/k", i)), []byte("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = r.Revision
+		}
+		last = r.Revision
+	}
+	joiner := newJoiner(t, "kvd-joiner", []*proc{boot})
+	joiner.start()
+	joiner.waitReady(30 * time.Second)
+	if !strings.Contains(joiner.logs(), "recovered from snapshot") {
+		t.Fatalf("the joiner got no snapshot (its log says no %q): the test needs one", "recovered from snapshot")
+	}
+	err := rawWatchErr(ctx, joiner, &kvdv1.WatchRequest{Key: []byte("s/"), Prefix: true, StartRevision: first})
+	if connect.CodeOf(err) != connect.CodeOutOfRange {
+		t.Fatalf("watch on the joiner from %d: %v (code %v), want OutOfRange", first, err, connect.CodeOf(err))
+	}
+	got := startWatchLog(ctx, newWatchClient(t, joiner.api, boot.api), "s/", first).waitRevision(t, "watch from the joiner's endpoint first", last, 15*time.Second)
+	if len(got) != 60 || got[0].ModRevision != first || got[59].ModRevision != last {
+		t.Fatalf("watch from %d through the joiner, then boot: %d events:%s", first, len(got), describeWatchEvents(got))
+	}
+}
+
 // rawWatchErr opens a watch on p and returns the error that ends it
 // before its first message (nil if a message came).
 func rawWatchErr(ctx context.Context, p *proc, req *kvdv1.WatchRequest) error {

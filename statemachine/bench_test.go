@@ -226,3 +226,31 @@ func BenchmarkRecover(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSaveSnapshot streams a ~100 MB store (100k keys, 1 KiB values,
+// as bench/join.sh writes) to io.Discard: the sender's side of a join,
+// without the transfer.
+func BenchmarkSaveSnapshot(b *testing.B) {
+	const keys, valueSize = 100_000, 1024
+	src, _ := openSM(b, vfs.Default, b.TempDir())
+	value := bytes.Repeat([]byte{'x'}, valueSize)
+	var index uint64
+	for index < keys {
+		ents := make([]sm.Entry, 0, 512)
+		for range 512 {
+			index++
+			ents = append(ents, entry(index, Command{Ops: []Op{{Type: OpPut, Key: benchKey(nil, index), Value: value}}}))
+		}
+		mustUpdate(b, src, ents...)
+	}
+	b.SetBytes(keys * (valueSize + benchKeySize))
+	for b.Loop() {
+		p, err := src.PrepareSnapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := src.SaveSnapshot(p, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
