@@ -21,7 +21,7 @@ func TestDockerConsulCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker compose port consul 8500: %q: %v", published, err)
 	}
-	cat := newCatalog(t, "127.0.0.1:"+port)
+	cat := newCatalog(t, "127.0.0.1:"+port, "")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("---- consul catalog of %s at the failure ----%s", consulService, cat.describe())

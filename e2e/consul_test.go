@@ -52,9 +52,9 @@ type consulAgent struct {
 	done chan struct{}
 }
 
-func newCatalog(t *testing.T, addr string) *catalog {
+func newCatalog(t *testing.T, addr, token string) *catalog {
 	t.Helper()
-	client, err := api.NewClient(&api.Config{Address: addr})
+	client, err := api.NewClient(&api.Config{Address: addr, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +107,20 @@ func portOf(addr string) string {
 // off) and waits until it has elected itself leader.
 func startConsul(t *testing.T) *consulAgent {
 	t.Helper()
+	return startConsulWith(t, "")
+}
+
+// startConsulWith is startConsul with more agent arguments (extra); the
+// test's own catalog calls carry token ("" = none).
+func startConsulWith(t *testing.T, token string, extra ...string) *consulAgent {
+	t.Helper()
 	bin := consulBinary(t)
 	ports := freeAddrs(t, 5)
-	a := &consulAgent{catalog: newCatalog(t, ports[0]), bin: bin, addr: ports[0], leader: ports[2], log: new(syncBuffer)}
-	a.args = []string{"agent", "-dev", "-node=kvd-e2e", "-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=info",
+	a := &consulAgent{catalog: newCatalog(t, ports[0], token), bin: bin, addr: ports[0], leader: ports[2], log: new(syncBuffer)}
+	a.args = append([]string{"agent", "-dev", "-node=kvd-e2e", "-bind=127.0.0.1", "-client=127.0.0.1", "-log-level=info",
 		"-http-port=" + portOf(ports[0]), "-dns-port=" + portOf(ports[1]), "-server-port=" + portOf(ports[2]),
 		"-serf-lan-port=" + portOf(ports[3]), "-serf-wan-port=" + portOf(ports[4]),
-		"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"}
+		"-grpc-port=-1", "-grpc-tls-port=-1", "-https-port=-1"}, extra...)
 	t.Cleanup(a.cleanup)
 	a.start()
 	return a

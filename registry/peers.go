@@ -24,9 +24,15 @@ type Entry struct {
 // cluster are all critical until they have formed it). Stale entries are
 // left out: see Order.
 func (c *Consul) Peers(ctx context.Context) ([]string, error) {
-	entries, _, err := c.client.Health().Service(c.cfg.Service, "", false, (&api.QueryOptions{}).WithContext(ctx))
+	entries, meta, err := c.client.Health().Service(c.cfg.Service, "", false, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("consul: list instances of %q: %w", c.cfg.Service, err)
+		return nil, fmt.Errorf("consul: list instances of %q: %w", c.cfg.Service, c.explainACL(err))
+	}
+	// Consul answers a read its ACLs deny with an empty list, not an error:
+	// flagged as filtered when only some entries were hidden, not at all
+	// when the whole service was.
+	if len(entries) == 0 && meta != nil && (meta.ResultsFilteredByACLs || meta.DefaultACLPolicy == "deny" && !c.token) {
+		return nil, fmt.Errorf("consul: list instances of %q: Consul's ACLs deny by default and may hide them; %s", c.cfg.Service, c.aclHint())
 	}
 	list := make([]Entry, 0, len(entries))
 	for _, e := range entries {

@@ -48,6 +48,7 @@ type Consul struct {
 	cfg    Config
 	client *api.Client
 	log    *slog.Logger
+	token  bool // a token was given (CONSUL_HTTP_TOKEN or _FILE)
 }
 
 // ParseSpec returns SERVICE from a --discover value consul:SERVICE; ok is
@@ -88,7 +89,8 @@ func New(cfg Config) (*Consul, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: consul client for %s: %w", ac.Address, err)
 	}
-	return &Consul{cfg: cfg, client: client, log: cfg.Logger.With("component", "registry", "consul", ac.Address)}, nil
+	return &Consul{cfg: cfg, client: client, log: cfg.Logger.With("component", "registry", "consul", ac.Address),
+		token: ac.Token != "" || ac.TokenFile != ""}, nil
 }
 
 // String is the --discover value.
@@ -219,10 +221,26 @@ func (c *Consul) sync(ctx context.Context, in, last Instance, registered bool) e
 		return err
 	}
 	if err := c.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
-		return err
+		return c.explainACL(err)
 	}
 	c.log.Debug("registered", "service_id", id, "role", in.Role, "ready", in.Ready, "cluster_id", in.ClusterID)
 	return nil
+}
+
+// explainACL adds what to do to Consul's answer when its ACLs refused a
+// call (403): the bare "Permission denied" names neither the token nor
+// the rights kvd needs.
+func (c *Consul) explainACL(err error) error {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == 403 || strings.Contains(err.Error(), "Unexpected response code: 403") {
+		return fmt.Errorf("%w: Consul's ACLs refused it; %s", err, c.aclHint())
+	}
+	return err
+}
+
+// aclHint says which token kvd needs.
+func (c *Consul) aclHint() string {
+	return fmt.Sprintf("give kvd a token in CONSUL_HTTP_TOKEN (or CONSUL_HTTP_TOKEN_FILE) with service:write on %q and read on nodes and services", c.cfg.Service)
 }
 
 func notFound(err error) bool {

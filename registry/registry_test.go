@@ -1,6 +1,10 @@
 package registry
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -94,5 +98,38 @@ func TestRegistration(t *testing.T) {
 	}
 	if _, err := c.registration(Instance{APIAddr: "n1"}); err == nil {
 		t.Error("an API address without a port was accepted")
+	}
+}
+
+// Consul answers a read its ACLs deny with an empty list and no error;
+// without a token under a deny-by-default policy, Peers says what to do
+// instead of reporting no peers.
+func TestPeersExplainsACLs(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// What Consul 1.16 sends with ACLs on (its headers are parsed in
+		// order: without LastContact the rest is skipped).
+		w.Header().Set("X-Consul-Index", "1")
+		w.Header().Set("X-Consul-LastContact", "0")
+		w.Header().Set("X-Consul-KnownLeader", "true")
+		w.Header().Set("X-Consul-Default-Acl-Policy", "deny")
+		fmt.Fprint(w, "[]")
+	}))
+	defer srv.Close()
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", "")
+	c, err := New(Config{Service: "kvd", Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Peers(context.Background()); err == nil || !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN") {
+		t.Fatalf("no token, deny by default, empty list: %v", err)
+	}
+	t.Setenv("CONSUL_HTTP_TOKEN", "some-token")
+	c, err = New(Config{Service: "kvd", Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peers, err := c.Peers(context.Background()); err != nil || len(peers) != 0 {
+		t.Fatalf("with a token, an empty list is no peers yet: %v %v", peers, err)
 	}
 }
