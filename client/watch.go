@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -179,35 +177,35 @@ func watchVerdict(err error) (verdict, error) {
 
 // olderFloor returns of two OutOfRange answers the one that names the
 // older revision still available (a on a tie, or when b names none; b
-// when a is nil). The number is read from kvd's message ("the oldest
-// revision still available is N") only to choose which answer to report.
+// when a is nil).
 func olderFloor(a, b error) error {
 	if a == nil {
 		return b
 	}
-	fa, okA := floorOf(a)
-	fb, okB := floorOf(b)
+	fa, okA := OldestRevision(a)
+	fb, okB := OldestRevision(b)
 	if okB && (!okA || fb < fa) {
 		return b
 	}
 	return a
 }
 
-// floorOf reads N from "the oldest revision still available is N".
-func floorOf(err error) (uint64, bool) {
-	const said = "oldest revision still available is "
-	msg := err.Error()
-	i := strings.LastIndex(msg, said)
-	if i < 0 {
+// OldestRevision returns the oldest revision still available from a
+// Watch's ErrCompacted, when the server attached it (a kvd.v1.Compacted
+// error detail): where to start a watch that must not miss a change.
+func OldestRevision(err error) (uint64, bool) {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeOutOfRange {
 		return 0, false
 	}
-	digits := msg[i+len(said):]
-	n := 0
-	for n < len(digits) && '0' <= digits[n] && digits[n] <= '9' {
-		n++
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if c, ok := v.(*kvdv1.Compacted); ok {
+				return c.GetOldestRevision(), true
+			}
+		}
 	}
-	floor, perr := strconv.ParseUint(digits[:n], 10, 64)
-	return floor, perr == nil
+	return 0, false
 }
 
 func watchEventFromProto(e *kvdv1.WatchEvent) WatchEvent {

@@ -113,8 +113,7 @@ func (n *watchNode) Watch(ctx context.Context, req *connect.Request[kvdv1.WatchR
 	floor := n.floor
 	n.mu.Unlock()
 	if from != 0 && from < floor {
-		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
-			"revision %d is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", from, floor))
+		return compactedError(from, floor)
 	}
 	progress := time.Second
 	if ms := req.Msg.ProgressIntervalMs; ms > 0 {
@@ -380,4 +379,15 @@ func TestWatchEndsWhenTheCallerStopsReading(t *testing.T) {
 			t.Fatalf("5s after cancel, %d watch goroutines still run:\n%s", len(loops), strings.Join(loops, "\n\n"))
 		}
 	}
+}
+
+// compactedError is kvd's OutOfRange for a watch from below floor, with
+// its kvd.v1.Compacted detail (rpc/watch.go).
+func compactedError(from, floor uint64) *connect.Error {
+	e := connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
+		"revision %d is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", from, floor))
+	if d, err := connect.NewErrorDetail(&kvdv1.Compacted{OldestRevision: floor}); err == nil {
+		e.AddDetail(d)
+	}
+	return e
 }

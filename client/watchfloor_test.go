@@ -108,10 +108,7 @@ func TestWatchVerdict(t *testing.T) {
 }
 
 func TestOlderFloor(t *testing.T) {
-	floor := func(n int) error {
-		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
-			"revision 1 is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", n))
-	}
+	floor := func(n uint64) error { return compactedError(1, n) }
 	f7, f12, f30, none := floor(7), floor(12), floor(30), connect.NewError(connect.CodeOutOfRange, errors.New("compacted"))
 	for _, tc := range []struct {
 		name       string
@@ -129,10 +126,10 @@ func TestOlderFloor(t *testing.T) {
 			t.Errorf("%s: olderFloor(%v, %v) = %v, want %v", tc.name, tc.a, tc.b, got, tc.want)
 		}
 	}
-	if n, ok := floorOf(fmt.Errorf("wrapped: %w", f30)); !ok || n != 30 {
-		t.Errorf("floorOf(wrapped) = %d, %t; want 30", n, ok)
+	if n, ok := OldestRevision(fmt.Errorf("wrapped: %w", f30)); !ok || n != 30 {
+		t.Errorf("OldestRevision(wrapped) = %d, %t; want 30", n, ok)
 	}
-	if _, ok := floorOf(errors.New("the oldest revision still available is ?")); ok {
-		t.Error("floorOf read a number from a message without one")
+	if _, ok := OldestRevision(errors.New("the oldest revision still available is 5")); ok {
+		t.Error("OldestRevision read a number from a message: only the detail counts")
 	}
 }

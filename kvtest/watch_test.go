@@ -168,10 +168,21 @@ func TestWatchBelowTheHistoryIsOutOfRange(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		c.Put(0, "k", fmt.Sprint(i))
 	}
-	cl := newClient(t, c.Endpoint(0))
-	r := <-cl.Watch(context.Background(), []byte("k"), client.WithRevision(1))
-	if !errors.Is(r.Err, client.ErrCompacted) || !strings.Contains(r.Err.Error(), "oldest revision still available") {
-		t.Fatalf("watch from revision 1 with 10 kept: %v", r.Err)
+	for _, protocol := range []client.Protocol{client.ProtocolConnect, client.ProtocolGRPC} {
+		cl, err := client.New(client.Config{Endpoints: []string{c.Endpoint(0)}, Protocol: protocol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		r := <-cl.Watch(context.Background(), []byte("k"), client.WithRevision(1))
+		if !errors.Is(r.Err, client.ErrCompacted) || !strings.Contains(r.Err.Error(), "oldest revision still available") {
+			t.Fatalf("%s: watch from revision 1 with 10 kept: %v", protocol, r.Err)
+		}
+		// The floor travels as a detail too (through grpc-go's server for gRPC).
+		oldest, ok := client.OldestRevision(r.Err)
+		if !ok || oldest <= 1 || !strings.Contains(r.Err.Error(), fmt.Sprint("available is ", oldest)) {
+			t.Fatalf("%s: OldestRevision = %d, %t; error %v", protocol, oldest, ok, r.Err)
+		}
 	}
 }
 

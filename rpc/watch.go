@@ -121,8 +121,12 @@ func watchResponse(res statemachine.HistoryResult) *kvdv1.WatchResponse {
 func watchError(err error, from uint64) error {
 	var ce *statemachine.CompactedError
 	if errors.As(err, &ce) {
-		return connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
+		e := connect.NewError(connect.CodeOutOfRange, fmt.Errorf(
 			"revision %d is compacted: the oldest revision still available is %d (start there, or at 0 for changes from now)", from, ce.Floor))
+		if d, err := connect.NewErrorDetail(&kvdv1.Compacted{OldestRevision: ce.Floor}); err == nil {
+			e.AddDetail(d)
+		}
+		return e
 	}
 	return toConnect(err)
 }

@@ -1559,6 +1559,53 @@ func (x *WatchResponse) GetRevision() uint64 {
 	return 0
 }
 
+// The detail of a Watch's OutOfRange error: the start revision is below
+// the node's history; another node may still hold it.
+type Compacted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The oldest revision this node can still serve a watch from.
+	OldestRevision uint64 `protobuf:"varint,1,opt,name=oldest_revision,json=oldestRevision,proto3" json:"oldest_revision,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Compacted) Reset() {
+	*x = Compacted{}
+	mi := &file_kvd_v1_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compacted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compacted) ProtoMessage() {}
+
+func (x *Compacted) ProtoReflect() protoreflect.Message {
+	mi := &file_kvd_v1_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compacted.ProtoReflect.Descriptor instead.
+func (*Compacted) Descriptor() ([]byte, []int) {
+	return file_kvd_v1_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Compacted) GetOldestRevision() uint64 {
+	if x != nil {
+		return x.OldestRevision
+	}
+	return 0
+}
+
 var File_kvd_v1_kv_proto protoreflect.FileDescriptor
 
 const file_kvd_v1_kv_proto_rawDesc = "" +
@@ -1662,7 +1709,9 @@ const file_kvd_v1_kv_proto_rawDesc = "" +
 	"\acreated\x18\x05 \x01(\bR\acreated\"W\n" +
 	"\rWatchResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.kvd.v1.WatchEventR\x06events\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision*f\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"4\n" +
+	"\tCompacted\x12'\n" +
+	"\x0foldest_revision\x18\x01 \x01(\x04R\x0eoldestRevision*f\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x1c\n" +
@@ -1693,7 +1742,7 @@ func file_kvd_v1_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_kvd_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_kvd_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_kvd_v1_kv_proto_goTypes = []any{
 	(Consistency)(0),       // 0: kvd.v1.Consistency
 	(EventType)(0),         // 1: kvd.v1.EventType
@@ -1718,6 +1767,7 @@ var file_kvd_v1_kv_proto_goTypes = []any{
 	(*WatchRequest)(nil),   // 20: kvd.v1.WatchRequest
 	(*WatchEvent)(nil),     // 21: kvd.v1.WatchEvent
 	(*WatchResponse)(nil),  // 22: kvd.v1.WatchResponse
+	(*Compacted)(nil),      // 23: kvd.v1.Compacted
 }
 var file_kvd_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: kvd.v1.GetRequest.consistency:type_name -> kvd.v1.Consistency
@@ -1793,7 +1843,7 @@ func file_kvd_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kvd_v1_kv_proto_rawDesc), len(file_kvd_v1_kv_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
