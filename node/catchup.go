@@ -12,19 +12,31 @@ import (
 // sends a ReadIndex anyway (which then waits for its own timeout).
 const leaderWait = time.Second
 
+// firstReadTimeout bounds the first catch-up ReadIndex; each later attempt
+// gets twice the last, up to ReadyTimeout. A joiner's first ReadIndex, sent
+// as soon as the first heartbeat names the leader, went unanswered in every
+// join measured (the same ReadIndex 100 ms later is answered in under 1 ms;
+// Dragonboat drops it somewhere we cannot see): with ReadyTimeout alone every
+// join lost 230 ms there. A ReadIndex travels at the network's speed, not
+// Raft's ticks, so on a slow network the first attempts just time out and
+// the longer ones succeed.
+const firstReadTimeout = 50 * time.Millisecond
+
 // catchUp loops ReadIndex until one succeeds: from then on the node's applied
 // index has reached the leader's commit index as of that read, and the node
 // serves serializable reads. It reports false when ctx ends or the replica
 // was removed first.
 func (n *Node) catchUp(ctx context.Context) bool {
 	backoff := 20 * time.Millisecond
+	timeout := min(firstReadTimeout, n.cfg.ReadyTimeout)
 	for attempt := 1; ; attempt++ {
 		// A ReadIndex sent before the replica knows a leader is dropped
 		// unanswered; wait for the first heartbeat (LeaderUpdated) instead.
 		n.awaitLeader(ctx, leaderWait, func(id membership.ReplicaID) bool { return id != 0 })
-		rctx, cancel := context.WithTimeout(ctx, n.cfg.ReadyTimeout)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err := n.nh.SyncRead(rctx, ShardID, statemachine.AppliedQuery{})
 		cancel()
+		timeout = min(2*timeout, n.cfg.ReadyTimeout)
 		if err == nil {
 			break
 		}
