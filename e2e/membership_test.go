@@ -66,7 +66,9 @@ func describe(ms *kvdv1.MembersResponse) string {
 }
 
 // waitShape waits until node p reports exactly voters voters and observers
-// observers, all ready.
+// observers, all ready, each with its API address published (a node
+// publishes it right after it is first ready: tests that compare the view
+// with a registry or dial the addresses need it).
 func waitShape(t *testing.T, p *proc, voters, observers int, timeout time.Duration) *kvdv1.MembersResponse {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -85,7 +87,7 @@ func waitShape(t *testing.T, p *proc, voters, observers int, timeout time.Durati
 				} else {
 					o++
 				}
-				if m.Ready {
+				if m.Ready && m.ApiAddr != "" {
 					ready++
 				}
 			}
