@@ -183,19 +183,28 @@ func TestStreamRawMessages(t *testing.T) {
 
 // The node a stream goes to stops: calls fail over to another node, reads
 // are retried, and every write that was acknowledged is there afterwards.
+// The client sends writes to the leader and reads to its current endpoint,
+// so the leader is listed first and stopped: both streams are on it.
 func TestStreamFailsOver(t *testing.T) {
 	c := kvtest.NewCluster(t, 3)
-	cl := streamClient(t, c.Endpoints(), client.ProtocolConnect)
+	stopped := c.Leader()
+	eps := []string{c.Endpoint(stopped)}
+	for i, ep := range c.Endpoints() {
+		if i != stopped {
+			eps = append(eps, ep)
+		}
+	}
+	cl := streamClient(t, eps, client.ProtocolConnect)
 	ctx := context.Background()
 	if _, err := cl.Put(ctx, []byte("before"), []byte("1")); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cl.Get(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
 	first := cl.CurrentEndpoint()
-	var stopped int
-	for i := 0; i < c.Size(); i++ {
-		if c.Endpoint(i) == first {
-			stopped = i
-		}
+	if first != eps[0] {
+		t.Fatalf("the client reads from %s, not from the first endpoint %s", first, eps[0])
 	}
 	c.Stop(stopped)
 	acked := 0
@@ -211,12 +220,12 @@ func TestStreamFailsOver(t *testing.T) {
 	if acked < 49 {
 		t.Fatalf("only %d of 50 puts acknowledged after failover", acked)
 	}
-	if cl.CurrentEndpoint() == first {
-		t.Fatalf("client still on the stopped node %s", first)
-	}
 	kvs, err := cl.Scan(ctx, []byte("after-"), 0)
 	if err != nil || len(kvs) < acked {
 		t.Fatalf("scan after failover: %d keys, %v; want ≥ %d", len(kvs), err, acked)
+	}
+	if cl.CurrentEndpoint() == first {
+		t.Fatalf("client still reads from the stopped node %s", first)
 	}
 }
 
