@@ -350,16 +350,21 @@ func TestCrashDuringRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	inj.armed.Store(false)
+	// Pebble's cleaner may still be deleting obsolete files (writes that
+	// saw armed before it was cleared): read the crash points under mu.
+	inj.mu.Lock()
+	clones := inj.clones
+	inj.mu.Unlock()
 	if got := dump(t, s); got != f.newDump {
 		t.Fatalf("after recovery:\n%s", got)
 	}
-	if len(inj.clones) < 20 {
-		t.Fatalf("only %d crash points", len(inj.clones))
+	if len(clones) < 20 {
+		t.Fatalf("only %d crash points", len(clones))
 	}
 	seen := map[string]int{}
 	sawNew := false
-	for i, c := range inj.clones {
-		got := f.checkOldOrNew(t, c, fmt.Sprintf("crash point %d/%d", i+1, len(inj.clones)))
+	for i, c := range clones {
+		got := f.checkOldOrNew(t, c, fmt.Sprintf("crash point %d/%d", i+1, len(clones)))
 		seen[got]++
 		if sawNew && got == "old" && i%2 == 0 {
 			// A clone that keeps no unsynced data must never go back to
@@ -374,7 +379,7 @@ func TestCrashDuringRecover(t *testing.T) {
 	if got := f.checkOldOrNew(t, mem.CrashClone(vfs.CrashCloneCfg{}), "after return"); got != "new" {
 		t.Fatal("a crash right after RecoverFromSnapshot returned lost the new state")
 	}
-	t.Logf("%d crash points: %v", len(inj.clones), seen)
+	t.Logf("%d crash points: %v", len(clones), seen)
 }
 
 // failOwnOps fails, once, the k-th operation that the state machine itself

@@ -186,10 +186,13 @@ func TestSecretSentOnlyWithMembershipCalls(t *testing.T) {
 	do(t, ctx, "delete from the page", chromedp.Click(chromedp.CSS("#delete")))
 	waitFor(t, ctx, "the delete's result", `document.querySelector("#keys-result").innerText.startsWith("deleted k")`)
 
-	remove := chromedp.CSS(`.member[data-id="2"] button[data-action="remove"]`)
-	do(t, ctx, "arm remove", chromedp.Click(remove))
+	// Clicked from inside the page, query and click in one step: the member
+	// cards are re-rendered on every poll, so a node chromedp found first
+	// can be gone by its click ("Could not find node with given id").
+	const remove = `(() => { const b = document.querySelector('.member[data-id="2"] button[data-action="remove"]'); if (!b) return false; b.click(); return true })()`
+	waitFor(t, ctx, "arm remove", remove)
 	waitFor(t, ctx, "the confirm button", `document.querySelector('.member[data-id="2"]').innerText.includes("Confirm remove")`)
-	do(t, ctx, "confirm remove", chromedp.Click(remove))
+	waitFor(t, ctx, "confirm remove", remove)
 	waitFor(t, ctx, "the removal done", `document.querySelector("#action-result").innerText.includes("done")`)
 
 	for proc, want := range map[string]string{"KV/Put": "", "KV/Delete": "", "Cluster/Remove": secret} {
