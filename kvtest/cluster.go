@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -51,13 +52,16 @@ var handedOut = struct {
 }{ports: map[string]bool{}}
 
 // FreeAddr returns a loopback address with a port that was free a moment
-// ago and was not returned before in this process.
+// ago and was not returned before in this process. The port is below
+// Linux's ephemeral range (32768 on): a node restarted on its port found it
+// taken by some outgoing connection's local port ("bind: address already
+// in use" in CI), which the kernel picks from that range.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	for range 1000 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768)))
 		if err != nil {
-			t.Fatal(err)
+			continue // in use
 		}
 		addr := ln.Addr().String()
 		ln.Close()
