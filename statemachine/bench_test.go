@@ -105,17 +105,7 @@ func BenchmarkUpdate(b *testing.B) {
 // values) and recovers it into another state machine on disk.
 func BenchmarkSnapshotRoundTrip(b *testing.B) {
 	const keys, valueSize = 200_000, 512
-	src, _ := openSM(b, vfs.Default, b.TempDir())
-	value := bytes.Repeat([]byte{'x'}, valueSize)
-	var index uint64
-	for index < keys {
-		ents := make([]sm.Entry, 0, 512)
-		for range 512 {
-			index++
-			ents = append(ents, entry(index, Command{Ops: []Op{{Type: OpPut, Key: benchKey(nil, index), Value: value}}}))
-		}
-		mustUpdate(b, src, ents...)
-	}
+	src := filledStore(b, keys, valueSize)
 	dst, _ := openSM(b, vfs.Default, b.TempDir())
 	b.ResetTimer()
 	for b.Loop() {
@@ -199,17 +189,7 @@ func benchOverwrite(b *testing.B, s *StateMachine, keys int) {
 // of a join, without the transfer.
 func BenchmarkRecover(b *testing.B) {
 	const keys, valueSize = 100_000, 1024
-	src, _ := openSM(b, vfs.Default, b.TempDir())
-	value := bytes.Repeat([]byte{'x'}, valueSize)
-	var index uint64
-	for index < keys {
-		ents := make([]sm.Entry, 0, 512)
-		for range 512 {
-			index++
-			ents = append(ents, entry(index, Command{Ops: []Op{{Type: OpPut, Key: benchKey(nil, index), Value: value}}}))
-		}
-		mustUpdate(b, src, ents...)
-	}
+	src := filledStore(b, keys, valueSize)
 	p, err := src.PrepareSnapshot()
 	if err != nil {
 		b.Fatal(err)
@@ -232,6 +212,22 @@ func BenchmarkRecover(b *testing.B) {
 // without the transfer.
 func BenchmarkSaveSnapshot(b *testing.B) {
 	const keys, valueSize = 100_000, 1024
+	src := filledStore(b, keys, valueSize)
+	b.SetBytes(keys * (valueSize + benchKeySize))
+	for b.Loop() {
+		p, err := src.PrepareSnapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := src.SaveSnapshot(p, io.Discard, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// filledStore is a state machine on disk holding keys keys of valueSize
+// bytes, written 512 entries of one put per Update.
+func filledStore(b *testing.B, keys uint64, valueSize int) *StateMachine {
 	src, _ := openSM(b, vfs.Default, b.TempDir())
 	value := bytes.Repeat([]byte{'x'}, valueSize)
 	var index uint64
@@ -243,14 +239,5 @@ func BenchmarkSaveSnapshot(b *testing.B) {
 		}
 		mustUpdate(b, src, ents...)
 	}
-	b.SetBytes(keys * (valueSize + benchKeySize))
-	for b.Loop() {
-		p, err := src.PrepareSnapshot()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := src.SaveSnapshot(p, io.Discard, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return src
 }
