@@ -3,10 +3,10 @@ package client_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/server"
 )
@@ -20,12 +20,11 @@ func exampleCluster() ([]string, func()) {
 		panic(err)
 	}
 	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := freeport.Pick()
 		if err != nil {
 			panic(err)
 		}
-		defer ln.Close()
-		return ln.Addr().String()
+		return addr
 	}
 	members := map[membership.ReplicaID]string{1: free(), 2: free(), 3: free()}
 	var servers []*server.Server

@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/node"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
@@ -42,39 +41,10 @@ func FastRaft(c *node.Config) {
 	c.HeartbeatTicks = 1
 }
 
-// handedOut holds every port FreeAddr returned in this process: a port is
-// free when asked for but unbound until its node starts, and the kernel may
-// offer it again meanwhile (Dragonboat panicked "duplicated address" in a
-// CI run), so no port is handed out twice.
-var handedOut = struct {
-	sync.Mutex
-	ports map[string]bool
-}{ports: map[string]bool{}}
-
-// FreeAddr returns a loopback address with a port that was free a moment
-// ago and was not returned before in this process. The port is below
-// Linux's ephemeral range (32768 on): a node restarted on its port found it
-// taken by some outgoing connection's local port ("bind: address already
-// in use" in CI), which the kernel picks from that range.
+// FreeAddr returns a loopback address to bind later: see package freeport.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 1000 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768)))
-		if err != nil {
-			continue // in use
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		handedOut.Lock()
-		seen := handedOut.ports[addr]
-		handedOut.ports[addr] = true
-		handedOut.Unlock()
-		if !seen {
-			return addr
-		}
-	}
-	t.Fatal("no loopback port that was not handed out before")
-	return ""
+	return freeport.Addr(t)
 }
 
 // NewCluster starts n voters bootstrapped with --initial-members and waits

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/lni/dragonboat/v4/plugin/tan"
 	sm "github.com/lni/dragonboat/v4/statemachine"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/statemachine"
 )
 
@@ -62,7 +62,7 @@ func benchDragonboat(b *testing.B, logdb, smKind string, notify bool) {
 	logger.GetLogger("logdb").SetLevel(logger.ERROR)
 	members := map[uint64]dragonboat.Target{}
 	for i := uint64(1); i <= 3; i++ {
-		members[i] = freeAddrB(b)
+		members[i] = freeport.Addr(b)
 	}
 	hosts := make([]*dragonboat.NodeHost, 3)
 	for i := range hosts {
@@ -170,14 +170,4 @@ func benchDragonboat(b *testing.B, logdb, smKind string, notify bool) {
 	}
 	report("commit", commits)
 	report("applied", applies)
-}
-
-func freeAddrB(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -4,33 +4,22 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/membership"
 	"github.com/kvd-project/kvd/statemachine"
 )
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // testConfig is a single voter in a temp dir with fast Raft timing.
 func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	cfg.RaftAddr = freeAddr(t)
+	cfg.RaftAddr = freeport.Addr(t)
 	cfg.APIAddr = "127.0.0.1:1"
 	cfg.RTT = 10 * time.Millisecond
 	cfg.ElectionTicks = 10

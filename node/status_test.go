@@ -6,6 +6,7 @@ import (
 	"github.com/lni/dragonboat/v4"
 	"go.uber.org/goleak"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/membership"
 )
 
@@ -49,7 +50,7 @@ func TestStatusAndOwnRowAgree(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	cfg := testConfig(t)
 	cfg.ReplicaID = 1
-	cfg.InitialMembers = map[membership.ReplicaID]string{1: cfg.RaftAddr, 2: freeAddr(t), 3: freeAddr(t)}
+	cfg.InitialMembers = map[membership.ReplicaID]string{1: cfg.RaftAddr, 2: freeport.Addr(t), 3: freeport.Addr(t)}
 	n, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -16,19 +16,10 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // startTLS starts a one-node server with the node certificate at
 // certFile/keyFile and waits until it is ready.
@@ -38,7 +29,7 @@ func startTLS(t *testing.T, p testPKI, certFile, keyFile string, opts func(*Conf
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Node.DataDir = t.TempDir()
-	cfg.Node.RaftAddr = freeAddr(t)
+	cfg.Node.RaftAddr = freeport.Addr(t)
 	cfg.Node.RTT = 10 * time.Millisecond
 	cfg.Node.ElectionTicks, cfg.Node.HeartbeatTicks = 10, 1
 	cfg.Node.TLS.CertFile, cfg.Node.TLS.KeyFile, cfg.Node.TLS.CAFile = certFile, keyFile, p.ca()
