@@ -45,9 +45,10 @@ type WatchEvent struct {
 	Created     bool // a put that created the key
 }
 
-// WatchResponse is one message of a watch: the events of one or more
-// revisions, in order, or only progress. Revision: every matching change
-// up to it has been delivered. Err is set on the last message, when the
+// WatchResponse is one message of a watch: events in revision order, or
+// only progress. Revision: every matching change up to it has been
+// delivered. A revision whose events are too large for one message (a big
+// Txn) spans messages; Revision stays below it until its last event. Err is set on the last message, when the
 // watch ends for good (ctx ended, ErrCompacted, a bad request); the
 // channel is closed after it.
 type WatchResponse struct {
@@ -99,13 +100,21 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-c
 	return out
 }
 
+// watchCursor is where a watch stands: every revision below next has been
+// delivered, and the first seen events of revision next (a node sends a
+// revision too large for one message in several).
+type watchCursor struct {
+	next uint64
+	seen int
+}
+
 func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- WatchResponse) {
 	defer close(out)
-	next := req.StartRevision // 0 until the first message says where "now" is
-	var refusal error         // since the last delivery, the OutOfRange naming the oldest revision
+	cur := watchCursor{next: req.StartRevision} // next 0 until the first message says where "now" is
+	var refusal error                           // since the last delivery, the OutOfRange naming the oldest revision
 	err := c.resumeStream(ctx, opWatch, req.Key, func(ctx context.Context, ep *endpoint) (bool, error) {
-		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: next, ProgressIntervalMs: req.ProgressIntervalMs}
-		delivered, err := c.watchOn(ctx, ep, r, &next, out)
+		r := &kvdv1.WatchRequest{Key: req.Key, RangeEnd: req.RangeEnd, Prefix: req.Prefix, StartRevision: cur.next, ProgressIntervalMs: req.ProgressIntervalMs}
+		delivered, err := c.watchOn(ctx, ep, r, &cur, out)
 		if delivered {
 			refusal = nil
 		}
@@ -115,28 +124,45 @@ func (c *Client) watch(ctx context.Context, req *kvdv1.WatchRequest, out chan<- 
 		}
 		return delivered, err
 	}, watchVerdict)
-	sendFinal(ctx, out, WatchResponse{Revision: next - min(next, 1), Err: err})
+	sendFinal(ctx, out, WatchResponse{Revision: cur.next - min(cur.next, 1), Err: err})
 }
 
-// watchOn runs one stream on ep until it fails; *next advances past every
-// revision delivered. delivered reports whether any message came.
-func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchRequest, next *uint64, out chan<- WatchResponse) (delivered bool, err error) {
+// watchOn runs one stream on ep until it fails; cur advances past every
+// event delivered. delivered reports whether any message came. A stream
+// starts at cur.next, so it sends the events of that revision from the
+// first: the cur.seen delivered before are skipped.
+func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchRequest, cur *watchCursor, out chan<- WatchResponse) (delivered bool, err error) {
 	open := func(ctx context.Context) (*connect.ServerStreamForClient[kvdv1.WatchResponse], error) {
 		return ep.kv.Watch(ctx, connect.NewRequest(r))
 	}
+	got := 0 // events of revision cur.next this stream sent
 	err = receive(ctx, ep.name, watchSilence(r), open, func(ctx context.Context, m *kvdv1.WatchResponse) error {
 		delivered = true
-		if m.Revision+1 < *next && len(m.Events) == 0 {
+		if m.Revision+1 < cur.next && len(m.Events) == 0 {
 			return nil // progress behind what we saw (a node that lags, after a failover)
 		}
 		resp := WatchResponse{Revision: m.Revision, Events: make([]WatchEvent, 0, len(m.Events))}
 		for _, e := range m.Events {
-			if e.ModRevision < *next {
+			switch {
+			case e.ModRevision < cur.next:
 				continue // never twice (a server cannot send these; belt and braces)
+			case e.ModRevision == cur.next:
+				if got++; got <= cur.seen {
+					continue // delivered before the last stream broke
+				}
+				cur.seen++
 			}
 			resp.Events = append(resp.Events, watchEventFromProto(e))
 		}
-		*next = max(*next, m.Revision+1)
+		if m.Revision+1 > cur.next {
+			cur.next, cur.seen = m.Revision+1, 0
+			for _, e := range resp.Events {
+				if e.ModRevision == cur.next {
+					cur.seen++ // the start of a revision the next message finishes
+				}
+			}
+			got = cur.seen
+		}
 		select {
 		case out <- resp:
 			return nil

@@ -8,7 +8,7 @@ type Limits struct {
 	MaxKeySize    int // bytes; keys are 1..MaxKeySize
 	MaxValueSize  int // bytes
 	MaxRangeLimit int // keys per Range response
-	MaxRangeBytes int // bytes of keys + values per Range response (at least one key) and Watch message (at least one revision)
+	MaxRangeBytes int // bytes of keys + values per Range response (at least one key) and Watch message (at least one event)
 	MaxTxnOps     int // compares + ops in one Txn
 	// MaxStreamBytes bounds each of a Stream's two budgets: the requests
 	// being served with their small answers, and the values of large gets

@@ -24,7 +24,9 @@ type Watcher interface {
 // Pages of one read: enough to keep a busy watcher's messages large, small
 // enough that a narrow watch over a busy history answers progress often.
 // A page also holds at most Limits.MaxRangeBytes of keys and values; each
-// bound may be passed by the rest of one revision (pages never split one).
+// bound may be passed by the rest of one revision (pages never split one),
+// so a page is sent as messages of at most MaxRangeBytes each
+// (watchMessages).
 const (
 	watchPageEvents = 1000
 	watchPageScan   = 10000
@@ -66,8 +68,10 @@ func (s *kvServer) watch(ctx context.Context, m *kvdv1.WatchRequest, stream send
 		q.From = res.Next
 		if len(res.Events) > 0 || time.Since(sent) >= progress || first {
 			first = false
-			if err := stream.Send(watchResponse(res)); err != nil {
-				return err
+			for _, m := range watchMessages(res, s.limits.MaxRangeBytes) {
+				if err := stream.Send(m); err != nil {
+					return err
+				}
 			}
 			sent = time.Now()
 		}
@@ -106,9 +110,35 @@ func (s *kvServer) watchQuery(m *kvdv1.WatchRequest) (statemachine.HistoryQuery,
 	return q, nil // From 0: the first read answers with Next = now
 }
 
-func watchResponse(res statemachine.HistoryResult) *kvdv1.WatchResponse {
-	out := &kvdv1.WatchResponse{Revision: res.Next - 1, Events: make([]*kvdv1.WatchEvent, len(res.Events))}
-	for i, e := range res.Events {
+// watchMessages cuts a page into messages of at most maxBytes of keys and
+// values each (at least one event). One revision can pass the page bound
+// (a Txn at the limits carries ~4.5 MiB of events) and a plain grpc-go
+// client refuses a message over 4 MiB by default, so a revision may span
+// messages: a message that ends inside a revision names the revision
+// before it (every change up to Revision has been sent, as always) and the
+// rest follows in the next. The last message names the page's end.
+func watchMessages(res statemachine.HistoryResult, maxBytes int) []*kvdv1.WatchResponse {
+	var out []*kvdv1.WatchResponse
+	events := res.Events
+	for {
+		n, size := 0, 0
+		for n < len(events) && (n == 0 || size+eventBytes(events[n]) <= maxBytes) {
+			size += eventBytes(events[n])
+			n++
+		}
+		if n == len(events) {
+			return append(out, watchResponse(events, res.Next-1))
+		}
+		out = append(out, watchResponse(events[:n], events[n].Revision-1))
+		events = events[n:]
+	}
+}
+
+func eventBytes(e statemachine.Event) int { return len(e.Key) + len(e.Value) }
+
+func watchResponse(events []statemachine.Event, revision uint64) *kvdv1.WatchResponse {
+	out := &kvdv1.WatchResponse{Revision: revision, Events: make([]*kvdv1.WatchEvent, len(events))}
+	for i, e := range events {
 		ev := &kvdv1.WatchEvent{Key: e.Key, Value: e.Value, ModRevision: e.Revision, Created: e.Created, Type: kvdv1.EventType_EVENT_TYPE_PUT}
 		if e.Type == statemachine.EventDelete {
 			ev.Type = kvdv1.EventType_EVENT_TYPE_DELETE

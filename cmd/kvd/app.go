@@ -63,7 +63,7 @@ func newApp() *cli.App {
 			&cli.IntFlag{Name: "max-key-size", Value: d.Limits.MaxKeySize, EnvVars: []string{"KVD_MAX_KEY_SIZE"}, Usage: "largest key in bytes"},
 			&cli.IntFlag{Name: "max-value-size", Value: d.Limits.MaxValueSize, EnvVars: []string{"KVD_MAX_VALUE_SIZE"}, Usage: "largest value in bytes"},
 			&cli.IntFlag{Name: "max-range-limit", Value: d.Limits.MaxRangeLimit, EnvVars: []string{"KVD_MAX_RANGE_LIMIT"}, Usage: "most keys in one range response"},
-			&cli.IntFlag{Name: "max-range-bytes", Value: d.Limits.MaxRangeBytes, EnvVars: []string{"KVD_MAX_RANGE_BYTES"}, Usage: "most bytes of keys and values in one range response (at least one key is sent; the rest follows with next_page_token) and, split between revisions, in one watch message"},
+			&cli.IntFlag{Name: "max-range-bytes", Value: d.Limits.MaxRangeBytes, EnvVars: []string{"KVD_MAX_RANGE_BYTES"}, Usage: "most bytes of keys and values in one range response (at least one key is sent; the rest follows with next_page_token) in one watch message (at least one event; a larger revision spans messages)"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"KVD_LOG_FORMAT"}, Usage: "text or json"},
 			&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"KVD_ENABLE_PPROF"}, Usage: "serve Go's runtime profiles under /debug/pprof/ on the API address (CPU, heap, goroutines; for diagnosing performance)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"KVD_LOG_LEVEL"}, Usage: "debug, info, warn or error"},

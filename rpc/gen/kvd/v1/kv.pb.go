@@ -1506,6 +1506,13 @@ func (x *WatchEvent) GetCreated() bool {
 	return false
 }
 
+// Events come in revision order. A message holds at most --max-range-bytes
+// of keys and values (3 MiB by default, under grpc-go's default 4 MiB
+// receive limit) unless one event is larger: a revision with more (a large
+// Txn) spans messages, and each message but the one with its last event
+// names the revision before it. A watcher that resumes from revision + 1
+// after a break inside such a revision receives that revision's events
+// from its first again (kvd's Go client skips the ones it delivered).
 type WatchResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*WatchEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
