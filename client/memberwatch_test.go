@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -40,16 +38,8 @@ func (n *silentNode) WatchMembers(ctx context.Context, _ *connect.Request[kvdv1.
 
 func startSilentNode(t *testing.T, n *silentNode) string {
 	t.Helper()
-	mux := http.NewServeMux()
-	mux.Handle(kvdv1connect.NewClusterHandler(n))
-	// HTTP/1.1 and h2c, like kvd: the client's default transport is h2c.
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
+	path, h := kvdv1connect.NewClusterHandler(n)
+	return serveH2C(t, path, h)
 }
 
 // A node that sends nothing for streamSilence is left for the next

@@ -88,16 +88,24 @@ func (n *watchNode) setDown() {
 func startWatchNode(t *testing.T, h *history) *watchNode {
 	t.Helper()
 	n := &watchNode{h: h}
+	path, handler := kvdv1connect.NewKVHandler(n)
+	n.addr = serveH2C(t, path, handler)
+	return n
+}
+
+// serveH2C serves a handler over HTTP/1.1 and h2c, like kvd (the client's
+// default transport is h2c), until the test ends; it returns the address.
+func serveH2C(t *testing.T, path string, h http.Handler) string {
+	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle(kvdv1connect.NewKVHandler(n))
+	mux.Handle(path, h)
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	n.addr = srv.Listener.Addr().String()
-	return n
+	return srv.Listener.Addr().String()
 }
 
 func (n *watchNode) started() []uint64 {

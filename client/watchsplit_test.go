@@ -3,8 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -46,19 +44,6 @@ func (n *scriptNode) Watch(ctx context.Context, req *connect.Request[kvdv1.Watch
 	return nil
 }
 
-func (n *scriptNode) serve(t *testing.T) string {
-	t.Helper()
-	mux := http.NewServeMux()
-	mux.Handle(kvdv1connect.NewKVHandler(n))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
-}
-
 // A revision too large for one message comes in several, each but the
 // last naming the revision before it. A stream that breaks inside such a
 // revision resumes at it, and the new node sends it from its first event
@@ -78,7 +63,8 @@ func TestWatchResumesInsideARevision(t *testing.T) {
 		{msg(1, c), msg(1, d)},       // from 2: c again (skipped), d; breaks inside 2 again
 		{msg(1, c, d, e), msg(3, f)}, // from 2: c and d again (skipped), e, f
 	}}
-	cl := newTestClient(t, Config{Endpoints: []string{n.serve(t), n.serve(t)}})
+	path, h := kvdv1connect.NewKVHandler(n)
+	cl := newTestClient(t, Config{Endpoints: []string{serveH2C(t, path, h), serveH2C(t, path, h)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := cl.Watch(ctx, []byte(""), WithRange([]byte{0}), WithRevision(1))
