@@ -76,10 +76,17 @@ func (f *fakeNode) secretsOf(proc string) []string {
 	return append([]string(nil), f.secrets[proc]...)
 }
 
-// waitFor polls the page until the JavaScript expression cond is true.
+// waitFor polls the page until the JavaScript expression cond is true, for
+// up to 30 s: long, for a page that
+// polls once a second, because CI runs this package beside e2e's own
+// Chromium and kvd processes on two cores (a page once showed nothing of
+// its first polls within 10 s there). On failure it prints the page's text
+// and what the page fetched, with timings, to tell a hung request from a
+// script that did not run.
 func waitFor(t *testing.T, ctx context.Context, what, cond string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	const wait = 30 * time.Second
+	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](cond))
@@ -93,7 +100,9 @@ func waitFor(t *testing.T, ctx context.Context, what, cond string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-	t.Fatalf("no %s within 10s\n---- page text ----\n%s", what, text)
+	fetched, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState + "\n" + performance.getEntriesByType("resource")
+  .map((e) => e.name + " started " + e.startTime.toFixed(0) + " ms, took " + e.duration.toFixed(0) + " ms").join("\n")`))
+	t.Fatalf("no %s within %v\n---- page text ----\n%s\n---- ready state, fetches ----\n%s", what, wait, text, fetched)
 }
 
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
