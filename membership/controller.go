@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,13 +29,14 @@ type Controller struct {
 	next    time.Duration // delay before the next step; Run's goroutine only
 	now     func() time.Time
 
-	mu            sync.Mutex
-	notReady      time.Time // since when the node has not been ready
-	reason        string
-	caughtUpSince time.Time
-	lastRole      Role
-	lastLogged    string
-	lastRemoval   string // the leader's last removal and its reason
+	mu             sync.Mutex
+	notReady       time.Time // since when the node has not been ready
+	reason         string
+	reasonNotReady bool // reason was given while the node was not ready
+	caughtUpSince  time.Time
+	lastRole       Role
+	lastLogged     string
+	lastRemoval    string // the leader's last removal and its reason
 }
 
 // NewController; Run does the work.
@@ -53,16 +55,21 @@ func (c *Controller) Notify() {
 }
 
 // Reason explains this node's membership state (why an observer is not
-// promoted, for instance).
-func (c *Controller) Reason() string {
+// promoted, for instance). ready is whether the node is ready now: the
+// reason given while it was not ("catching up") is stale once it is, until
+// the next step replaces it (a joiner's row said "ready: catching up").
+func (c *Controller) Reason(ready bool) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ready && c.reasonNotReady {
+		return ""
+	}
 	return c.reason
 }
 
 func (c *Controller) setReason(r string) {
 	c.mu.Lock()
-	c.reason = r
+	c.reason, c.reasonNotReady = r, false
 	c.mu.Unlock()
 }
 
@@ -117,12 +124,8 @@ const (
 func (c *Controller) step(ctx context.Context) {
 	local := c.host.Local()
 	if !local.Ready {
-		if local.Reason != "" {
-			c.setReason(local.Reason)
-		} else {
-			c.setReason("catching up")
-		}
 		c.mu.Lock()
+		c.reason, c.reasonNotReady = cmp.Or(local.Reason, "catching up"), true
 		if c.notReady.IsZero() {
 			c.notReady = c.now()
 		}

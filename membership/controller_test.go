@@ -102,10 +102,10 @@ func TestControllerDwellTime(t *testing.T) {
 	waits := func(when string) {
 		t.Helper()
 		if len(h.voters) != 0 {
-			t.Fatalf("%s: promoted (config change %v); want it to wait, reason %q", when, h.voters, c.Reason())
+			t.Fatalf("%s: promoted (config change %v); want it to wait, reason %q", when, h.voters, c.Reason(true))
 		}
-		if !strings.HasPrefix(c.Reason(), "dwell time") {
-			t.Fatalf("%s: reason %q; want the dwell time", when, c.Reason())
+		if !strings.HasPrefix(c.Reason(true), "dwell time") {
+			t.Fatalf("%s: reason %q; want the dwell time", when, c.Reason(true))
 		}
 	}
 
@@ -126,7 +126,7 @@ func TestControllerDwellTime(t *testing.T) {
 	waits("caught up for 1.9s since the spike")
 	look(4500*time.Millisecond, 1129, 1129)
 	if len(h.voters) != 1 || h.voters[0] != 7 {
-		t.Fatalf("caught up for 2s: AddVoter calls %v; want one with the leader's config change 7 (reason %q)", h.voters, c.Reason())
+		t.Fatalf("caught up for 2s: AddVoter calls %v; want one with the leader's config change 7 (reason %q)", h.voters, c.Reason(true))
 	}
 }
 
@@ -153,7 +153,7 @@ func TestControllerTrustsItsOwnCatchUp(t *testing.T) {
 			c, _ := testController(t, h, d, p)
 			c.promote(context.Background(), h.local)
 			if len(h.voters) != 1 {
-				t.Fatalf("not promoted: %q", c.Reason())
+				t.Fatalf("not promoted: %q", c.Reason(true))
 			}
 		})
 	}
@@ -166,13 +166,13 @@ func TestControllerPromoteWithoutLeader(t *testing.T) {
 	d := &ctlDialer{views: map[string]View{}}
 	c, _ := testController(t, h, d, DefaultPolicy())
 	c.promote(context.Background(), h.local)
-	if len(d.asked) != 0 || c.Reason() != "waiting for the leader's API address" {
-		t.Fatalf("asked %v, reason %q; want to wait for the leader's API address", d.asked, c.Reason())
+	if len(d.asked) != 0 || c.Reason(true) != "waiting for the leader's API address" {
+		t.Fatalf("asked %v, reason %q; want to wait for the leader's API address", d.asked, c.Reason(true))
 	}
 	h.metas[1] = Meta{APIAddr: "a1"}
 	c.promote(context.Background(), h.local)
-	if len(h.voters) != 0 || !strings.HasPrefix(c.Reason(), "cannot reach the leader: ") {
-		t.Fatalf("promoted %v, reason %q; want it to wait for the leader", h.voters, c.Reason())
+	if len(h.voters) != 0 || !strings.HasPrefix(c.Reason(true), "cannot reach the leader: ") {
+		t.Fatalf("promoted %v, reason %q; want it to wait for the leader", h.voters, c.Reason(true))
 	}
 }
 
@@ -198,8 +198,11 @@ func TestControllerChecksRemovalWhenStuck(t *testing.T) {
 	if len(d.asked) != 0 || h.removed {
 		t.Fatalf("not ready for 3s at most: asked %v, removed %v; want no removal check yet", d.asked, h.removed)
 	}
-	if c.Reason() != "catching up" {
-		t.Fatalf("reason %q; want catching up", c.Reason())
+	if c.Reason(false) != "catching up" {
+		t.Fatalf("reason %q; want catching up", c.Reason(false))
+	}
+	if r := c.Reason(true); r != "" {
+		t.Fatalf("reason %q once the node is ready, before the next step; want none (\"catching up\" is stale then)", r)
 	}
 	stepAt(6100*time.Millisecond, false)
 	if !h.removed {
@@ -228,8 +231,8 @@ func TestControllerStuckButNotRemoved(t *testing.T) {
 	if len(d.asked) != 4 { // a1 and a2 at 4 s and 5 s
 		t.Fatalf("asked %v; want a1 and a2 at each of the two steps past 3 s", d.asked)
 	}
-	if c.Reason() != "no leader for 3s" {
-		t.Fatalf("reason %q; want the node's own", c.Reason())
+	if c.Reason(false) != "no leader for 3s" {
+		t.Fatalf("reason %q; want the node's own", c.Reason(false))
 	}
 }
 

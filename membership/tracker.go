@@ -24,7 +24,7 @@ type tracker struct {
 	ccAt   time.Time // when the config-change ID last changed in this view
 	metas  map[ReplicaID]Meta
 	peers  map[ReplicaID]*peer
-	reason func() string // this node's own explanation
+	reason func(ready bool) string // this node's own explanation (Controller.Reason)
 	// leaderApplied is the leader's applied index as the last probe found
 	// it (leaderAppliedOf); 0 = unknown.
 	leaderApplied uint64
@@ -40,7 +40,7 @@ type peer struct {
 	following bool
 }
 
-func newTracker(h Host, d PeerDialer, p Policy, reason func() string) *tracker {
+func newTracker(h Host, d PeerDialer, p Policy, reason func(ready bool) string) *tracker {
 	return &tracker{host: h, dialer: d, policy: p, peers: map[ReplicaID]*peer{}, reason: reason}
 }
 
@@ -225,7 +225,7 @@ func (t *tracker) members() (rows []MemberInfo, ccid uint64, ok bool) {
 	for id, addr := range allMembers(t.ms) {
 		row := MemberInfo{ID: id, Role: t.ms.RoleOf(id), RaftAddr: addr, APIAddr: t.metas[id].APIAddr, Leader: id == self.LeaderID}
 		if id == t.host.ID() {
-			row.Applied, row.Ready, row.State, row.Reason = self.Applied, self.Ready, self.State, t.reason()
+			row.Applied, row.Ready, row.State, row.Reason = self.Applied, self.Ready, self.State, t.reason(self.Ready)
 		} else if p := t.peers[id]; p != nil {
 			since := p.lastLive
 			if since.IsZero() {

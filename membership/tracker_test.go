@@ -43,7 +43,7 @@ func TestTrackerRejectsAnswerFromAnotherReplica(t *testing.T) {
 		"a2": {ID: 9, Role: RoleObserver, Ready: true, Applied: 5}, // someone else now
 		"a3": {ID: 3, Role: RoleVoter, Ready: true, Applied: 5},
 	}}
-	tr := newTracker(h, d, DefaultPolicy(), func() string { return "" })
+	tr := newTracker(h, d, DefaultPolicy(), func(bool) string { return "" })
 	if _, err := tr.probe(context.Background(), 1e9); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestTrackerJudgesRaftProgress(t *testing.T) {
 	}
 	d := &fakeDialer{answers: map[string]PeerStatus{}}
 	p := DefaultPolicy()
-	tr := newTracker(h, d, p, func() string { return "" })
+	tr := newTracker(h, d, p, func(bool) string { return "" })
 	probe := func(leader, stuck, slow, isolated uint64, isolatedReady bool) map[ReplicaID]MemberInfo {
 		t.Helper()
 		h.applied = leader
@@ -173,7 +173,7 @@ func TestTrackerSelfState(t *testing.T) {
 		{Local{Role: RoleVoter, State: StateRemoved}, StateRemoved},
 	} {
 		h := &selfHost{fakeHost: fakeHost{ms: Membership{Voters: map[ReplicaID]string{1: "r1"}}}, local: tt.local}
-		tr := newTracker(h, &fakeDialer{}, DefaultPolicy(), func() string { return "" })
+		tr := newTracker(h, &fakeDialer{}, DefaultPolicy(), func(bool) string { return "" })
 		if _, err := tr.probe(context.Background(), 1e9); err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestTrackerJoining(t *testing.T) {
 		"a2": {ID: 2, Role: RoleVoter, Ready: false, Applied: 5},
 		"a4": {ID: 4, Role: RoleObserver, Ready: false, Applied: 0},
 	}}
-	tr := newTracker(h, d, DefaultPolicy(), func() string { return "" })
+	tr := newTracker(h, d, DefaultPolicy(), func(bool) string { return "" })
 	if tr.joining() {
 		t.Fatal("joining before any probe")
 	}

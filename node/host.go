@@ -123,10 +123,11 @@ func (n *Node) RemovedIDs() []membership.ReplicaID {
 	return n.ctrl.Removed()
 }
 
-// Reason explains this node's membership state.
-func (n *Node) Reason() string {
+// Reason explains this node's membership state; ready: whether the node
+// is ready now.
+func (n *Node) Reason(ready bool) string {
 	if n.ctrl == nil {
 		return ""
 	}
-	return n.ctrl.Reason()
+	return n.ctrl.Reason(ready)
 }

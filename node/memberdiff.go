@@ -24,6 +24,12 @@ func diffMembers(old, cur MemberView, now time.Time) []MemberEvent {
 		o, ok := before[m.ID]
 		if !ok {
 			add(MemberJoined, m, fmt.Sprintf("admitted as %s, raft %s; %s", m.Role, m.RaftAddr, stateText(m)))
+			if m.State == membership.StateReady {
+				// It caught up before this node's first look at it (a
+				// small store takes a joiner a few hundred ms): a watcher
+				// still sees every joiner catch up before its promotion.
+				add(MemberCaughtUp, m, fmt.Sprintf("ready when first seen; applied %d", m.Applied))
+			}
 			continue
 		}
 		for _, c := range memberChanges(o, m) {

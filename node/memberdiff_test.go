@@ -40,6 +40,8 @@ func TestDiffMembers(t *testing.T) {
 			view(row(1, leads), row(2)), view(row(1, leads), row(2, func(m *membership.MemberInfo) { m.Applied, m.Lag = 9, 3 })), nil},
 		{"a member joins", view(row(1, leads)), view(row(1, leads), row(5, observer, unreachable)),
 			[]string{"joined 5 admitted as observer, raft h5:7071; unreachable: connection refused"}},
+		{"a member joins and is ready at the first look", view(row(1, leads)), view(row(1, leads), row(5, observer)),
+			[]string{"joined 5 admitted as observer, raft h5:7071; ready", "caught-up 5 ready when first seen"}},
 		{"a joiner answers", view(row(1, leads), row(5, observer, unreachable)), view(row(1, leads), row(5, observer, catchingUp)),
 			[]string{"reachable 5 its API answers; catching-up"}},
 		{"a joiner catches up", view(row(1, leads), row(5, observer, catchingUp)), view(row(1, leads), row(5, observer)),

@@ -43,7 +43,7 @@ func (n *Node) status(si dragonboat.ShardInfo, ok bool) Status {
 	l := n.local(si, ok)
 	s.Role, s.LeaderID, s.Applied, s.Ready, s.State, s.Reason = l.Role, l.LeaderID, l.Applied, l.Ready, l.State, l.Reason
 	if s.Reason == "" {
-		s.Reason = n.Reason()
+		s.Reason = n.Reason(s.Ready)
 	}
 	if s.State == membership.StateRemoved {
 		return s
