@@ -219,6 +219,11 @@ func (c *catalog) describe() string {
 		for _, k := range names {
 			fmt.Fprintf(&b, " %s=%q", k, e.Service.Meta[k])
 		}
+		// What each check last saw (a critical /readyz check's output
+		// tells a refused connection from a timeout or a 503).
+		for _, c := range e.Checks {
+			fmt.Fprintf(&b, "\n    check %s %s: %q", c.CheckID, c.Status, strings.TrimSpace(c.Output))
+		}
 	}
 	return b.String()
 }
