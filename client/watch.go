@@ -48,9 +48,9 @@ type WatchEvent struct {
 // WatchResponse is one message of a watch: events in revision order, or
 // only progress. Revision: every matching change up to it has been
 // delivered. A revision whose events are too large for one message (a big
-// Txn) spans messages; Revision stays below it until its last event. Err is set on the last message, when the
-// watch ends for good (ctx ended, ErrCompacted, a bad request); the
-// channel is closed after it.
+// Txn) spans messages; Revision stays below it until its last event. Err
+// is set on the last message, when the watch ends for good (ctx ended,
+// ErrCompacted, a bad request); the channel is closed after it.
 type WatchResponse struct {
 	Events   []WatchEvent
 	Revision uint64
@@ -102,7 +102,8 @@ func (c *Client) Watch(ctx context.Context, key []byte, opts ...WatchOption) <-c
 
 // watchCursor is where a watch stands: every revision below next has been
 // delivered, and the first seen events of revision next (a node sends a
-// revision too large for one message in several).
+// revision too large for one message in several). next moves to the
+// revision of each newer event and past each message's Revision.
 type watchCursor struct {
 	next uint64
 	seen int
@@ -143,25 +144,21 @@ func (c *Client) watchOn(ctx context.Context, ep *endpoint, r *kvdv1.WatchReques
 		}
 		resp := WatchResponse{Revision: m.Revision, Events: make([]WatchEvent, 0, len(m.Events))}
 		for _, e := range m.Events {
-			switch {
-			case e.ModRevision < cur.next:
-				continue // never twice (a server cannot send these; belt and braces)
-			case e.ModRevision == cur.next:
-				if got++; got <= cur.seen {
-					continue // delivered before the last stream broke
-				}
-				cur.seen++
+			if e.ModRevision > cur.next {
+				// Events come in revision order: every earlier one is complete.
+				cur.next, cur.seen, got = e.ModRevision, 0, 0
 			}
+			if e.ModRevision < cur.next {
+				continue // never twice (a server cannot send these; belt and braces)
+			}
+			if got++; got <= cur.seen {
+				continue // delivered before the last stream broke
+			}
+			cur.seen++
 			resp.Events = append(resp.Events, watchEventFromProto(e))
 		}
 		if m.Revision+1 > cur.next {
-			cur.next, cur.seen = m.Revision+1, 0
-			for _, e := range resp.Events {
-				if e.ModRevision == cur.next {
-					cur.seen++ // the start of a revision the next message finishes
-				}
-			}
-			got = cur.seen
+			cur.next, cur.seen, got = m.Revision+1, 0, 0
 		}
 		select {
 		case out <- resp:
