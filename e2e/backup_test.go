@@ -21,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/certs"
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
@@ -112,7 +113,7 @@ func restoreRefused(t *testing.T, file, dir, want string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.kvd, "--data-dir", dir, "--restore", file,
-		"--listen", freeAddr(t), "--raft-addr", freeAddr(t), "--rtt", "10ms")
+		"--listen", freeport.Addr(t), "--raft-addr", freeport.Addr(t), "--rtt", "10ms")
 	out, err := cmd.CombinedOutput()
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("restore of %s into %s was not refused (err %v):\n%s", filepath.Base(file), dir, err, out)
@@ -186,9 +187,9 @@ func TestBackupRestore(t *testing.T) {
 	refuseBadRestores(t, file)
 	saveFromObserver(t, old, info.Revision)
 
-	api := freeAddr(t)
+	api := freeport.Addr(t)
 	restored := newProc(t, "kvd-restored", api, append([]string{"--data-dir", t.TempDir(), "--listen", api,
-		"--raft-addr", freeAddr(t), "--join-secret", backupSecret, "--restore", file}, fastFlags...)...)
+		"--raft-addr", freeport.Addr(t), "--join-secret", backupSecret, "--restore", file}, fastFlags...)...)
 	restored.start()
 	restored.waitReady(60 * time.Second)
 	joiners := []*proc{newJoiner(t, "kvd-j1", []*proc{restored}, "--join-secret", backupSecret),
@@ -402,9 +403,9 @@ func TestBackupFigures(t *testing.T) {
 	unbounded := filepath.Join(dir, "unbounded.backup")
 	usecs, uduring, un := saveTimed(t, p, unbounded, "--rate-mib", "100000")
 
-	api := freeAddr(t)
+	api := freeport.Addr(t)
 	r := newProc(t, "kvd-restored", api, append([]string{"--data-dir", filepath.Join(dir, "restored"), "--listen", api,
-		"--raft-addr", freeAddr(t), "--join-secret", backupSecret, "--restore", file}, fastFlags...)...)
+		"--raft-addr", freeport.Addr(t), "--join-secret", backupSecret, "--restore", file}, fastFlags...)...)
 	rstart := time.Now()
 	r.start()
 	r.waitReady(10 * time.Minute)

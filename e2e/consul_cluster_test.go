@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/hashicorp/consul/api"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -204,7 +205,7 @@ func TestConsulTwoHealthyClustersRefused(t *testing.T) {
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer other.Close()
 	otherAddr := strings.TrimPrefix(other.URL, "http://")
-	a.registerByHand(otherAddr, map[string]string{"replica_id": "7", "raft_addr": freeAddr(t), "role": "voter",
+	a.registerByHand(otherAddr, map[string]string{"replica_id": "7", "raft_addr": freeport.Addr(t), "role": "voter",
 		"ready": "true", "cluster_id": "00000000feedface", "state": "ready"})
 	a.waitHealth(instanceID(otherAddr), api.HealthPassing, 10*time.Second)
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
@@ -93,7 +94,7 @@ func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	out := make([]string, n)
 	for i := range out {
-		out[i] = freeAddr(t)
+		out[i] = freeport.Addr(t)
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/membership"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
@@ -19,7 +20,7 @@ var fastFlags = []string{"--rtt", "10ms", "--promote-after", "500ms"}
 // startBootstrap starts a single-voter cluster.
 func startBootstrap(t *testing.T, extra ...string) *proc {
 	t.Helper()
-	api, raft := freeAddr(t), freeAddr(t)
+	api, raft := freeport.Addr(t), freeport.Addr(t)
 	args := append([]string{"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", raft}, fastFlags...)
 	p := newProc(t, "kvd-boot", api, append(args, extra...)...)
 	p.start()
@@ -34,7 +35,7 @@ func newJoiner(t *testing.T, name string, seeds []*proc, extra ...string) *proc 
 	for _, s := range seeds {
 		addrs = append(addrs, s.api)
 	}
-	api, raft := freeAddr(t), freeAddr(t)
+	api, raft := freeport.Addr(t), freeport.Addr(t)
 	args := append([]string{"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", raft,
 		"--join", strings.Join(addrs, ",")}, fastFlags...)
 	return newProc(t, name, api, append(args, extra...)...)
@@ -320,7 +321,7 @@ func TestLeaveOnExit(t *testing.T) {
 func TestBootstrapExpectFiveAtOnce(t *testing.T) {
 	var apis, rafts []string
 	for i := 0; i < 5; i++ {
-		apis, rafts = append(apis, freeAddr(t)), append(rafts, freeAddr(t))
+		apis, rafts = append(apis, freeport.Addr(t)), append(rafts, freeport.Addr(t))
 	}
 	var procs []*proc
 	for i := range apis {

@@ -17,7 +17,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/kvd-project/kvd/kvtest"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -62,13 +61,6 @@ type proc struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-}
-
-// freeAddr returns a loopback address no other test of this process was
-// given (kvtest.FreeAddr: one record of handed-out ports for both).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	return kvtest.FreeAddr(t)
 }
 
 // syncBuffer is a buffer safe for the process's writer goroutine. The

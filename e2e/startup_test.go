@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -74,7 +75,7 @@ func refuses(t *testing.T, p *proc, want string) {
 func TestFormationCrashAfterIdentity(t *testing.T) {
 	var apis, rafts []string
 	for i := 0; i < 3; i++ {
-		apis, rafts = append(apis, freeAddr(t)), append(rafts, freeAddr(t))
+		apis, rafts = append(apis, freeport.Addr(t)), append(rafts, freeport.Addr(t))
 	}
 	var procs []*proc
 	for i := range apis {
@@ -130,7 +131,7 @@ func startStaticSeeded(t *testing.T, n int) []*proc {
 	t.Helper()
 	var apis, rafts, members []string
 	for i := 0; i < n; i++ {
-		apis, rafts = append(apis, freeAddr(t)), append(rafts, freeAddr(t))
+		apis, rafts = append(apis, freeport.Addr(t)), append(rafts, freeport.Addr(t))
 		members = append(members, fmt.Sprintf("%d=%s", i+1, rafts[i]))
 	}
 	procs := make([]*proc, n)

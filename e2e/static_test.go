@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
@@ -20,12 +21,12 @@ func startStatic(t *testing.T, n int) []*proc {
 	raft := make([]string, n)
 	var members []string
 	for i := range raft {
-		raft[i] = freeAddr(t)
+		raft[i] = freeport.Addr(t)
 		members = append(members, fmt.Sprintf("%d=%s", i+1, raft[i]))
 	}
 	procs := make([]*proc, n)
 	for i := range procs {
-		api := freeAddr(t)
+		api := freeport.Addr(t)
 		procs[i] = newProc(t, fmt.Sprintf("kvd%d", i+1), api,
 			"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", raft[i],
 			"--node-id", fmt.Sprint(i+1), "--initial-members", strings.Join(members, ","),

@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/certs"
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 	"github.com/kvd-project/kvd/rpc/gen/kvd/v1/kvdv1connect"
 )
@@ -86,7 +87,7 @@ func httpsClient(cfg *tls.Config) *http.Client {
 // to it as clientCert.
 func startTLSBootstrap(t *testing.T, ca *testCA, clientCert string, extra ...string) *proc {
 	t.Helper()
-	api, raft := freeAddr(t), freeAddr(t)
+	api, raft := freeport.Addr(t), freeport.Addr(t)
 	args := append([]string{"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", raft}, fastFlags...)
 	p := newProc(t, "kvd-boot", api, append(args, ca.nodeArgs("kvd-boot", extra...)...)...)
 	p.useTLS(ca.client(clientCert))
@@ -352,8 +353,8 @@ func TestTLSStrangerWithoutSecretIsRefused(t *testing.T) {
 // A node that listens beyond loopback with neither a join secret nor
 // --client-cert-auth refuses to start and says how to fix it.
 func TestTLSGuardRefusesOpenMembershipOffLoopback(t *testing.T) {
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	p := newProc(t, "kvd-open", "127.0.0.1:"+port, "--data-dir", t.TempDir(), "--listen", "0.0.0.0:"+port, "--raft-addr", freeAddr(t))
+	_, port, _ := net.SplitHostPort(freeport.Addr(t))
+	p := newProc(t, "kvd-open", "127.0.0.1:"+port, "--data-dir", t.TempDir(), "--listen", "0.0.0.0:"+port, "--raft-addr", freeport.Addr(t))
 	p.start()
 	if err := p.wait(30 * time.Second); err == nil {
 		t.Fatal("kvd started on 0.0.0.0 with open membership")
@@ -372,12 +373,12 @@ func TestTLSBootstrapExpectForms(t *testing.T) {
 	ca := newTestCA(t)
 	var apis []string
 	for i := 0; i < 3; i++ {
-		apis = append(apis, freeAddr(t))
+		apis = append(apis, freeport.Addr(t))
 	}
 	var procs []*proc
 	for i, api := range apis {
 		name := fmt.Sprintf("kvd%d", i+1)
-		args := append([]string{"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", freeAddr(t),
+		args := append([]string{"--data-dir", t.TempDir(), "--listen", api, "--raft-addr", freeport.Addr(t),
 			"--join", strings.Join(apis, ","), "--bootstrap-expect", "3"}, fastFlags...)
 		p := newProc(t, name, api, append(args, ca.nodeArgs(name, "--client-cert-auth")...)...)
 		p.useTLS(ca.client("operator"))

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/kvd-project/kvd/client"
+	"github.com/kvd-project/kvd/internal/freeport"
 	kvdv1 "github.com/kvd-project/kvd/rpc/gen/kvd/v1"
 )
 
@@ -401,9 +402,9 @@ func rawWatchErr(ctx context.Context, p *proc, req *kvdv1.WatchRequest) error {
 func TestWatchOnJoiningNode(t *testing.T) {
 	boot := startBootstrap(t, "--voters", "1")
 	// A joiner whose seed never answers stays in its join step.
-	api := freeAddr(t)
+	api := freeport.Addr(t)
 	stuck := newProc(t, "kvd-joining", api, append([]string{"--data-dir", t.TempDir(), "--listen", api,
-		"--raft-addr", freeAddr(t), "--join", freeAddr(t)}, fastFlags...)...)
+		"--raft-addr", freeport.Addr(t), "--join", freeport.Addr(t)}, fastFlags...)...)
 	stuck.start()
 	waitHealthz(t, stuck)
 	ctx, cancel := context.WithCancel(context.Background())

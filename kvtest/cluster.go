@@ -41,12 +41,6 @@ func FastRaft(c *node.Config) {
 	c.HeartbeatTicks = 1
 }
 
-// FreeAddr returns a loopback address to bind later: see package freeport.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	return freeport.Addr(t)
-}
-
 // NewCluster starts n voters bootstrapped with --initial-members and waits
 // until every node is ready.
 func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
@@ -55,11 +49,11 @@ func NewCluster(t testing.TB, n int, opts ...func(*server.Config)) *Cluster {
 	c := &Cluster{t: t, logs: logs, proxies: map[string]*raftProxy{}}
 	members := map[membership.ReplicaID]string{}
 	for i := 0; i < n; i++ {
-		members[membership.ReplicaID(i+1)] = FreeAddr(t)
+		members[membership.ReplicaID(i+1)] = freeport.Addr(t)
 	}
 	for i := 0; i < n; i++ {
 		cfg := server.DefaultConfig()
-		cfg.Listen = FreeAddr(t)
+		cfg.Listen = freeport.Addr(t)
 		cfg.Node.DataDir = t.TempDir()
 		cfg.Node.ReplicaID = membership.ReplicaID(i + 1)
 		cfg.Node.RaftAddr = members[cfg.Node.ReplicaID]
@@ -114,9 +108,9 @@ func (c *Cluster) Join(opts ...func(*server.Config)) int {
 		}
 	}
 	cfg := server.DefaultConfig()
-	cfg.Listen = FreeAddr(c.t)
+	cfg.Listen = freeport.Addr(c.t)
 	cfg.Node.DataDir = c.t.TempDir()
-	cfg.Node.RaftAddr = FreeAddr(c.t)
+	cfg.Node.RaftAddr = freeport.Addr(c.t)
 	cfg.Node.APIAddr = cfg.Listen
 	cfg.Node.Seeds = func() []string { return seeds }
 	cfg.Node.Policy.PromoteAfter = 200 * time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kvd-project/kvd/internal/freeport"
 	"github.com/kvd-project/kvd/server"
 )
 
@@ -115,7 +116,7 @@ func (p *raftProxy) close() {
 // which CutRaft and HealRaft control.
 func (c *Cluster) RaftProxy() func(*server.Config) {
 	return func(cfg *server.Config) {
-		listen := FreeAddr(c.t)
+		listen := freeport.Addr(c.t)
 		p := newRaftProxy(c.t, listen)
 		cfg.Node.RaftListen = listen
 		cfg.Node.RaftAddr = p.ln.Addr().String()
